@@ -1,0 +1,25 @@
+//! The dtab language: Finagle's name algebra, with no I/O.
+//!
+//! * [`Path`] and [`Label`]: names (`/svc/users`).
+//! * [`NameTree`]: what a name becomes (`/a | 2 * /b & /c`, `~`, `!`, `$`).
+//! * [`Dentry`] and [`Prefix`]: one rewrite rule (`/svc/* => /srv`).
+//! * [`Dtab`]: an ordered table of dentries, with one-step `lookup`.
+//!
+//! Every type's `Display` is Finagle's canonical show form and its `FromStr`
+//! is the parser of `grammar/dtab.pest`. The semantics follow
+//! `shared/docs/dtab-semantics.md` to the letter. This module must stay free of
+//! tokio, hyper and I/O.
+
+mod bind;
+mod dentry;
+mod parse;
+mod path;
+mod table;
+mod tree;
+
+pub use bind::{BindError, MAX_DEPTH, Name, NamerAnswer, Namers};
+pub use dentry::{Dentry, Prefix, PrefixElem};
+pub use parse::ParseError;
+pub use path::{EmptyLabel, Label, Path, is_showable};
+pub use table::Dtab;
+pub use tree::{DEFAULT_WEIGHT, NameTree, Weighted};

@@ -1,0 +1,186 @@
+//! Paths: the names that dtabs rewrite.
+//!
+//! A [`Path`] is a sequence of non-empty byte-string [`Label`]s. Only the
+//! "showable" characters (`0-9 A-Z a-z _ : . # $ % -`) are printed literally;
+//! a label holding any other byte is printed entirely as `\xhh` escapes, as
+//! Finagle's `Path.show` does, so that `Display` output always re-parses.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// One element of a [`Path`]: a non-empty byte string.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Label(Box<[u8]>);
+
+/// A label must hold at least one byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a path label may not be empty")]
+pub struct EmptyLabel;
+
+/// Is `b` one of the characters a label may hold literally?
+pub fn is_showable(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'.' | b'#' | b'$' | b'%' | b'-')
+}
+
+impl Label {
+    /// A label from raw bytes; any byte is allowed (it is escaped when shown).
+    pub fn new(bytes: impl Into<Box<[u8]>>) -> Result<Label, EmptyLabel> {
+        let bytes = bytes.into();
+        if bytes.is_empty() {
+            Err(EmptyLabel)
+        } else {
+            Ok(Label(bytes))
+        }
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The label as UTF-8 text, when it is.
+    pub fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+
+    /// Whether every byte prints literally.
+    pub fn is_showable(&self) -> bool {
+        self.0.iter().all(|&b| is_showable(b))
+    }
+}
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_showable() {
+            // Showable bytes are ASCII, hence valid UTF-8.
+            f.write_str(std::str::from_utf8(&self.0).map_err(|_| fmt::Error)?)
+        } else {
+            for b in self.0.iter() {
+                write!(f, "\\x{b:02x}")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+impl fmt::Debug for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Label({self})")
+    }
+}
+
+/// A sequence of labels, written `/a/b/c`; the empty path is written `/`.
+///
+/// Cloning is cheap (the labels are shared), because paths are cached and
+/// handed around by the binder, the router and the admin views.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Path(Arc<[Label]>);
+
+impl Default for Path {
+    fn default() -> Self {
+        Path::empty()
+    }
+}
+
+impl Path {
+    /// The empty path `/`.
+    pub fn empty() -> Path {
+        Path(Arc::from(Vec::new()))
+    }
+
+    /// A path from labels.
+    pub fn from_labels(labels: impl Into<Vec<Label>>) -> Path {
+        Path(Arc::from(labels.into()))
+    }
+
+    /// A path from UTF-8 segments; `None` if any segment is empty.
+    pub fn from_strs<S: AsRef<str>>(segments: &[S]) -> Option<Path> {
+        segments
+            .iter()
+            .map(|s| Label::new(s.as_ref().as_bytes()).ok())
+            .collect::<Option<Vec<_>>>()
+            .map(Path::from_labels)
+    }
+
+    /// The labels.
+    pub fn elems(&self) -> &[Label] {
+        &self.0
+    }
+
+    /// Number of labels.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether this is `/`.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `prefix`'s labels are the first labels of `self`.
+    pub fn starts_with(&self, prefix: &Path) -> bool {
+        self.0.starts_with(&prefix.0)
+    }
+
+    /// The first `n` labels (all of them if `n` is larger).
+    pub fn take(&self, n: usize) -> Path {
+        if n >= self.len() {
+            return self.clone();
+        }
+        Path::from_labels(self.0[..n].to_vec())
+    }
+
+    /// Everything after the first `n` labels.
+    pub fn drop(&self, n: usize) -> Path {
+        if n == 0 {
+            return self.clone();
+        }
+        Path::from_labels(self.0.get(n..).unwrap_or(&[]).to_vec())
+    }
+
+    /// `self ++ other`.
+    pub fn concat(&self, other: &Path) -> Path {
+        if other.is_empty() {
+            return self.clone();
+        }
+        if self.is_empty() {
+            return other.clone();
+        }
+        let mut v = Vec::with_capacity(self.len() + other.len());
+        v.extend_from_slice(&self.0);
+        v.extend_from_slice(&other.0);
+        Path::from_labels(v)
+    }
+
+    /// `self` with one more label at the end.
+    pub fn join(&self, label: Label) -> Path {
+        let mut v = Vec::with_capacity(self.len() + 1);
+        v.extend_from_slice(&self.0);
+        v.push(label);
+        Path::from_labels(v)
+    }
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return f.write_str("/");
+        }
+        for l in self.0.iter() {
+            write!(f, "/{l}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Path({self})")
+    }
+}
+
+impl serde::Serialize for Path {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}

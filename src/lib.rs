@@ -1,0 +1,5 @@
+//! Switchyard: a routing proxy driven by Finagle/Linkerd 1 delegation tables.
+#![forbid(unsafe_code)]
+
+pub mod dtab;
+pub mod naming;

@@ -1,0 +1,82 @@
+//! Names that change over time: namers, endpoint sets, and the live binder.
+//!
+//! CONTRACT (shared by the naming and routing work; keep these signatures):
+//! * [`Endpoint`], [`Addr`], [`Bound`]: what a bound name resolves to, as a watch.
+//! * [`Activity`]: a value that may still be pending or may have failed.
+//! * [`Interpreter::bind`]: a watch of the bound tree for (base dtab ++ local, path),
+//!   shared between callers and re-bound when a namer or the base dtab changes.
+
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::dtab::Path;
+
+/// One concrete address to send requests to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Endpoint {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Relative weight within its set (1.0 unless the namer says otherwise).
+    pub weight: f64,
+}
+
+/// The current state of a bound name's endpoint set.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Addr {
+    /// Not known yet.
+    Pending,
+    /// The name does not exist (for example, no such file).
+    Neg,
+    /// Resolution failed; the message says why.
+    Failed(Arc<str>),
+    /// The endpoints (possibly none).
+    Bound(Arc<[Endpoint]>),
+}
+
+/// A bound name: an id (`/#/io.l5d.fs/web`, `/$/inet/127.0.0.1/8080`), the
+/// residual path left after the namer's part, and the live endpoint set.
+///
+/// Equality and hashing use (id, residual) only, as Linkerd 1's `Dst.Bound`.
+#[derive(Clone, Debug)]
+pub struct Bound {
+    /// The client name.
+    pub id: Path,
+    /// What the namer did not consume.
+    pub residual: Path,
+    /// The endpoint set, updated by the namer.
+    pub addr: watch::Receiver<Addr>,
+}
+
+impl PartialEq for Bound {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && self.residual == other.residual
+    }
+}
+impl Eq for Bound {}
+impl Hash for Bound {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+        self.residual.hash(state);
+    }
+}
+
+impl std::fmt::Display for Bound {
+    /// Finagle shows a bound leaf by its id only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.id)
+    }
+}
+
+/// A value that may not be known yet, or may have failed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Activity<T> {
+    /// Not known yet.
+    Pending,
+    /// Known.
+    Ok(T),
+    /// Failed, with a message for people.
+    Failed(Arc<str>),
+}
