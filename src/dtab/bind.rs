@@ -55,3 +55,15 @@ pub enum BindError {
     #[error("binding is pending")]
     Pending,
 }
+
+/// Bind `path` against `dtab` and `namers` (Finagle's DefaultInterpreter):
+/// look up in the dtab, fall to the namers when the lookup is exactly `~`,
+/// recurse up to [`MAX_DEPTH`], and return the simplified bound tree (no Alt).
+pub fn bind<B: Clone>(
+    dtab: &super::Dtab,
+    path: &Path,
+    namers: &mut impl Namers<B>,
+) -> Result<NameTree<B>, BindError> {
+    let _ = (dtab, path, namers);
+    todo!("CONTRACT: implemented by the dtab-binding work")
+}

@@ -14,10 +14,11 @@ mod bind;
 mod dentry;
 mod parse;
 mod path;
+pub mod system;
 mod table;
 mod tree;
 
-pub use bind::{BindError, MAX_DEPTH, Name, NamerAnswer, Namers};
+pub use bind::{BindError, MAX_DEPTH, Name, NamerAnswer, Namers, bind};
 pub use dentry::{Dentry, Prefix, PrefixElem};
 pub use parse::ParseError;
 pub use path::{EmptyLabel, Label, Path, is_showable};

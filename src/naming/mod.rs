@@ -80,3 +80,14 @@ pub enum Activity<T> {
     /// Failed, with a message for people.
     Failed(Arc<str>),
 }
+
+/// The live binder: Linkerd 1's `ConfiguredNamersInterpreter`.
+///
+/// CONTRACT (implemented by the naming work):
+/// `Interpreter::bind(&self, local: &Dtab, path: &Path) -> watch::Receiver<Activity<NameTree<Bound>>>`
+/// binds with `base ++ local`, where `base` is the router's current dtab (itself
+/// a watch, swapped on reload). Results are shared per (local, path) and
+/// re-bound, once, when a namer or the base dtab changes; never per request.
+pub struct Interpreter {
+    _private: (),
+}
