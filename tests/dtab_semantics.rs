@@ -758,3 +758,292 @@ fn s8_ctx_then_user_concatenation_shows_like_linkerd() {
         "/a=>/b;/a=>/c;/a=>/d"
     );
 }
+
+// ======================= §9 delegation trace =======================
+
+mod delegation {
+    use super::*;
+    use switchyard::dtab::{
+        AddrJson, AddressJson, BoundJson, DelegateError, DelegateTree, delegate, try_delegate,
+    };
+
+    /// The bound name of the worked example: inet ids with a fixed address.
+    #[derive(Clone, Debug, PartialEq)]
+    struct Fixed {
+        id: Path,
+        residual: Path,
+    }
+
+    impl BoundJson for Fixed {
+        fn id(&self) -> &Path {
+            &self.id
+        }
+        fn residual(&self) -> &Path {
+            &self.residual
+        }
+        fn addr_json(&self) -> AddrJson {
+            AddrJson::Bound(vec![AddressJson {
+                ip: "127.0.0.1".into(),
+                port: 8080,
+                meta: Default::default(),
+            }])
+        }
+    }
+
+    /// Linkerd's DelegateApiHandlerTest namers: `/#/error/...` fails with
+    /// "error naming <path>"; `/$/inet` is bound; `/#/pending` is pending.
+    struct ExampleNamers;
+
+    impl Namers<Fixed> for ExampleNamers {
+        fn lookup(&mut self, path: &Path) -> NamerAnswer<Fixed> {
+            let s = path.to_string();
+            if s.starts_with("/#/error") {
+                return NamerAnswer::Error(format!("error naming {s}"));
+            }
+            if s.starts_with("/#/pending") {
+                return NamerAnswer::Pending;
+            }
+            match system::lookup(path) {
+                SystemAnswer::Inet { id, residual, .. } => {
+                    NamerAnswer::Tree(NameTree::Leaf(Name::Bound(Fixed { id, residual })))
+                }
+                SystemAnswer::Tree(t) => {
+                    NamerAnswer::Tree(t.map(&mut |p: &Path| Name::Path(p.clone())))
+                }
+                SystemAnswer::Error(e) => NamerAnswer::Error(e),
+                SystemAnswer::NotSystem => NamerAnswer::Tree(NameTree::Neg),
+            }
+        }
+    }
+
+    const DTAB: &str = "/beh=>/#/error; /bah/humbug=>/$/inet/127.1/8080; \
+        /foo=>/bah | /beh | /$/fail; /foo=>/bar; /boo=>/foo; /meh=>/heh; /neg=>~";
+
+    fn trace(dtab: &str, path: &str) -> DelegateTree<Fixed> {
+        delegate(&d(dtab), &p(path), &mut ExampleNamers)
+    }
+
+    #[test]
+    fn s9_worked_example_rendered() {
+        let expected = "\
+delegate /boo/humbug
+  alt /foo/humbug  [/boo=>/foo]
+    neg /bar/humbug  [/foo=>/bar]
+    delegate /bah/humbug  [/foo=>/bah | /beh | /$/fail]
+      leaf /$/inet/127.1/8080  [/bah/humbug=>/$/inet/127.1/8080]  bound id=/$/inet/127.1/8080 path=/
+    delegate /beh/humbug  [/foo=>/bah | /beh | /$/fail]
+      exception /#/error/humbug  [/beh=>/#/error]  \"error naming /#/error/humbug\"
+    fail /$/fail/humbug  [/foo=>/bah | /beh | /$/fail]
+";
+        assert_eq!(trace(DTAB, "/boo/humbug").render(), expected);
+    }
+
+    #[test]
+    fn s9_worked_example_json() {
+        let json = serde_json::to_string(&trace(DTAB, "/boo/humbug")).unwrap();
+        let expected = concat!(
+            r#"{"type":"delegate","path":"/boo/humbug","delegate":{"#,
+            r#""type":"alt","path":"/foo/humbug","dentry":{"prefix":"/boo","dst":"/foo"},"alt":["#,
+            r#"{"type":"neg","path":"/bar/humbug","dentry":{"prefix":"/foo","dst":"/bar"}},"#,
+            r#"{"type":"delegate","path":"/bah/humbug","#,
+            r#""dentry":{"prefix":"/foo","dst":"/bah | /beh | /$/fail"},"delegate":{"#,
+            r#""type":"leaf","path":"/$/inet/127.1/8080","dentry":{"prefix":"/bah/humbug","#,
+            r#""dst":"/$/inet/127.1/8080"},"#,
+            r#""bound":{"addr":{"type":"bound","addrs":[{"ip":"127.0.0.1","port":8080,"meta":{}}],"meta":{}},"#,
+            r#""id":"/$/inet/127.1/8080","path":"/"}}},"#,
+            r#"{"type":"delegate","path":"/beh/humbug","#,
+            r#""dentry":{"prefix":"/foo","dst":"/bah | /beh | /$/fail"},"delegate":{"#,
+            r#""type":"exception","path":"/#/error/humbug","dentry":{"prefix":"/beh","dst":"/#/error"},"#,
+            r#""message":"error naming /#/error/humbug"}},"#,
+            r#"{"type":"fail","path":"/$/fail/humbug","#,
+            r#""dentry":{"prefix":"/foo","dst":"/bah | /beh | /$/fail"}}]}}"#
+        );
+        assert_eq!(json, expected);
+    }
+
+    #[test]
+    fn s9_neg_paths() {
+        assert_eq!(
+            trace(DTAB, "/meh").render(),
+            "delegate /meh\n  neg /heh  [/meh=>/heh]\n"
+        );
+        assert_eq!(
+            trace(DTAB, "/neg").render(),
+            "delegate /neg\n  neg ~  [/neg=>~]\n"
+        );
+        let json = serde_json::to_string(&trace(DTAB, "/neg")).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"delegate","path":"/neg","delegate":{"type":"neg","path":"~","dentry":{"prefix":"/neg","dst":"~"}}}"#
+        );
+        // No dentry and no namer: a bare neg at the path, no dentry.
+        assert_eq!(trace("", "/nothing").render(), "neg /nothing\n");
+    }
+
+    #[test]
+    fn s9_fail_path_is_bang_unless_system_fail() {
+        assert_eq!(
+            trace("/a => !", "/a").render(),
+            "delegate /a\n  fail !  [/a=>!]\n"
+        );
+        assert_eq!(
+            trace("/a => /$/fail", "/a/b").render(),
+            "delegate /a/b\n  fail /$/fail/b  [/a=>/$/fail]\n"
+        );
+        assert_eq!(
+            trace("/a => $", "/a").render(),
+            "delegate /a\n  empty /a  [/a=>$]\n"
+        );
+    }
+
+    #[test]
+    fn s9_union_and_weights() {
+        let t = trace("/a => 2*/$/inet/h/1 & /$/inet/h/2", "/a");
+        assert_eq!(
+            t.render(),
+            // The Delegate at /a collapses into the Union at /a, which takes
+            // the Delegate's (empty) dentry, as in Linkerd.
+            "\
+union /a
+  2.00*leaf /$/inet/h/1  [/a=>2.00*/$/inet/h/1 & /$/inet/h/2]  bound id=/$/inet/h/1 path=/
+  leaf /$/inet/h/2  [/a=>2.00*/$/inet/h/1 & /$/inet/h/2]  bound id=/$/inet/h/2 path=/
+"
+        );
+        let json = serde_json::to_value(&t).unwrap();
+        assert_eq!(json["type"], "union");
+        assert_eq!(json["union"][0]["weight"], 2.0);
+        assert_eq!(json["union"][1]["weight"], 1.0);
+        assert_eq!(json["union"][1]["tree"]["type"], "leaf");
+    }
+
+    #[test]
+    fn s9_all_alt_branches_explored_unlike_bind() {
+        // bind stops at the first branch; the trace shows both.
+        let t = trace("/a => /$/inet/h/1 | /$/unknown", "/a");
+        let r = t.render();
+        assert!(r.contains("leaf /$/inet/h/1"), "{r}");
+        assert!(
+            r.contains("exception /$/unknown  [/a=>/$/inet/h/1 | /$/unknown]  \"Unknown namer: unknown for path: /$/unknown\""),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn s9_depth_limit_message() {
+        let t = trace("/s=>/s/srv", "/s");
+        assert_eq!(
+            t,
+            DelegateTree::Exception {
+                path: p("/s"),
+                dentry: None,
+                message: "Max recursion level reached.".into()
+            }
+        );
+        // Inside an Alt the failure is held at the Alt, the rest shows.
+        let t = trace("/x => /$/inet/h/1; /s => /s/srv | /x", "/s");
+        let r = t.render();
+        assert!(
+            r.contains("[/s=>/s/srv | /x]  \"Max recursion level reached.\""),
+            "{r}"
+        );
+        assert!(
+            r.starts_with("alt /s\n  alt /s/srv  [/s=>/s/srv | /x]\n"),
+            "{r}"
+        );
+        assert!(r.contains("leaf /$/inet/h/1"), "{r}");
+    }
+
+    #[test]
+    fn s9_pending() {
+        assert_eq!(
+            try_delegate(&d("/a => /#/pending"), &p("/a"), &mut ExampleNamers),
+            Err(DelegateError::Pending)
+        );
+    }
+
+    #[test]
+    fn s9_simplify_collapses_same_path_delegate_and_flattens_alts() {
+        // A namer that rewrites to a path: Delegate(/x) -> Leaf at /x is
+        // collapsed only when the paths agree.
+        let path = p("/p");
+        let leaf = |pt: &str| DelegateTree::Leaf {
+            path: p(pt),
+            dentry: None,
+            bound: Fixed {
+                id: p("/$/inet/h/1"),
+                residual: Path::empty(),
+            },
+        };
+        let de: Dentry = "/p => /q".parse().unwrap();
+        let t = DelegateTree::Delegate {
+            path: path.clone(),
+            dentry: Some(de.clone()),
+            child: Box::new(leaf("/p")),
+        };
+        assert_eq!(
+            t.simplified(),
+            DelegateTree::Leaf {
+                path: path.clone(),
+                dentry: Some(de.clone()),
+                bound: Fixed {
+                    id: p("/$/inet/h/1"),
+                    residual: Path::empty()
+                }
+            }
+        );
+        // Not collapsed into a Neg/Fail/Empty even at the same path.
+        let t = DelegateTree::<Fixed>::Delegate {
+            path: path.clone(),
+            dentry: None,
+            child: Box::new(DelegateTree::Empty {
+                path: path.clone(),
+                dentry: Some(de.clone()),
+            }),
+        };
+        assert_eq!(t.clone().simplified(), t);
+        // Alt in an Alt at the same path is flattened; single-child Alt is a
+        // Delegate; empty Alt/Union are Neg.
+        let t = DelegateTree::Alt {
+            path: path.clone(),
+            dentry: None,
+            children: vec![
+                leaf("/a"),
+                DelegateTree::Alt {
+                    path: path.clone(),
+                    dentry: Some(de.clone()),
+                    children: vec![leaf("/b"), leaf("/c")],
+                },
+            ],
+        };
+        let DelegateTree::Alt { children, .. } = t.simplified() else {
+            panic!()
+        };
+        assert_eq!(children.len(), 3);
+        let t = DelegateTree::Alt {
+            path: path.clone(),
+            dentry: None,
+            children: vec![leaf("/a")],
+        };
+        assert!(matches!(t.simplified(), DelegateTree::Delegate { .. }));
+        let t = DelegateTree::<Fixed>::Union {
+            path: path.clone(),
+            dentry: None,
+            children: vec![],
+        };
+        assert!(matches!(t.simplified(), DelegateTree::Neg { .. }));
+    }
+
+    #[test]
+    fn s9_system_namers_trace() {
+        let t = delegate(
+            &d("/svc => /$/inet/127.0.0.1/8080"),
+            &p("/svc/x"),
+            &mut SystemNamers,
+        );
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(json.contains(r#""bound":{"addr":{"type":"bound","addrs":[{"ip":"127.0.0.1","port":8080,"meta":{}}],"meta":{}},"id":"/$/inet/127.0.0.1/8080","path":"/x"}"#), "{json}");
+        let t = delegate(&d("/svc => /$/inet/web/80"), &p("/svc"), &mut SystemNamers);
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(json.contains(r#""addr":{"type":"pending"}"#), "{json}");
+    }
+}

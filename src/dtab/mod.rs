@@ -11,6 +11,7 @@
 //! tokio, hyper and I/O.
 
 mod bind;
+mod delegate;
 mod dentry;
 mod parse;
 mod path;
@@ -20,6 +21,10 @@ mod table;
 mod tree;
 
 pub use bind::{BindError, MAX_DEPTH, MAX_LOOKUPS, Name, NamerAnswer, Namers, bind, bind_tree};
+pub use delegate::{
+    AddrJson, AddressJson, BoundJson, DELEGATE_MAX_DEPTH_MESSAGE, DelegateError, DelegateTree,
+    delegate, try_delegate,
+};
 pub use dentry::{Dentry, Prefix, PrefixElem};
 pub use parse::ParseError;
 pub use path::{EmptyLabel, Label, Path, is_showable};

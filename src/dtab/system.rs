@@ -7,7 +7,7 @@
 //! class is in Finagle (spec §6.2).
 
 use std::fmt;
-use std::net::IpAddr;
+use core::net::{IpAddr, SocketAddr};
 
 use super::bind::{Name, NamerAnswer, Namers};
 use super::path::Path;
@@ -361,12 +361,12 @@ impl SystemBound {
     /// The address, when the host is an IP literal (or empty: the wildcard
     /// address, as Java's `new InetSocketAddress(port)`); a host name would
     /// need DNS, which this pure module does not do.
-    pub fn socket_addr(&self) -> Option<std::net::SocketAddr> {
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
         let ip: IpAddr = if self.host.is_empty() {
             IpAddr::from([0, 0, 0, 0])
         } else {
             self.host.parse().ok()?
         };
-        Some(std::net::SocketAddr::new(ip, self.port))
+        Some(SocketAddr::new(ip, self.port))
     }
 }
