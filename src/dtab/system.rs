@@ -6,8 +6,8 @@
 //! the same set by name; any other `/$/<name>` is an error, as a missing
 //! class is in Finagle (spec §6.2).
 
-use std::fmt;
 use core::net::{IpAddr, SocketAddr};
+use std::fmt;
 
 use super::bind::{Name, NamerAnswer, Namers};
 use super::path::Path;
