@@ -5,6 +5,11 @@
 //! * [`Activity`]: a value that may still be pending or may have failed.
 //! * [`Interpreter::bind`]: a watch of the bound tree for (base dtab ++ local, path),
 //!   shared between callers and re-bound when a namer or the base dtab changes.
+//!
+//! The pieces: [`Namer`] (a live lookup under `/#/<prefix>`), [`FsNamer`]
+//! (`io.l5d.fs`: one file per service, watched), [`InetResolver`] (`/$/inet`:
+//! DNS, refreshed), [`Interpreter`] (the binder task per (local dtab, path)),
+//! and [`watch_dtab_file`] (the `io.l5d.fs` interpreter's hot-reloaded dtab).
 
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
@@ -13,6 +18,18 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::dtab::Path;
+
+pub mod dtab_file;
+pub mod fs;
+pub mod inet;
+pub mod interpreter;
+pub mod namer;
+
+pub use dtab_file::{DtabFileError, DtabFileHandle, ReloadStats, watch_dtab_file};
+pub use fs::{FsError, FsNamer};
+pub use inet::InetResolver;
+pub use interpreter::Interpreter;
+pub use namer::{NameWatch, Namer, namer_prefix};
 
 /// One concrete address to send requests to.
 #[derive(Clone, Debug, PartialEq)]
@@ -79,15 +96,4 @@ pub enum Activity<T> {
     Ok(T),
     /// Failed, with a message for people.
     Failed(Arc<str>),
-}
-
-/// The live binder: Linkerd 1's `ConfiguredNamersInterpreter`.
-///
-/// CONTRACT (implemented by the naming work):
-/// `Interpreter::bind(&self, local: &Dtab, path: &Path) -> watch::Receiver<Activity<NameTree<Bound>>>`
-/// binds with `base ++ local`, where `base` is the router's current dtab (itself
-/// a watch, swapped on reload). Results are shared per (local, path) and
-/// re-bound, once, when a namer or the base dtab changes; never per request.
-pub struct Interpreter {
-    _private: (),
 }
