@@ -444,6 +444,17 @@ async fn interpreter_follows_file_and_dtab() {
     let mut addr = b.addr.clone();
     wait_for(&mut addr, WAIT, "addr", |a| eps(a).is_some()).await;
 
+    // An endpoint change flows through the Addr watch, with no re-bind.
+    write(&s.root.join("web"), "127.0.0.1 8081\n");
+    wait_for(&mut addr, WAIT, "addr change", |a| {
+        eps(a) == Some(vec![(sa("127.0.0.1:8081"), 1.0)])
+    })
+    .await;
+    assert!(
+        !rx.has_changed().unwrap(),
+        "no new binding for an Addr change"
+    );
+
     // A dtab change re-binds.
     write(&s.root.join("api"), "127.0.0.1 9090\n");
     s.base.send(d("/svc/web => /#/io.l5d.fs/api")).unwrap();
