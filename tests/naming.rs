@@ -160,9 +160,11 @@ async fn fs_malformed_line_keeps_last_good_set() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("users");
     write(&file, "127.0.0.1 7000\n");
-    let namer = fs_namer(dir.path());
+    // The prefix as Linkerd config writes it; ids still start with /#.
+    let namer = FsNamer::new(dir.path(), p("/io.l5d.fs")).unwrap();
     let rx = namer.lookup(&p("/users"));
     let bound = namer_leaf(&rx.borrow()).expect("bound at once");
+    assert_eq!(bound.id.to_string(), "/#/io.l5d.fs/users");
     assert_eq!(bound.residual.to_string(), "/");
     let mut addr = bound.addr.clone();
     wait_for(&mut addr, WAIT, "endpoints", |a| eps(a).is_some()).await;

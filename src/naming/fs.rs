@@ -23,7 +23,7 @@ use notify::Watcher;
 use tokio::sync::{mpsc, watch};
 
 use super::inet::resolve_host;
-use super::namer::{NameWatch, Namer};
+use super::namer::{NameWatch, Namer, namer_prefix};
 use super::{Activity, Addr, Bound};
 use crate::dtab::{Label, Name, NameTree, Path};
 
@@ -87,13 +87,14 @@ struct FileEntry {
 }
 
 impl FsNamer {
-    /// Start watching `root_dir`. `id_prefix` is the namer's dtab prefix
-    /// (`/#/io.l5d.fs`, see [`super::namer_prefix`]); bound ids are it plus
-    /// the file's path segments.
+    /// Start watching `root_dir`. `prefix` is the namer's configured prefix,
+    /// `/io.l5d.fs` or `/#/io.l5d.fs` (see [`super::namer_prefix`]); bound
+    /// ids are `/#/<prefix>` plus the file's path segments.
     ///
     /// Must be called inside a tokio runtime (it starts the watcher task).
-    pub fn new(root_dir: impl Into<PathBuf>, id_prefix: Path) -> Result<FsNamer, FsError> {
+    pub fn new(root_dir: impl Into<PathBuf>, prefix: Path) -> Result<FsNamer, FsError> {
         let root: PathBuf = root_dir.into();
+        let id_prefix = namer_prefix(&prefix);
         match std::fs::metadata(&root) {
             Ok(md) if md.is_dir() => {}
             Ok(_) => {
