@@ -537,3 +537,66 @@ async fn interpreter_errors_and_system_paths() {
     let unknown = s.interp.bind(&Dtab::empty(), &p("/#/io.l5d.other/x"));
     assert_eq!(shown(&unknown.borrow()), "~");
 }
+
+/// A namer driven by hand: every path gets the same answer.
+struct Manual {
+    tx: watch::Sender<Activity<NameTree<Name<Bound>>>>,
+}
+
+impl Manual {
+    fn new(first: Activity<NameTree<Name<Bound>>>) -> Arc<Manual> {
+        Arc::new(Manual {
+            tx: watch::channel(first).0,
+        })
+    }
+    fn set(&self, v: Activity<NameTree<Name<Bound>>>) {
+        self.tx.send_replace(v);
+    }
+}
+
+impl Namer for Manual {
+    fn lookup(&self, _: &Path) -> switchyard::naming::NameWatch {
+        self.tx.subscribe()
+    }
+}
+
+fn to_path(s: &str) -> Activity<NameTree<Name<Bound>>> {
+    Activity::Ok(NameTree::Leaf(Name::Path(p(s))))
+}
+
+#[tokio::test]
+async fn interpreter_namer_order_pending_and_failure() {
+    let first = Manual::new(Activity::Pending);
+    let second = Manual::new(to_path("/$/inet/127.0.0.1/2"));
+    let (_base, base_rx) = watch::channel(d("/svc => /#/m"));
+    let interp = Interpreter::new(
+        vec![
+            (p("/m"), first.clone() as Arc<dyn Namer>),
+            (p("/m"), second.clone() as Arc<dyn Namer>),
+        ],
+        base_rx,
+    );
+    let mut rx = interp.bind(&Dtab::empty(), &p("/svc/x"));
+    assert_eq!(shown(&rx.borrow_and_update()), "pending");
+
+    // The first namer says Neg: the second one answers.
+    first.set(Activity::Ok(NameTree::Neg));
+    wait_for(&mut rx, WAIT, "fall to the second namer", |a| {
+        shown(a) == "/$/inet/127.0.0.1/2"
+    })
+    .await;
+
+    // The first namer answers: it wins; its path is bound again.
+    first.set(to_path("/$/inet/127.0.0.1/1"));
+    wait_for(&mut rx, WAIT, "first namer wins", |a| {
+        shown(a) == "/$/inet/127.0.0.1/1"
+    })
+    .await;
+
+    first.set(Activity::Failed("boom".into()));
+    let v = wait_for(&mut rx, WAIT, "failure", |a| {
+        matches!(a, Activity::Failed(_))
+    })
+    .await;
+    assert!(shown(&v).contains("boom"), "{}", shown(&v));
+}
