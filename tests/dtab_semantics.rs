@@ -730,6 +730,47 @@ fn s63_bind_tree_binds_a_whole_tree() {
     assert_eq!(show(&r), "/$/inet/h/2");
 }
 
+#[test]
+fn s63_single_member_and_empty_nodes() {
+    let as_names = |t: NameTree<Path>| t.map(&mut |p: &Path| Name::Path(p.clone()));
+    let dt = d("/b => /$/inet/h/2");
+    // Single-member Union binds its child directly, weight dropped.
+    let u = NameTree::Union(vec![Weighted::new(3.0, t("/b"))]);
+    let r = bind_tree(&dt, &as_names(u), &mut SystemNamers).unwrap();
+    assert_eq!(show(&r), "/$/inet/h/2");
+    // Single-member Alt likewise.
+    let a = NameTree::Alt(vec![t("/b")]);
+    let r = bind_tree(&dt, &as_names(a), &mut SystemNamers).unwrap();
+    assert_eq!(show(&r), "/$/inet/h/2");
+    // Empty Alt / Union are ~.
+    for e in [NameTree::Alt(vec![]), NameTree::Union(vec![])] {
+        let r = bind_tree(&dt, &as_names(e), &mut SystemNamers).unwrap();
+        assert_eq!(r, NameTree::Neg);
+    }
+    // Constants bind to themselves.
+    for c in ["!", "~", "$"] {
+        let r = bind_tree(&dt, &as_names(t(c)), &mut SystemNamers).unwrap();
+        assert_eq!(show(&r), c);
+    }
+}
+
+#[test]
+fn s63_union_members_bind_at_the_same_depth() {
+    // 98 rewrites then a union of two system paths: each member is looked
+    // up at depth 99, bound at depth 100: fine. One more level fails.
+    let mk = |n: usize| {
+        let mut s: Vec<String> = (0..n).map(|i| format!("/p{i} => /p{}", i + 1)).collect();
+        s.push(format!("/p{n} => /$/inet/h/1 & /$/inet/h/2"));
+        s.join(";")
+    };
+    assert_eq!(
+        bind_show(&mk(98), "/p0"),
+        Ok("/$/inet/h/1 & /$/inet/h/2".into())
+    );
+    // Every member fails with MaxDepth: the first error.
+    assert_eq!(bind_show(&mk(99), "/p0"), Err(BindError::MaxDepth));
+}
+
 // ======================= §7 composition =======================
 
 #[test]
@@ -1031,6 +1072,75 @@ union /a
             children: vec![],
         };
         assert!(matches!(t.simplified(), DelegateTree::Neg { .. }));
+    }
+
+    #[test]
+    fn s9_rewriting_namer_in_trace() {
+        let t = delegate(
+            &d("/svc => /$/io.buoyant.hostportPfx/inet; /inet => /$/inet"),
+            &p("/svc/127.0.0.1:8080"),
+            &mut SystemNamers,
+        );
+        assert_eq!(
+            t.render(),
+            "\
+delegate /svc/127.0.0.1:8080
+  delegate /inet/127.0.0.1/8080  [/svc=>/$/io.buoyant.hostportPfx/inet]
+    leaf /$/inet/127.0.0.1/8080  [/inet=>/$/inet]  bound id=/$/inet/127.0.0.1/8080 path=/
+"
+        );
+    }
+
+    #[test]
+    fn s9_fan_out_is_bounded() {
+        let t = delegate(&d("/a => /a/x | /a/y"), &p("/a"), &mut SystemNamers);
+        assert!(t.render().contains("lookups"));
+    }
+
+    #[test]
+    fn s9_transformation_json_and_render() {
+        let b = Fixed {
+            id: p("/$/inet/127.0.0.1/4141"),
+            residual: Path::empty(),
+        };
+        let t = DelegateTree::Transformation {
+            path: p("/%/io.l5d.port/4141"),
+            name: "io.l5d.port".into(),
+            bound: b.clone(),
+            child: Box::new(DelegateTree::Leaf {
+                path: p("/$/inet/127.0.0.1/8080"),
+                dentry: None,
+                bound: b,
+            }),
+        };
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(
+            json.starts_with(
+                r#"{"type":"transformation","path":"/%/io.l5d.port/4141","name":"io.l5d.port","bound":{"addr":"#
+            ),
+            "{json}"
+        );
+        assert!(
+            json.contains(r#","tree":{"type":"leaf","path":"/$/inet/127.0.0.1/8080","bound":"#),
+            "{json}"
+        );
+        let r = t.render();
+        assert!(r.starts_with("transformation /%/io.l5d.port/4141  io.l5d.port  bound id=/$/inet/127.0.0.1/4141 path=/\n  leaf "), "{r}");
+    }
+
+    #[test]
+    fn s9_addr_json_forms() {
+        let j = |a: AddrJson| serde_json::to_string(&a).unwrap();
+        assert_eq!(j(AddrJson::Pending), r#"{"type":"pending"}"#);
+        assert_eq!(j(AddrJson::Neg), r#"{"type":"neg"}"#);
+        assert_eq!(
+            j(AddrJson::Failed("boom".into())),
+            r#"{"type":"failed","cause":"boom"}"#
+        );
+        assert_eq!(
+            j(AddrJson::Bound(vec![])),
+            r#"{"type":"bound","addrs":[],"meta":{}}"#
+        );
     }
 
     #[test]
