@@ -146,7 +146,7 @@ fn check(files: &[String]) -> anyhow::Result<()> {
         let text = match read_named(file) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("{file}: {e:#}");
+                eprintln!("{e:#}");
                 bad += 1;
                 continue;
             }

@@ -92,14 +92,15 @@ fn parse_port(s: &str) -> Option<u16> {
 
 /// `args` is what follows `/$/inet`. `None` when neither form matches.
 fn inet(path: &Path, args: &[String]) -> Option<SystemAnswer> {
-    let inet_id = |tail: &[&str]| {
-        let mut v = vec!["$", "inet"];
-        v.extend_from_slice(tail);
-        Path::from_strs(&v)
+    // The id keeps the original labels after `/$/inet` (fixedinet too).
+    let inet_id = |n: usize| {
+        let mut v = Path::from_strs(&["$", "inet"])?.elems().to_vec();
+        v.extend_from_slice(path.elems().get(2..2 + n)?);
+        Some(Path::from_labels(v))
     };
     if let [host, port, ..] = args
         && let Some(p) = parse_port(port)
-        && let Some(id) = inet_id(&[host, port])
+        && let Some(id) = inet_id(2)
     {
         return Some(SystemAnswer::Inet {
             id,
@@ -110,7 +111,7 @@ fn inet(path: &Path, args: &[String]) -> Option<SystemAnswer> {
     }
     if let [port, ..] = args
         && let Some(p) = parse_port(port)
-        && let Some(id) = inet_id(&[port])
+        && let Some(id) = inet_id(1)
     {
         return Some(SystemAnswer::Inet {
             id,
