@@ -1157,3 +1157,43 @@ delegate /svc/127.0.0.1:8080
         assert!(json.contains(r#""addr":{"type":"pending"}"#), "{json}");
     }
 }
+
+// ======================= robustness =======================
+
+/// A dtab `/a => (/b | (/b | ... /$/inet/h/1))` nested `n` deep, built
+/// without the parser (which stops near 390 levels).
+fn nested_dtab(n: usize, union: bool) -> Dtab {
+    let mut tree = NameTree::Leaf(p("/$/inet/h/1"));
+    for _ in 0..n {
+        tree = if union {
+            NameTree::Union(vec![
+                Weighted::new(1.0, NameTree::Leaf(p("/b"))),
+                Weighted::new(1.0, tree),
+            ])
+        } else {
+            NameTree::Alt(vec![NameTree::Leaf(p("/b")), tree])
+        };
+    }
+    Dtab::new(vec![Dentry::new(p("/a").into(), tree)])
+}
+
+#[test]
+fn deep_nesting_fits_a_2mib_thread() {
+    for union in [false, true] {
+        let dt = nested_dtab(385, union);
+        let h = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let b = bind(&dt, &p("/a"), &mut SystemNamers).map(|t| t.to_string());
+                let t = switchyard::dtab::delegate(&dt, &p("/a"), &mut SystemNamers);
+                let json = serde_json::to_string(&t).map(|s| s.len()).unwrap_or(0);
+                (b, json > 0, t.render().lines().count())
+            })
+            .unwrap();
+        let (b, json, lines) = h.join().expect("no stack overflow");
+        // Each /b is ~: it drops out of its union, its Alt falls through.
+        assert_eq!(b, Ok("/$/inet/h/1".to_string()));
+        assert!(json);
+        assert!(lines > 385);
+    }
+}

@@ -214,8 +214,10 @@ impl<N> Delegator<'_, N> {
         })
     }
 
-    // The recursion goes up to MAX_DEPTH levels, so `bind` only dispatches
-    // and each kind of node has its own small stack frame.
+    // Binding recurses once per lookup (up to MAX_DEPTH) and once per level
+    // of Alt/Union nesting, so `bind` only dispatches on the kind and each
+    // kind is handled in its own function: small stack frames, even in debug
+    // builds on 2 MiB threads.
     fn bind<B: Clone>(
         &mut self,
         tree: Node<B>,
@@ -227,73 +229,79 @@ impl<N> Delegator<'_, N> {
         if depth > MAX_DEPTH {
             return Err(DelegateError::Failed(DELEGATE_MAX_DEPTH_MESSAGE.into()));
         }
-        match tree {
-            DelegateTree::Leaf {
-                path,
-                dentry,
-                bound,
-            } => self.bind_leaf(path, dentry, bound, depth),
-            DelegateTree::Delegate {
-                path,
-                dentry,
-                child,
-            } => self.bind_delegate(path, dentry, *child, depth),
-            DelegateTree::Alt {
-                path,
-                dentry,
-                children,
-            } => self.bind_alt(path, dentry, children, depth),
-            DelegateTree::Union {
-                path,
-                dentry,
-                children,
-            } => self.bind_union(path, dentry, children, depth),
-            DelegateTree::Exception {
-                path,
-                dentry,
-                message,
-            } => Ok(DelegateTree::Exception {
-                path,
-                dentry,
-                message,
-            }),
-            DelegateTree::Empty { path, dentry } => Ok(DelegateTree::Empty { path, dentry }),
-            DelegateTree::Fail { path, dentry } => Ok(DelegateTree::Fail { path, dentry }),
-            DelegateTree::Neg { path, dentry } => Ok(DelegateTree::Neg { path, dentry }),
-            // Never built during construction; kept for completeness.
-            DelegateTree::Transformation {
-                path,
-                name,
-                bound,
-                child,
-            } => match bound {
-                Name::Bound(bound) => Ok(DelegateTree::Transformation {
-                    path,
-                    name,
-                    bound,
-                    child: Box::new(self.bind(*child, depth)?),
-                }),
-                Name::Path(_) => Ok(DelegateTree::Exception {
-                    path,
-                    dentry: None,
-                    message: format!("transformation {name} of an unbound name"),
-                }),
-            },
+        match &tree {
+            DelegateTree::Leaf { .. } => self.bind_leaf(tree, depth),
+            DelegateTree::Delegate { .. } => self.bind_delegate(tree, depth),
+            DelegateTree::Alt { .. } => self.bind_alt(tree, depth),
+            DelegateTree::Union { .. } => self.bind_union(tree, depth),
+            _ => self.bind_other(tree, depth),
         }
     }
 
     #[inline(never)]
-    fn bind_leaf<B: Clone>(
+    fn bind_other<B: Clone>(
         &mut self,
-        path: Path,
-        dentry: Option<Dentry>,
-        name: Name<B>,
+        tree: Node<B>,
         depth: usize,
     ) -> Result<DelegateTree<B>, DelegateError>
     where
         N: Namers<B>,
     {
-        match name {
+        Ok(match tree {
+            DelegateTree::Exception {
+                path,
+                dentry,
+                message,
+            } => DelegateTree::Exception {
+                path,
+                dentry,
+                message,
+            },
+            DelegateTree::Empty { path, dentry } => DelegateTree::Empty { path, dentry },
+            DelegateTree::Fail { path, dentry } => DelegateTree::Fail { path, dentry },
+            DelegateTree::Neg { path, dentry } => DelegateTree::Neg { path, dentry },
+            // Never built during construction; kept for completeness.
+            DelegateTree::Transformation {
+                path,
+                name,
+                bound: Name::Bound(bound),
+                child,
+            } => DelegateTree::Transformation {
+                path,
+                name,
+                bound,
+                child: Box::new(self.bind(*child, depth)?),
+            },
+            DelegateTree::Transformation { path, name, .. } => DelegateTree::Exception {
+                path,
+                dentry: None,
+                message: format!("transformation {name} of an unbound name"),
+            },
+            other @ (DelegateTree::Leaf { .. }
+            | DelegateTree::Delegate { .. }
+            | DelegateTree::Alt { .. }
+            | DelegateTree::Union { .. }) => self.bind(other, depth)?,
+        })
+    }
+
+    #[inline(never)]
+    fn bind_leaf<B: Clone>(
+        &mut self,
+        tree: Node<B>,
+        depth: usize,
+    ) -> Result<DelegateTree<B>, DelegateError>
+    where
+        N: Namers<B>,
+    {
+        let DelegateTree::Leaf {
+            path,
+            dentry,
+            bound,
+        } = tree
+        else {
+            return self.bind_other(tree, depth);
+        };
+        match bound {
             Name::Bound(bound) => Ok(DelegateTree::Leaf {
                 path,
                 dentry,
@@ -315,15 +323,21 @@ impl<N> Delegator<'_, N> {
     #[inline(never)]
     fn bind_delegate<B: Clone>(
         &mut self,
-        path: Path,
-        dentry: Option<Dentry>,
-        child: Node<B>,
+        tree: Node<B>,
         depth: usize,
     ) -> Result<DelegateTree<B>, DelegateError>
     where
         N: Namers<B>,
     {
-        let child = Box::new(self.bind(child, depth)?);
+        let DelegateTree::Delegate {
+            path,
+            dentry,
+            child,
+        } = tree
+        else {
+            return self.bind_other(tree, depth);
+        };
+        let child = Box::new(self.bind(*child, depth)?);
         Ok(DelegateTree::Delegate {
             path,
             dentry,
@@ -331,26 +345,75 @@ impl<N> Delegator<'_, N> {
         })
     }
 
-    #[inline(never)]
-    fn bind_alt<B: Clone>(
+    /// A one-child node binds as a Delegate of its child; none is `~`.
+    fn bind_single<B: Clone>(
         &mut self,
         path: Path,
         dentry: Option<Dentry>,
-        mut children: Vec<Node<B>>,
+        child: Option<Node<B>>,
         depth: usize,
     ) -> Result<DelegateTree<B>, DelegateError>
     where
         N: Namers<B>,
     {
+        match child {
+            None => Ok(DelegateTree::Neg { path, dentry }),
+            Some(child) => {
+                let child = Box::new(self.bind(child, depth)?);
+                Ok(DelegateTree::Delegate {
+                    path,
+                    dentry,
+                    child,
+                })
+            }
+        }
+    }
+
+    /// A failing Alt/Union branch becomes an Exception at the parent's path
+    /// and dentry, so the other branches still show; pending stays pending.
+    fn bind_branch<B: Clone>(
+        &mut self,
+        tree: Node<B>,
+        depth: usize,
+        path: &Path,
+        dentry: &Option<Dentry>,
+    ) -> Result<DelegateTree<B>, DelegateError>
+    where
+        N: Namers<B>,
+    {
+        match self.bind(tree, depth) {
+            Err(DelegateError::Failed(message)) => Ok(DelegateTree::Exception {
+                path: path.clone(),
+                dentry: dentry.clone(),
+                message,
+            }),
+            other => other,
+        }
+    }
+
+    #[inline(never)]
+    fn bind_alt<B: Clone>(
+        &mut self,
+        tree: Node<B>,
+        depth: usize,
+    ) -> Result<DelegateTree<B>, DelegateError>
+    where
+        N: Namers<B>,
+    {
+        let DelegateTree::Alt {
+            path,
+            dentry,
+            mut children,
+        } = tree
+        else {
+            return self.bind_other(tree, depth);
+        };
         if children.len() <= 1 {
-            return match children.pop() {
-                None => Ok(DelegateTree::Neg { path, dentry }),
-                Some(one) => self.bind_delegate(path, dentry, one, depth),
-            };
+            return self.bind_single(path, dentry, children.pop(), depth);
         }
         let mut out = Vec::with_capacity(children.len());
         for c in children {
-            out.push(self.capture(c, depth, &path, &dentry)?);
+            out.push(self.bind_branch(c, depth, &path, &dentry)?);
         }
         Ok(DelegateTree::Alt {
             path,
@@ -362,52 +425,33 @@ impl<N> Delegator<'_, N> {
     #[inline(never)]
     fn bind_union<B: Clone>(
         &mut self,
-        path: Path,
-        dentry: Option<Dentry>,
-        mut children: Vec<(f64, Node<B>)>,
+        tree: Node<B>,
         depth: usize,
     ) -> Result<DelegateTree<B>, DelegateError>
     where
         N: Namers<B>,
     {
+        let DelegateTree::Union {
+            path,
+            dentry,
+            mut children,
+        } = tree
+        else {
+            return self.bind_other(tree, depth);
+        };
         if children.len() <= 1 {
-            return match children.pop() {
-                None => Ok(DelegateTree::Neg { path, dentry }),
-                Some((_, one)) => self.bind_delegate(path, dentry, one, depth),
-            };
+            let one = children.pop().map(|(_, c)| c);
+            return self.bind_single(path, dentry, one, depth);
         }
         let mut out = Vec::with_capacity(children.len());
         for (w, c) in children {
-            out.push((w, self.capture(c, depth, &path, &dentry)?));
+            out.push((w, self.bind_branch(c, depth, &path, &dentry)?));
         }
         Ok(DelegateTree::Union {
             path,
             dentry,
             children: out,
         })
-    }
-
-    /// Bind an Alt/Union branch; a failure becomes an Exception node at the
-    /// parent's path and dentry, so the other branches still show.
-    fn capture<B: Clone>(
-        &mut self,
-        tree: Node<B>,
-        depth: usize,
-        path: &Path,
-        dentry: &Option<Dentry>,
-    ) -> Result<DelegateTree<B>, DelegateError>
-    where
-        N: Namers<B>,
-    {
-        match self.bind(tree, depth) {
-            Ok(t) => Ok(t),
-            Err(DelegateError::Pending) => Err(DelegateError::Pending),
-            Err(DelegateError::Failed(message)) => Ok(DelegateTree::Exception {
-                path: path.clone(),
-                dentry: dentry.clone(),
-                message,
-            }),
-        }
     }
 }
 
@@ -543,88 +587,113 @@ impl<B> DelegateTree<B> {
     /// parent Alt's path is flattened into it; one-child Alt/Union become a
     /// Delegate; empty ones become `~`.
     pub fn simplified(self) -> DelegateTree<B> {
-        match self {
+        // Dispatch only: each kind has its own small stack frame, since
+        // this recurses once per level of nesting.
+        match &self {
+            DelegateTree::Delegate { .. } => self.simplify_delegate(),
+            DelegateTree::Alt { .. } => self.simplify_alt(),
+            DelegateTree::Union { .. } => self.simplify_union(),
+            _ => self,
+        }
+    }
+
+    #[inline(never)]
+    fn simplify_delegate(self) -> DelegateTree<B> {
+        let DelegateTree::Delegate {
+            path,
+            dentry,
+            child,
+        } = self
+        else {
+            return self;
+        };
+        let s = child.simplified();
+        let collapse = match &s {
+            DelegateTree::Neg { .. } | DelegateTree::Fail { .. } | DelegateTree::Empty { .. } => {
+                false
+            }
+            other => other.path() == &path,
+        };
+        if collapse {
+            s.with_dentry(dentry)
+        } else {
             DelegateTree::Delegate {
                 path,
                 dentry,
-                child,
-            } => {
-                let s = child.simplified();
-                let collapse = match &s {
-                    DelegateTree::Neg { .. }
-                    | DelegateTree::Fail { .. }
-                    | DelegateTree::Empty { .. } => false,
-                    other => other.path() == &path,
-                };
-                if collapse {
-                    s.with_dentry(dentry)
-                } else {
-                    DelegateTree::Delegate {
-                        path,
-                        dentry,
-                        child: Box::new(s),
-                    }
-                }
+                child: Box::new(s),
             }
-            DelegateTree::Alt {
+        }
+    }
+
+    /// One child: a Delegate of it; none: `~`.
+    fn simplify_single(
+        path: Path,
+        dentry: Option<Dentry>,
+        child: Option<DelegateTree<B>>,
+    ) -> DelegateTree<B> {
+        match child {
+            Some(child) => DelegateTree::Delegate {
                 path,
                 dentry,
-                mut children,
-            } => match children.len() {
-                0 => DelegateTree::Neg { path, dentry },
-                1 => match children.pop() {
-                    Some(child) => DelegateTree::Delegate {
-                        path,
-                        dentry,
-                        child: Box::new(child),
-                    }
-                    .simplified(),
-                    None => DelegateTree::Neg { path, dentry },
-                },
-                _ => {
-                    let mut out = Vec::with_capacity(children.len());
-                    for c in children {
-                        match c.simplified() {
-                            DelegateTree::Alt {
-                                path: p,
-                                children: cs,
-                                ..
-                            } if p == path => out.extend(cs),
-                            other => out.push(other),
-                        }
-                    }
-                    DelegateTree::Alt {
-                        path,
-                        dentry,
-                        children: out,
-                    }
-                }
-            },
-            DelegateTree::Union {
-                path,
-                dentry,
-                mut children,
-            } => match children.len() {
-                0 => DelegateTree::Neg { path, dentry },
-                1 => match children.pop() {
-                    Some((_, child)) => DelegateTree::Delegate {
-                        path,
-                        dentry,
-                        child: Box::new(child),
-                    }
-                    .simplified(),
-                    None => DelegateTree::Neg { path, dentry },
-                },
-                _ => DelegateTree::Union {
-                    path,
-                    dentry,
-                    children: children
-                        .into_iter()
-                        .map(|(w, c)| (w, c.simplified()))
-                        .collect(),
-                },
-            },
-            other => other,
+                child: Box::new(child),
+            }
+            .simplified(),
+            None => DelegateTree::Neg { path, dentry },
+        }
+    }
+
+    #[inline(never)]
+    fn simplify_alt(self) -> DelegateTree<B> {
+        let DelegateTree::Alt {
+            path,
+            dentry,
+            mut children,
+        } = self
+        else {
+            return self;
+        };
+        if children.len() <= 1 {
+            return Self::simplify_single(path, dentry, children.pop());
+        }
+        let mut out = Vec::with_capacity(children.len());
+        for c in children {
+            match c.simplified() {
+                DelegateTree::Alt {
+                    path: p,
+                    children: cs,
+                    ..
+                } if p == path => out.extend(cs),
+                other => out.push(other),
+            }
+        }
+        DelegateTree::Alt {
+            path,
+            dentry,
+            children: out,
+        }
+    }
+
+    #[inline(never)]
+    fn simplify_union(self) -> DelegateTree<B> {
+        let DelegateTree::Union {
+            path,
+            dentry,
+            mut children,
+        } = self
+        else {
+            return self;
+        };
+        if children.len() <= 1 {
+            return Self::simplify_single(path, dentry, children.pop().map(|(_, c)| c));
+        }
+        let mut out = Vec::with_capacity(children.len());
+        for (w, c) in children {
+            out.push((w, c.simplified()));
+        }
+        DelegateTree::Union {
+            path,
+            dentry,
+            children: out,
         }
     }
 
