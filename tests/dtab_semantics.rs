@@ -1197,3 +1197,60 @@ fn deep_nesting_fits_a_2mib_thread() {
         assert!(lines > 385);
     }
 }
+
+#[test]
+fn bind_nesting_is_bounded_and_fits_a_2mib_thread() {
+    use switchyard::dtab::MAX_NESTING;
+    let h = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(|| {
+            // Just under the limit: binds.
+            let ok = bind(
+                &nested_dtab(MAX_NESTING - 5, false),
+                &p("/a"),
+                &mut SystemNamers,
+            );
+            // Over it: a clean error, not a stack overflow.
+            let deep = bind(
+                &nested_dtab(MAX_NESTING + 5, true),
+                &p("/a"),
+                &mut SystemNamers,
+            );
+            // 100 rewrites, each nested 20 deep: over the limit too.
+            let mut tree = NameTree::Leaf(p("/a/x"));
+            for _ in 0..20 {
+                tree = NameTree::Alt(vec![NameTree::Leaf(p("/nope")), tree]);
+            }
+            let dt = Dtab::new(vec![Dentry::new(p("/a").into(), tree)]);
+            let hostile = bind(&dt, &p("/a"), &mut SystemNamers);
+            (ok.map(|t| t.to_string()), deep, hostile)
+        })
+        .unwrap();
+    let (ok, deep, hostile) = h.join().expect("no stack overflow");
+    assert_eq!(ok, Ok("/$/inet/h/1".to_string()));
+    assert_eq!(deep, Err(BindError::TooDeeplyNested));
+    assert_eq!(hostile, Err(BindError::TooDeeplyNested));
+}
+
+#[test]
+fn delegate_nesting_is_bounded_and_fits_a_2mib_thread() {
+    use switchyard::dtab::DELEGATE_MAX_NESTING;
+    for union in [false, true] {
+        let h = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let dt = nested_dtab(DELEGATE_MAX_NESTING + 5, union);
+                let t = switchyard::dtab::delegate(&dt, &p("/a"), &mut SystemNamers);
+                let json = serde_json::to_string(&t).unwrap_or_default();
+                (t.render(), json.len())
+            })
+            .unwrap();
+        let (r, json) = h.join().expect("no stack overflow");
+        assert!(
+            r.contains("Name trees nested more than 400 levels deep"),
+            "{}",
+            &r[r.len().saturating_sub(300)..]
+        );
+        assert!(json > 0);
+    }
+}

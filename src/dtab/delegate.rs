@@ -103,6 +103,12 @@ pub enum DelegateTree<B> {
     },
 }
 
+/// How deep a delegation may recurse, counting lookups and Alt/Union
+/// nesting. Lower than the binder's limit because a trace keeps every
+/// branch and each level costs more stack; the parser already stops near 390
+/// levels per dentry, so only dtabs built to nest across rewrites reach it.
+pub const DELEGATE_MAX_NESTING: usize = 400;
+
 /// Linkerd's message when a delegation goes deeper than [`MAX_DEPTH`].
 pub const DELEGATE_MAX_DEPTH_MESSAGE: &str = "Max recursion level reached.";
 
@@ -144,6 +150,7 @@ pub fn try_delegate<B: Clone>(
         dtab,
         namers,
         lookups: 0,
+        nesting: 0,
     };
     let root: Node<B> = DelegateTree::Leaf {
         path: Path::empty(),
@@ -160,6 +167,9 @@ struct Delegator<'a, N> {
     dtab: &'a Dtab,
     namers: &'a mut N,
     lookups: usize,
+    /// Current recursion depth (lookups and nesting), see
+    /// [`DELEGATE_MAX_NESTING`].
+    nesting: usize,
 }
 
 impl<N> Delegator<'_, N> {
@@ -229,13 +239,21 @@ impl<N> Delegator<'_, N> {
         if depth > MAX_DEPTH {
             return Err(DelegateError::Failed(DELEGATE_MAX_DEPTH_MESSAGE.into()));
         }
-        match &tree {
+        if self.nesting >= DELEGATE_MAX_NESTING {
+            return Err(DelegateError::Failed(format!(
+                "Name trees nested more than {DELEGATE_MAX_NESTING} levels deep"
+            )));
+        }
+        self.nesting += 1;
+        let r = match &tree {
             DelegateTree::Leaf { .. } => self.bind_leaf(tree, depth),
             DelegateTree::Delegate { .. } => self.bind_delegate(tree, depth),
             DelegateTree::Alt { .. } => self.bind_alt(tree, depth),
             DelegateTree::Union { .. } => self.bind_union(tree, depth),
             _ => self.bind_other(tree, depth),
-        }
+        };
+        self.nesting -= 1;
+        r
     }
 
     #[inline(never)]

@@ -20,10 +20,12 @@ pub mod system;
 mod table;
 mod tree;
 
-pub use bind::{BindError, MAX_DEPTH, MAX_LOOKUPS, Name, NamerAnswer, Namers, bind, bind_tree};
+pub use bind::{
+    BindError, MAX_DEPTH, MAX_LOOKUPS, MAX_NESTING, Name, NamerAnswer, Namers, bind, bind_tree,
+};
 pub use delegate::{
-    AddrJson, AddressJson, BoundJson, DELEGATE_MAX_DEPTH_MESSAGE, DelegateError, DelegateTree,
-    delegate, try_delegate,
+    AddrJson, AddressJson, BoundJson, DELEGATE_MAX_DEPTH_MESSAGE, DELEGATE_MAX_NESTING,
+    DelegateError, DelegateTree, delegate, try_delegate,
 };
 pub use dentry::{Dentry, Prefix, PrefixElem};
 pub use parse::ParseError;
