@@ -508,7 +508,7 @@ fn s63_bind_basic_rewrite() {
         &mut SystemNamers,
     )
     .unwrap();
-    let NameTree::Leaf(SystemBound { id, residual, .. }) = &r else {
+    let NameTree::Leaf(SystemBound { id, residual }) = &r else {
         panic!("{r:?}")
     };
     assert_eq!(id, &p("/$/inet/127.0.0.1/8080"));
@@ -669,8 +669,6 @@ impl Namers<SystemBound> for TestNamers {
             NamerAnswer::Tree(NameTree::Leaf(Name::Bound(SystemBound {
                 id: path.take(4),
                 residual: path.drop(4),
-                host: String::new(),
-                port: 0,
             })))
         } else {
             system::system_answer(path)
@@ -1253,4 +1251,28 @@ fn delegate_nesting_is_bounded_and_fits_a_2mib_thread() {
         );
         assert!(json > 0);
     }
+}
+
+#[test]
+fn system_bound_socket_addr() {
+    let sb = |id: &str| SystemBound {
+        id: p(id),
+        residual: Path::empty(),
+    };
+    assert_eq!(
+        sb("/$/inet/127.0.0.1/8080").socket_addr(),
+        Some("127.0.0.1:8080".parse().unwrap())
+    );
+    assert_eq!(
+        sb("/$/inet/8080").socket_addr(),
+        Some("0.0.0.0:8080".parse().unwrap())
+    );
+    assert_eq!(
+        sb("/$/io.buoyant.rinet/80/10.0.0.1").socket_addr(),
+        Some("10.0.0.1:80".parse().unwrap())
+    );
+    // Names need DNS; other ids are not addresses.
+    assert_eq!(sb("/$/inet/web/80").socket_addr(), None);
+    assert_eq!(sb("/#/io.l5d.fs/web").socket_addr(), None);
+    assert_eq!(sb("/$/inet/h/80").to_string(), "/$/inet/h/80");
 }

@@ -313,10 +313,6 @@ pub struct SystemBound {
     pub id: Path,
     /// What followed the id in the bound path.
     pub residual: Path,
-    /// The host to resolve (empty: the wildcard/local address).
-    pub host: String,
-    /// The port.
-    pub port: u16,
 }
 
 impl fmt::Display for SystemBound {
@@ -341,17 +337,9 @@ impl Namers<SystemBound> for SystemNamers {
 /// namers that fall back to them.
 pub fn system_answer(path: &Path) -> NamerAnswer<SystemBound> {
     match lookup(path) {
-        SystemAnswer::Inet {
-            id,
-            host,
-            port,
-            residual,
-        } => NamerAnswer::Tree(NameTree::Leaf(Name::Bound(SystemBound {
-            id,
-            residual,
-            host,
-            port,
-        }))),
+        SystemAnswer::Inet { id, residual, .. } => {
+            NamerAnswer::Tree(NameTree::Leaf(Name::Bound(SystemBound { id, residual })))
+        }
         SystemAnswer::Tree(t) => NamerAnswer::Tree(t.map(&mut |p: &Path| Name::Path(p.clone()))),
         SystemAnswer::Error(m) => NamerAnswer::Error(m),
         SystemAnswer::NotSystem => NamerAnswer::Tree(NameTree::Neg),
@@ -362,12 +350,18 @@ impl SystemBound {
     /// The address, when the host is an IP literal (or empty: the wildcard
     /// address, as Java's `new InetSocketAddress(port)`); a host name would
     /// need DNS, which this pure module does not do.
+    ///
+    /// Ids are inet paths (`/$/inet/<host>/<port>`, `/$/inet/<port>`,
+    /// `/$/io.buoyant.rinet/<port>/<host>`), so the id is read again.
     pub fn socket_addr(&self) -> Option<SocketAddr> {
-        let ip: IpAddr = if self.host.is_empty() {
+        let SystemAnswer::Inet { host, port, .. } = lookup(&self.id) else {
+            return None;
+        };
+        let ip: IpAddr = if host.is_empty() {
             IpAddr::from([0, 0, 0, 0])
         } else {
-            self.host.parse().ok()?
+            host.parse().ok()?
         };
-        Some(SocketAddr::new(ip, self.port))
+        Some(SocketAddr::new(ip, port))
     }
 }
