@@ -42,7 +42,11 @@ pub(crate) fn parse(text: &str, source: &str) -> (Option<model::Config>, Vec<Pro
     };
     let config = b.config(file);
     let mut problems = b.problems;
-    problems.extend(super::validate::internal(&config, source, &walker.positions));
+    problems.extend(super::validate::internal(
+        &config,
+        source,
+        &walker.positions,
+    ));
     // In file order; problems without a place (across entries) last.
     problems.sort_by_key(|p| (p.line == 0, p.line, p.col));
     (Some(config), problems)
@@ -205,7 +209,8 @@ impl Builder<'_> {
         let identifiers = match r.identifier {
             None => vec![model::Identifier::default_for(protocol)],
             Some(ids) => {
-                let many = ids.len() > 1;
+                // Written as a list or as one mapping: the walk saw which.
+                let many = self.positions.contains_key(&format!("{at}.identifier[0]"));
                 ids.into_iter()
                     .enumerate()
                     .map(|(j, id)| {
@@ -379,4 +384,3 @@ fn place_in_file(file: &str, at: Pos, dtab: &str, e: &ParseError) -> Option<Pos>
         offset: None,
     })
 }
-

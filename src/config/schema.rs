@@ -485,6 +485,14 @@ impl<'a> Walker<'a> {
             (Ty::Str, Value::Int(i)) => J::String(i.to_string()),
             (Ty::Str, Value::Float(f)) => J::String(f.to_string()),
             (Ty::Bool, Value::Bool(b)) => J::Bool(*b),
+            // Jackson (Linkerd) reads `port: "4140"` as a number too.
+            (Ty::Int { .. }, Value::Str(s)) if s.trim().parse::<i128>().is_ok() => {
+                let n = Node {
+                    value: Value::Int(s.trim().parse::<i128>().unwrap_or_default()),
+                    pos: node.pos,
+                };
+                self.walk(&n, ty, path)
+            }
             (Ty::Int { min, max }, Value::Int(i)) => {
                 if i < min || i > max {
                     self.problem(
@@ -496,7 +504,9 @@ impl<'a> Walker<'a> {
                     node.value.to_json()
                 }
             }
-            (Ty::Obj(obj), Value::Map(entries)) => J::Object(self.walk_obj(obj, entries, node.pos, path, None)),
+            (Ty::Obj(obj), Value::Map(entries)) => {
+                J::Object(self.walk_obj(obj, entries, node.pos, path, None))
+            }
             (Ty::List(item), Value::Seq(items)) => J::Array(
                 items
                     .iter()
@@ -538,8 +548,10 @@ impl<'a> Walker<'a> {
             } else if obj.unsupported.contains(&k.name.as_str()) {
                 self.problem(k.pos, format!("not supported yet: {sub}"));
             } else {
-                let expected: Vec<&str> =
-                    tag.into_iter().chain(obj.fields.iter().map(|f| f.key)).collect();
+                let expected: Vec<&str> = tag
+                    .into_iter()
+                    .chain(obj.fields.iter().map(|f| f.key))
+                    .collect();
                 self.problem(
                     k.pos,
                     format!(
@@ -573,7 +585,11 @@ impl<'a> Walker<'a> {
                 v => {
                     self.problem(
                         n.pos,
-                        format!("{}: expected a string, found {}", join(path, k.tag), v.kind_name()),
+                        format!(
+                            "{}: expected a string, found {}",
+                            join(path, k.tag),
+                            v.kind_name()
+                        ),
                     );
                     return serde_json::Value::Null;
                 }

@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use super::Problem;
-use super::node::Pos;
 use super::model::{Config, Interpreter, Namer};
+use super::node::Pos;
 use crate::dtab::Dtab;
 
 /// Checks that need only the config itself.
@@ -23,7 +23,10 @@ pub(crate) fn internal(
     for (i, r) in config.routers.iter().enumerate() {
         if let Some(first) = labels.insert(&r.label, i) {
             let key = format!("routers[{i}].label");
-            let at = positions.get(&key).copied().unwrap_or(pos(&format!("routers[{i}]")));
+            let at = positions
+                .get(&key)
+                .copied()
+                .unwrap_or(pos(&format!("routers[{i}]")));
             problems.push(Problem::at(
                 source,
                 at,
@@ -49,7 +52,9 @@ pub(crate) fn internal(
                 .iter()
                 .find(|(a, _)| {
                     a.port() == s.addr.port()
-                        && (a.ip() == s.addr.ip() || a.ip().is_unspecified() || s.addr.ip().is_unspecified())
+                        && (a.ip() == s.addr.ip()
+                            || a.ip().is_unspecified()
+                            || s.addr.ip().is_unspecified())
                 })
                 .map(|(_, w)| w.clone());
             match clash {
@@ -71,7 +76,10 @@ pub(crate) fn internal(
     for (i, n) in config.namers.iter().enumerate() {
         if let Some(first) = prefixes.insert(n.prefix().to_string(), i) {
             let key = format!("namers[{i}].prefix");
-            let at = positions.get(&key).copied().unwrap_or(pos(&format!("namers[{i}]")));
+            let at = positions
+                .get(&key)
+                .copied()
+                .unwrap_or(pos(&format!("namers[{i}]")));
             problems.push(Problem::at(
                 source,
                 at,
@@ -101,7 +109,7 @@ pub(crate) fn external(config: &Config, source: &str) -> Vec<Problem> {
                 Ok(text) => {
                     if let Err(errors) = Dtab::parse_all(&text) {
                         for e in errors {
-                                                        problems.push(Problem {
+                            problems.push(Problem {
                                 file: shown.clone(),
                                 line: e.line as u64,
                                 col: e.col as u64,
