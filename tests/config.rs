@@ -230,12 +230,12 @@ routers:
     let err = refused(&o);
     assert!(
         err.contains(
-            "l.yaml: routers[0].interpreter.dtabFile: cannot read dtab file dtabs/default.dtab"
+            "l.yaml:8:15: routers[0].interpreter.dtabFile: cannot read dtab file dtabs/default.dtab"
         ),
         "{err}"
     );
     assert!(
-        err.contains("l.yaml: namers[0].rootDir: cannot use directory disco"),
+        err.contains("l.yaml:3:12: namers[0].rootDir: cannot use directory disco"),
         "{err}"
     );
 
@@ -304,8 +304,8 @@ routers:
         "l.yaml:16:10: routers[1]: duplicate router label 'web' (also routers[0])",
         "l.yaml:17:14: routers[1].dstPrefix: expected a path",
         "l.yaml:19:11: routers[1].servers[0]: port 4140 is already used by routers[0].servers[0]",
-        "l.yaml: namers[0].rootDir: cannot use directory nowhere",
-        "l.yaml: namers[1].rootDir: cannot use directory nowhere-else",
+        "l.yaml:5:12: namers[0].rootDir: cannot use directory nowhere",
+        "l.yaml:7:12: namers[1].rootDir: cannot use directory nowhere-else",
     ] {
         assert!(err.contains(want), "missing {want:?} in\n{err}");
     }

@@ -14,25 +14,52 @@ use super::node::{Node, Pos};
 use super::schema::{self, Walker};
 use crate::dtab::{Dtab, ParseError, Path};
 
-/// Parse a config text; `source` names it in messages. On success the
-/// problems list may still hold semantic problems; the config is `None`
-/// only when the document could not be typed at all.
-pub(crate) fn parse(text: &str, source: &str) -> (Option<model::Config>, Vec<Problem>) {
+/// Where each value stands in the file, by key path (`routers[0].dtab`).
+pub(crate) type Positions = HashMap<String, Pos>;
+
+/// What parsing found.
+pub(crate) struct Parsed {
+    /// `None` only when the document could not be typed at all.
+    pub config: Option<model::Config>,
+    /// Every problem, in file order; may be non-empty with a config.
+    pub problems: Vec<Problem>,
+    /// Where each value stands.
+    pub positions: Positions,
+}
+
+/// Parse a config text; `source` names it in messages.
+pub(crate) fn parse(text: &str, source: &str) -> Parsed {
     let node = match tree(text, source) {
         Ok(n) => n,
-        Err(p) => return (None, vec![p]),
+        Err(p) => {
+            return Parsed {
+                config: None,
+                problems: vec![p],
+                positions: Positions::new(),
+            };
+        }
     };
     let mut walker = Walker::new(source);
     let json = walker.walk(&node, &schema::Ty::Obj(&schema::FILE), "");
     if !walker.problems.is_empty() {
         let mut problems = walker.problems;
         problems.sort_by_key(|p| (p.line == 0, p.line, p.col));
-        return (None, problems);
+        return Parsed {
+            config: None,
+            problems,
+            positions: walker.positions,
+        };
     }
     let file: raw::File = match serde_json::from_value(json) {
         Ok(f) => f,
         // The walk and the raw types disagree: a bug, but still a message.
-        Err(e) => return (None, vec![Problem::at(source, node.pos, e.to_string())]),
+        Err(e) => {
+            return Parsed {
+                config: None,
+                problems: vec![Problem::at(source, node.pos, e.to_string())],
+                positions: walker.positions,
+            };
+        }
     };
     let mut b = Builder {
         text,
@@ -49,7 +76,11 @@ pub(crate) fn parse(text: &str, source: &str) -> (Option<model::Config>, Vec<Pro
     ));
     // In file order; problems without a place (across entries) last.
     problems.sort_by_key(|p| (p.line == 0, p.line, p.col));
-    (Some(config), problems)
+    Parsed {
+        config: Some(config),
+        problems,
+        positions: walker.positions,
+    }
 }
 
 /// The document as a span-aware tree, or its syntax error.
@@ -103,7 +134,7 @@ fn tree(text: &str, source: &str) -> Result<Node, Problem> {
 struct Builder<'a> {
     text: &'a str,
     source: &'a str,
-    positions: &'a HashMap<String, Pos>,
+    positions: &'a Positions,
     problems: Vec<Problem>,
 }
 

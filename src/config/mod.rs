@@ -101,12 +101,12 @@ impl std::error::Error for ConfigErrors {}
 /// text itself (keys, types, dtabs, paths, duplicates), not the files it
 /// references: see [`validate`].
 pub fn parse_str(text: &str, source_name: &str) -> Result<Config, ConfigErrors> {
-    let (config, mut problems) = load::parse(text, source_name);
-    match config {
-        Some(c) if problems.is_empty() => Ok(c),
+    let mut parsed = load::parse(text, source_name);
+    match parsed.config {
+        Some(c) if parsed.problems.is_empty() => Ok(c),
         _ => {
-            problems.dedup();
-            Err(ConfigErrors(problems))
+            parsed.problems.dedup();
+            Err(ConfigErrors(parsed.problems))
         }
     }
 }
@@ -123,7 +123,11 @@ pub fn load(path: &FsPath) -> Result<Config, ConfigErrors> {
 /// taken from the working directory.
 pub fn validate(config: &Config) -> Vec<Problem> {
     let mut problems = validate::internal(config, &config.source, &Default::default());
-    problems.extend(validate::external(config, &config.source));
+    problems.extend(validate::external(
+        config,
+        &config.source,
+        &Default::default(),
+    ));
     problems
 }
 
@@ -134,10 +138,13 @@ pub fn check(path: &FsPath) -> Vec<Problem> {
         Ok(t) => t,
         Err(e) => return e.0,
     };
-    let (config, mut problems) = load::parse(&text, &source);
-    if let Some(c) = config {
-        problems.extend(validate::external(&c, &source));
+    let parsed = load::parse(&text, &source);
+    let mut problems = parsed.problems;
+    if let Some(c) = &parsed.config {
+        problems.extend(validate::external(c, &source, &parsed.positions));
     }
+    // The config file in line order, then the files it references.
+    problems.sort_by_key(|p| (p.file != source, p.line == 0, p.line, p.col));
     problems.dedup();
     problems
 }
@@ -173,3 +180,6 @@ fn read(path: &FsPath) -> Result<(String, String), ConfigErrors> {
         )])),
     }
 }
+
+#[cfg(test)]
+mod tests;

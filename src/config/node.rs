@@ -258,7 +258,6 @@ mod tests {
     fn spans_reach_every_node() {
         let text = "admin:\n  port: 9990\nrouters:\n- protocol: http\n  servres: []\n";
         let n: Node = serde_saphyr::from_str(text).unwrap();
-        eprintln!("{n:#?}");
         let routers = n.value.get("routers").unwrap();
         assert_eq!(routers.pos.line, 4);
         let Value::Seq(rs) = &routers.value else {
@@ -280,9 +279,6 @@ mod tests {
         let Value::Map(es) = &rs[0].value else {
             panic!()
         };
-        eprintln!("{:?}", es[1].0.pos);
         assert_eq!(es[1].0.pos.line, 3);
-        let e = serde_saphyr::from_str::<Node>("a: [1, 2\nb: 3").unwrap_err();
-        eprintln!("{:?} / {}", e.location(), e.without_snippet());
     }
 }

@@ -7,16 +7,12 @@
 use std::collections::HashMap;
 
 use super::Problem;
+use super::load::Positions;
 use super::model::{Config, Interpreter, Namer};
-use super::node::Pos;
 use crate::dtab::Dtab;
 
 /// Checks that need only the config itself.
-pub(crate) fn internal(
-    config: &Config,
-    source: &str,
-    positions: &HashMap<String, Pos>,
-) -> Vec<Problem> {
+pub(crate) fn internal(config: &Config, source: &str, positions: &Positions) -> Vec<Problem> {
     let pos = |key: &str| positions.get(key).copied().unwrap_or_default();
     let mut problems = Vec::new();
     let mut labels: HashMap<&str, usize> = HashMap::new();
@@ -37,9 +33,10 @@ pub(crate) fn internal(
             ));
         }
     }
-    let mut addrs: HashMap<std::net::SocketAddr, String> = HashMap::new();
+    // In file order, so a clash names the first user of the port.
+    let mut addrs: Vec<(std::net::SocketAddr, String)> = Vec::new();
     if config.admin.addr.port() != 0 {
-        addrs.insert(config.admin.addr, "admin".into());
+        addrs.push((config.admin.addr, "admin".into()));
     }
     for (i, r) in config.routers.iter().enumerate() {
         for (j, s) in r.servers.iter().enumerate() {
@@ -66,9 +63,7 @@ pub(crate) fn internal(
                         .unwrap_or(pos(&here)),
                     format!("{here}: port {} is already used by {other}", s.addr.port()),
                 )),
-                None => {
-                    addrs.insert(s.addr, here);
-                }
+                None => addrs.push((s.addr, here)),
             }
         }
     }
@@ -95,15 +90,17 @@ pub(crate) fn internal(
 
 /// Checks of what the config references: dtab files exist and parse,
 /// namer directories exist.
-pub(crate) fn external(config: &Config, source: &str) -> Vec<Problem> {
+pub(crate) fn external(config: &Config, source: &str, positions: &Positions) -> Vec<Problem> {
+    let pos = |key: &str| positions.get(key).copied().unwrap_or_default();
     let mut problems = Vec::new();
     for (i, r) in config.routers.iter().enumerate() {
         if let Interpreter::Fs { dtab_file } = &r.interpreter {
             let key = format!("routers[{i}].interpreter.dtabFile");
             let shown = dtab_file.display().to_string();
             match std::fs::read_to_string(dtab_file) {
-                Err(e) => problems.push(Problem::new(
+                Err(e) => problems.push(Problem::at(
                     source,
+                    pos(&key),
                     format!("{key}: cannot read dtab file {shown}: {e}"),
                 )),
                 Ok(text) => {
@@ -127,16 +124,20 @@ pub(crate) fn external(config: &Config, source: &str) -> Vec<Problem> {
     for (i, n) in config.namers.iter().enumerate() {
         match n {
             Namer::Fs(fs) => {
+                let key = format!("namers[{i}].rootDir");
+                let at = pos(&key);
                 let shown = fs.root_dir.display();
                 match std::fs::metadata(&fs.root_dir) {
                     Ok(m) if m.is_dir() => {}
-                    Ok(_) => problems.push(Problem::new(
+                    Ok(_) => problems.push(Problem::at(
                         source,
-                        format!("namers[{i}].rootDir: {shown} is not a directory"),
+                        at,
+                        format!("{key}: {shown} is not a directory"),
                     )),
-                    Err(e) => problems.push(Problem::new(
+                    Err(e) => problems.push(Problem::at(
                         source,
-                        format!("namers[{i}].rootDir: cannot use directory {shown}: {e}"),
+                        at,
+                        format!("{key}: cannot use directory {shown}: {e}"),
                     )),
                 }
             }
