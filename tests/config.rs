@@ -310,6 +310,43 @@ routers:
         assert!(err.contains(want), "missing {want:?} in\n{err}");
     }
     assert_eq!(err.lines().count(), 7, "{err}");
+    // In file order.
+    let lines: Vec<u32> = err
+        .lines()
+        .map(|l| {
+            l.split(':')
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted, "{err}");
+}
+
+#[test]
+fn check_reads_stdin() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["check", "-c", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"routers:\n- protocol: http\n  servers:\n  - port: 0\n  tls: {}\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "<stdin>:5:3: unknown key 'tls' in routers[0]; expected one of: protocol, label, dtab, dstPrefix, identifier, interpreter, bindingTimeoutMs, bindingCache, servers, client, maxCallDepth, experimental\n"
+    );
 }
 
 #[test]

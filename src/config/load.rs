@@ -200,6 +200,13 @@ impl Builder<'_> {
     }
 
     fn path(&mut self, key: &str, text: &str) -> Path {
+        if !text.starts_with('/') {
+            self.problem(
+                key,
+                format!("{key}: expected a path starting with '/' such as /svc, found '{text}'"),
+            );
+            return Path::empty();
+        }
         match text.parse::<Path>() {
             Ok(p) => p,
             Err(e) => {

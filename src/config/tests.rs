@@ -228,7 +228,7 @@ fn path_values_are_placed() {
     );
     assert_eq!(
         e,
-        "l.yaml:5:11: routers[0].identifier[0].path: expected a path such as /svc/users, found 'n'"
+        "l.yaml:5:11: routers[0].identifier[0].path: expected a path starting with '/' such as /svc, found 'nope'"
     );
 }
 
