@@ -39,7 +39,7 @@ impl Config {
 #[serde(rename_all = "camelCase")]
 pub struct Admin {
     /// `ip` + `port`; default 127.0.0.1:9990.
-    #[serde(serialize_with = "ser_display")]
+    #[serde(flatten, serialize_with = "ser_ip_port")]
     pub addr: SocketAddr,
     /// `shutdownGraceMs`; default 10 s.
     #[serde(rename = "shutdownGraceMs", serialize_with = "ser_ms")]
@@ -284,7 +284,7 @@ impl Default for BindingCache {
 #[serde(rename_all = "camelCase")]
 pub struct Server {
     /// `ip` + `port`; default loopback and the protocol's port.
-    #[serde(serialize_with = "ser_display")]
+    #[serde(flatten, serialize_with = "ser_ip_port")]
     pub addr: SocketAddr,
     /// `maxConcurrentRequests`; unlimited when `None`.
     pub max_concurrent_requests: Option<u32>,
@@ -312,6 +312,15 @@ pub enum LoadBalancer {
 
 fn ser_display<T: std::fmt::Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
+}
+
+/// An address as Linkerd writes it: `ip` and `port` keys.
+fn ser_ip_port<S: Serializer>(a: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(2))?;
+    m.serialize_entry("ip", &a.ip().to_string())?;
+    m.serialize_entry("port", &a.port())?;
+    m.end()
 }
 
 fn ser_ms<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

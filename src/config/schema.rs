@@ -518,9 +518,14 @@ impl<'a> Walker<'a> {
             (Ty::OneOrList(item), _) => J::Array(vec![self.walk(node, item, path)]),
             (Ty::Kinded(k), Value::Map(entries)) => self.walk_kinded(k, entries, node.pos, path),
             (ty, v) => {
+                let what = if path.is_empty() {
+                    "the top level"
+                } else {
+                    path
+                };
                 self.problem(
                     node.pos,
-                    format!("{path}: expected {}, found {}", ty_words(ty), v.kind_name()),
+                    format!("{what}: expected {}, found {}", ty_words(ty), v.kind_name()),
                 );
                 J::Null
             }

@@ -142,7 +142,8 @@ fn config_json_uses_linkerd_key_names() {
     )
     .unwrap();
     let j = serde_json::to_value(&c).unwrap();
-    assert_eq!(j["admin"]["addr"], "127.0.0.1:9990");
+    assert_eq!(j["admin"]["ip"], "127.0.0.1");
+    assert_eq!(j["admin"]["port"], 9990);
     assert_eq!(j["admin"]["shutdownGraceMs"], 10000);
     let r = &j["routers"][0];
     assert_eq!(r["protocol"], "http");
@@ -154,7 +155,9 @@ fn config_json_uses_linkerd_key_names() {
     assert_eq!(r["interpreter"]["kind"], "default");
     assert_eq!(r["bindingTimeoutMs"], 10000);
     assert_eq!(r["bindingCache"]["idleTtlSecs"], 600);
-    assert_eq!(r["servers"][0]["addr"], "127.0.0.1:4140");
+    assert_eq!(r["servers"][0]["ip"], "127.0.0.1");
+    assert_eq!(r["servers"][0]["port"], 4140);
+    assert_eq!(r["servers"][0]["clearContext"], false);
     assert_eq!(
         r["servers"][0]["maxConcurrentRequests"],
         serde_json::Value::Null
@@ -166,6 +169,14 @@ fn config_json_uses_linkerd_key_names() {
     assert_eq!(
         fs["routers"][0]["interpreter"]["dtabFile"],
         "dtabs/default.dtab"
+    );
+}
+
+#[test]
+fn the_top_level_must_be_a_mapping() {
+    assert_eq!(
+        errors("- a\n- b\n"),
+        "l.yaml:1:1: the top level: expected a mapping, found a list"
     );
 }
 
