@@ -306,3 +306,15 @@ fn the_default_config_is_valid() {
     assert_eq!(c.source, DEFAULT_SOURCE);
     assert_eq!(c.routers[0].label, "http");
 }
+
+#[test]
+fn routers_and_servers_are_required() {
+    assert_eq!(
+        errors("routers: []\n"),
+        "l.yaml:1:10: routers: at least one router is required"
+    );
+    assert_eq!(
+        errors("routers:\n- protocol: http\n  servers: []\n"),
+        "l.yaml:3:12: routers[0].servers: at least one server is required"
+    );
+}

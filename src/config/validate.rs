@@ -15,6 +15,23 @@ use crate::dtab::Dtab;
 pub(crate) fn internal(config: &Config, source: &str, positions: &Positions) -> Vec<Problem> {
     let pos = |key: &str| positions.get(key).copied().unwrap_or_default();
     let mut problems = Vec::new();
+    if config.routers.is_empty() {
+        problems.push(Problem::at(
+            source,
+            pos("routers"),
+            "routers: at least one router is required".into(),
+        ));
+    }
+    for (i, r) in config.routers.iter().enumerate() {
+        if r.servers.is_empty() {
+            let key = format!("routers[{i}].servers");
+            problems.push(Problem::at(
+                source,
+                pos(&key),
+                format!("{key}: at least one server is required"),
+            ));
+        }
+    }
     let mut labels: HashMap<&str, usize> = HashMap::new();
     for (i, r) in config.routers.iter().enumerate() {
         if let Some(first) = labels.insert(&r.label, i) {
