@@ -401,7 +401,7 @@ fn place_in_file(file: &str, at: Pos, dtab: &str, e: &ParseError) -> Option<Pos>
         // A block scalar (`|`): the node starts at its first content line,
         // and each dtab line is a file line with the same indentation.
         let line = at.line as usize + e.line - 1;
-        let indent = at.col as usize - 1;
+        let indent = (at.col as usize).checked_sub(1)?;
         let content = file_lines.get(line.checked_sub(1)?)?;
         if content.get(indent..)?.trim_end_matches('\r') != e.line_text {
             return None;
