@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod config;
 pub mod dtab;
 pub mod naming;
 pub mod telemetry;
