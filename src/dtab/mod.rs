@@ -8,7 +8,7 @@
 //! Every type's `Display` is Finagle's canonical show form and its `FromStr`
 //! is the parser of `grammar/dtab.pest`. The semantics follow
 //! `shared/docs/dtab-semantics.md` to the letter. This module must stay free of
-//! tokio, hyper and I/O.
+//! async runtimes, HTTP and I/O (CI checks it).
 
 mod bind;
 mod delegate;
