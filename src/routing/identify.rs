@@ -388,7 +388,7 @@ mod tests {
         let id = Identifier::Header {
             header: "l5d-name".into(),
         };
-        assert!(identify(&[id.clone()], &svc(), &r).is_err());
+        assert!(identify(std::slice::from_ref(&id), &svc(), &r).is_err());
         let r = req("GET", "/", &[("l5d-name", "/web/v2")]);
         assert_eq!(name(&[id], &r), "/svc/web/v2");
     }
