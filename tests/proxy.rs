@@ -125,9 +125,10 @@ async fn negative_client_and_empty_set_are_502() {
     let _none = binder.name("none", &[]);
     let p = start_proxy(http_params(), binder).await;
     for host in ["gone", "none", "e"] {
-        let (r, _) = get(p.addr, host, "/", &[]).await;
+        let (r, body) = get(p.addr, host, "/", &[]).await;
         assert_eq!(r.status(), 502, "{host}");
         assert!(l5d_err(&r).contains(&format!("/svc/{host}")));
+        assert!(body.contains("Bound tree: "), "{body}");
     }
 }
 
@@ -421,6 +422,11 @@ async fn h2c_grpc_call_keeps_trailers() {
     assert_eq!(seen.version, http::Version::HTTP_2);
     assert_eq!(seen.headers.get("te").unwrap(), "trailers");
     assert_eq!(seen.headers.get("l5d-dst-residual").unwrap(), "/SayHello");
+    assert_eq!(
+        seen.uri,
+        format!("http://{}/pkg.Greeter/SayHello", p.addr),
+        ":authority is forwarded as sent"
+    );
 }
 
 #[tokio::test]
@@ -506,4 +512,81 @@ async fn graceful_shutdown_drains_in_flight() {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "no longer accepting"
     );
+}
+
+async fn admin_get(admin: std::net::SocketAddr, path: &str) -> (http::StatusCode, String) {
+    let req = Request::builder()
+        .uri(format!("http://{admin}{path}"))
+        .body(empty())
+        .unwrap();
+    let (r, body) = send(&h1_client(), req).await;
+    (r.status(), body)
+}
+
+#[tokio::test]
+async fn admin_endpoints_and_shutdown() {
+    use switchyard::admin::{AdminState, serve};
+    let a = Backend::start("a").await;
+    let binder = Arc::new(TestBinder::new(&format!("/svc/a=>{}", a.inet())));
+    let p = start_proxy(http_params(), binder).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = listener.local_addr().unwrap();
+    let admin_task = tokio::spawn(serve(
+        listener,
+        AdminState {
+            routers: vec![p.router.clone()],
+            config: serde_json::json!({"routers": [{"protocol": "http"}]}),
+            shutdown: p.shutdown.clone(),
+        },
+    ));
+    let (r, _) = get(p.addr, "a", "/", &[]).await;
+    assert_eq!(r.status(), 200);
+
+    assert_eq!(admin_get(admin, "/admin/ping").await.1, "pong");
+    let (_, cfg) = admin_get(admin, "/config.json").await;
+    assert!(cfg.contains("\"protocol\": \"http\""), "{cfg}");
+
+    let (_, cs) = admin_get(admin, "/client_state.json").await;
+    let cs: serde_json::Value = serde_json::from_str(&cs).unwrap();
+    let client = &cs["http"][a.inet().as_str()];
+    assert_eq!(client["state"], "bound", "{cs}");
+    assert_eq!(client["endpoints"][0]["addr"], a.addr.to_string());
+    assert_eq!(client["endpoints"][0]["outstanding"], 0);
+
+    let (_, names) = admin_get(admin, "/bound-names.json").await;
+    assert!(names.contains("/svc/a"), "{names}");
+
+    let (s, d) = admin_get(admin, "/delegator.json?router=http&path=%2Fsvc%2Fa").await;
+    assert_eq!(s, 200, "{d}");
+    let d: serde_json::Value = serde_json::from_str(&d).unwrap();
+    assert_eq!(d["bound"]["type"], "leaf", "{d}");
+    assert_eq!(d["bound"]["bound"]["id"], a.inet());
+    let (s, d) = admin_get(
+        admin,
+        "/delegator.json?router=http&path=/svc/a&dtab=/svc/a=%3E!",
+    )
+    .await;
+    assert_eq!(s, 200, "{d}");
+    assert!(d.contains("\"fail\""), "{d}");
+    let (s, d) = admin_get(admin, "/delegator.json?router=http&path=/svc/a&dtab=oops").await;
+    assert_eq!(s, 400);
+    assert!(d.contains("dtab"), "{d}");
+
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("http://{admin}/admin/shutdown"))
+        .body(empty())
+        .unwrap();
+    let (r, _) = send(&h1_client(), req).await;
+    assert_eq!(r.status(), 200);
+    tokio::time::timeout(Duration::from_secs(5), p.task)
+        .await
+        .expect("proxy stops")
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), admin_task)
+        .await
+        .expect("admin stops")
+        .unwrap()
+        .unwrap();
 }

@@ -143,11 +143,15 @@ impl ProxyError {
                 s.push('\n');
                 s.push_str(&e.error.to_string());
             }
-            ProxyError::Route {
-                detail: Some(d), ..
-            } => {
-                s.push('\n');
-                s.push_str(d);
+            ProxyError::Route { error, detail } => {
+                if let Some(b) = &error.bound {
+                    s.push_str("\nBound tree: ");
+                    s.push_str(b);
+                }
+                if let Some(d) = detail {
+                    s.push_str("\nDelegation:\n");
+                    s.push_str(d);
+                }
             }
             _ => {}
         }

@@ -14,15 +14,13 @@ use http::{Request, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rand::Rng;
 
 use super::error::ProxyError;
 use super::headers::{
     self, L5D_CTX_DTAB, L5D_DST_CLIENT, L5D_DST_RESIDUAL, L5D_DST_SERVICE, L5D_REQID,
 };
+use super::upstream::Upstream;
 use super::{BoxError, ProxyBody};
 use crate::routing::{Outstanding, Protocol, Router, ServerParams, identify, strip_segments};
 
@@ -33,7 +31,7 @@ const MAX_CONNECT_ATTEMPTS: usize = 5;
 pub(crate) struct Forwarder {
     router: Router,
     server: ServerParams,
-    client: Client<HttpConnector, ProxyBody>,
+    upstream: Upstream,
     inflight: Arc<AtomicUsize>,
 }
 
@@ -48,19 +46,8 @@ impl Drop for Inflight {
 
 impl Forwarder {
     pub(crate) fn new(router: Router, server: ServerParams) -> Forwarder {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let mut b = Client::builder(TokioExecutor::new());
-        b.pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(60))
-            .set_host(false);
-        if router.params().protocol == Protocol::H2 {
-            b.http2_only(true);
-        }
         Forwarder {
-            client: b.build(connector),
+            upstream: Upstream::new(router.params().protocol),
             router,
             server,
             inflight: Arc::new(AtomicUsize::new(0)),
@@ -181,9 +168,15 @@ impl Forwarder {
             };
             let addr = ep.addr;
             let outstanding = Outstanding::new(ep);
+            // HTTP/1.1 is addressed to the endpoint (Host carries the name);
+            // HTTP/2 keeps the caller's :authority.
+            let authority = match (version, &original_authority) {
+                (Version::HTTP_2, Some(a)) => a.to_string(),
+                _ => addr.to_string(),
+            };
             let uri = Uri::builder()
                 .scheme("http")
-                .authority(addr.to_string())
+                .authority(authority)
                 .path_and_query(pq.clone())
                 .build()
                 .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
@@ -197,7 +190,7 @@ impl Forwarder {
             *out.version_mut() = version;
             *out.headers_mut() = parts.headers.clone();
 
-            let sent = self.client.request(out);
+            let sent = self.upstream.send(addr, out);
             let result = match params.request_timeout {
                 Some(t) => match tokio::time::timeout(t, sent).await {
                     Ok(r) => r,
@@ -225,9 +218,9 @@ impl Forwarder {
                     .boxed();
                     return Ok(Response::from_parts(rparts, rbody));
                 }
-                Err(e) if e.is_connect() => {
+                Err(e) if e.connect => {
                     tried.push(addr);
-                    let cause = error_chain(&e);
+                    let cause = e.cause;
                     tracing::debug!(%addr, %cause, "connect failed");
                     if !replayable
                         || tried.len() >= MAX_CONNECT_ATTEMPTS
@@ -246,7 +239,7 @@ impl Forwarder {
                         dst: dst.clone(),
                         client: client.id().clone(),
                         addr,
-                        cause: error_chain(&e),
+                        cause: e.cause,
                     });
                 }
             }
@@ -259,21 +252,6 @@ fn put(h: &mut http::HeaderMap, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         h.insert(name, v);
     }
-}
-
-/// An error and its causes, joined, so the message says what really happened.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let cs = c.to_string();
-        if !s.contains(&cs) {
-            s.push_str(": ");
-            s.push_str(&cs);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 pin_project_lite::pin_project! {

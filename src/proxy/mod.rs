@@ -12,6 +12,7 @@ mod error;
 mod forward;
 pub mod headers;
 mod server;
+mod upstream;
 
 pub use error::ProxyError;
 pub use server::{Shutdown, serve, shutdown_on_signals};

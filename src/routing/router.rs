@@ -38,6 +38,8 @@ pub struct RouteError {
     pub local: Dtab,
     /// What went wrong.
     pub kind: RouteFailure,
+    /// The bound tree the name had (client ids at the leaves), when it bound.
+    pub bound: Option<String>,
 }
 
 /// The step at which routing failed.
@@ -325,6 +327,7 @@ impl Router {
             base: self.inner.binder.base_dtab(),
             local: local.clone(),
             kind,
+            bound: None,
         };
         let binding = self.binding(local, path);
         let mut state = binding.current.load_full();
@@ -344,6 +347,16 @@ impl Router {
             Activity::Ok(t) => t,
             Activity::Failed(m) => return Err(err(RouteFailure::BindFailed(m.clone()))),
             Activity::Pending => return Err(err(RouteFailure::BindingTimeout(timeout, None))),
+        };
+        let shown = || {
+            Some(
+                tree.map(&mut |c: &Arc<BoundClient>| c.id().clone())
+                    .to_string(),
+            )
+        };
+        let err = |kind| RouteError {
+            bound: shown(),
+            ..err(kind)
         };
         let client = choose(tree).map_err(err)?;
         client.touch(self.now_ms());
