@@ -36,7 +36,7 @@ pub(crate) struct UpstreamError {
 
 /// Keep-alive connections to endpoints, per router protocol.
 pub(crate) enum Upstream {
-    Http1(Client<HttpConnector, ProxyBody>),
+    Http1(Box<Client<HttpConnector, ProxyBody>>),
     Http2(H2Pool),
 }
 
@@ -58,7 +58,7 @@ impl Upstream {
                     .pool_idle_timeout(Duration::from_secs(60))
                     .set_host(false)
                     .build(connector);
-                Upstream::Http1(client)
+                Upstream::Http1(Box::new(client))
             }
             Protocol::H2 => Upstream::Http2(H2Pool::default()),
         }
