@@ -3,7 +3,9 @@
 
 pub mod admin;
 pub mod cli;
+pub mod config;
 pub mod dtab;
 pub mod naming;
 pub mod proxy;
 pub mod routing;
+pub mod telemetry;

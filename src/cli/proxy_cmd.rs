@@ -25,6 +25,17 @@ pub fn run(_args: RunArgs) -> anyhow::Result<()> {
     anyhow::bail!("not implemented yet")
 }
 
-pub fn check(_args: CheckArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+/// Validate the config and everything it references; print `FILE: ok`, or
+/// every problem on stderr (one per line) and fail.
+pub fn check(args: CheckArgs) -> anyhow::Result<()> {
+    let problems = crate::config::check(&args.config);
+    if problems.is_empty() {
+        println!("{}: ok", args.config.display());
+        return Ok(());
+    }
+    for p in &problems {
+        eprintln!("{p}");
+    }
+    // The problems are the message; main prints nothing more.
+    Err(anyhow::anyhow!(""))
 }

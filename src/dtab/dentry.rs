@@ -93,3 +93,36 @@ impl fmt::Display for Dentry {
         write!(f, "{}=>{}", self.prefix, self.dst)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefix(s: &str) -> Prefix {
+        s.parse().unwrap()
+    }
+    fn path(s: &str) -> Path {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn prefix_matching_is_element_wise() {
+        assert!(prefix("/").matches(&path("/")));
+        assert!(prefix("/").matches(&path("/a")));
+        assert!(prefix("/foo").matches(&path("/foo/bar")));
+        assert!(!prefix("/foo").matches(&path("/foobar")));
+        assert!(!prefix("/foo/bar").matches(&path("/foo")));
+        assert!(prefix("/a/*/c").matches(&path("/a/b/c/d")));
+        assert!(!prefix("/a/*/c").matches(&path("/a/b")));
+        assert!(!prefix("/*").matches(&path("/")));
+    }
+
+    #[test]
+    fn show() {
+        assert_eq!(Prefix::default().to_string(), "/");
+        assert_eq!(prefix("/a/*/\\x20").to_string(), "/a/*/\\x20");
+        assert_eq!(Prefix::from(path("/a/b")).to_string(), "/a/b");
+        let d: Dentry = "/foo => /bar | /baz".parse().unwrap();
+        assert_eq!(d.to_string(), "/foo=>/bar | /baz");
+    }
+}

@@ -2,7 +2,8 @@
 //! [`NameTree`], [`Dentry`] and [`Dtab`], with errors a person can act on.
 //!
 //! A [`ParseError`] names the line and column, shows the offending line with a
-//! caret under the spot, and says in words what was expected there.
+//! caret under the spot, and says in words what was expected there, e.g.
+//! `prod.dtab:3:17: expected '=>' after the prefix /svc/users, found '/'`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -11,7 +12,7 @@ use pest::Parser;
 use pest::iterators::Pair;
 
 use super::dentry::{Dentry, Prefix, PrefixElem};
-use super::path::{Label, Path};
+use super::path::{Label, Path, is_showable};
 use super::table::Dtab;
 use super::tree::{DEFAULT_WEIGHT, NameTree, Weighted};
 
@@ -30,7 +31,7 @@ pub struct ParseError {
     pub col: usize,
     /// The offending line, without its newline.
     pub line_text: String,
-    /// What was expected, in words (`'=>'`, `a path`, ...).
+    /// What was expected, in words (`'=>'`, `a label or '*'`, ...).
     pub expected: String,
     /// What was found instead (`'^'`, `end of input`).
     pub found: String,
@@ -47,7 +48,8 @@ impl ParseError {
         self
     }
 
-    /// The first line of the message, without the excerpt.
+    /// The first line of the message, without the excerpt:
+    /// `[source:]line:col: expected X [context], found Y`.
     pub fn summary(&self) -> String {
         let mut s = String::new();
         if let Some(src) = &self.source {
@@ -62,54 +64,47 @@ impl ParseError {
             s.push(' ');
             s.push_str(ctx);
         }
-        s.push_str(&format!(", found {}", self.found));
+        s.push_str(", found ");
+        s.push_str(&self.found);
         s
     }
 
+    /// An error at byte `offset` of `input` (clamped to the text).
     fn at(input: &str, offset: usize, expected: String, context: Option<String>) -> ParseError {
-        let offset = offset.min(input.len());
-        let before = &input[..offset];
+        let mut offset = offset.min(input.len());
+        while !input.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let (before, after) = input.split_at(offset);
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = input[line_start..offset].chars().count() + 1;
-        let line_end = input[line_start..]
-            .find('\n')
-            .map_or(input.len(), |i| line_start + i);
+        let col = before[line_start..].chars().count() + 1;
+        let line_end = after.find('\n').map_or(input.len(), |i| offset + i);
         let line_text = input[line_start..line_end]
             .trim_end_matches('\r')
             .to_string();
-        let found = match input[offset..].chars().next() {
-            None => "end of input".to_string(),
-            Some('\n') | Some('\r') => "end of line".to_string(),
-            Some(c) => format!("'{}'", c.escape_debug()),
-        };
         ParseError {
             source: None,
             line,
             col,
             line_text,
             expected,
-            found,
+            found: describe_found(after),
             context,
         }
     }
+}
 
-    /// Shift the position by where `input` started inside a larger text.
-    fn offset_by(mut self, whole: &str, start: usize) -> ParseError {
-        let before = &whole[..start];
-        let extra_lines = before.matches('\n').count();
-        if self.line == 1 {
-            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-            self.col += whole[line_start..start].chars().count();
+fn describe_found(rest: &str) -> String {
+    match rest.chars().next() {
+        None => "end of input".to_string(),
+        Some('\n') => "end of line".to_string(),
+        Some('\r') if rest[1..].is_empty() || rest[1..].starts_with('\n') => {
+            "end of line".to_string()
         }
-        self.line += extra_lines;
-        let ls = whole
-            .split('\n')
-            .nth(self.line - 1)
-            .unwrap_or("")
-            .trim_end_matches('\r');
-        self.line_text = ls.to_string();
-        self
+        Some('\t') => "a tab".to_string(),
+        Some(' ') => "a space".to_string(),
+        Some(c) => format!("'{}'", c.escape_debug()),
     }
 }
 
@@ -128,77 +123,250 @@ impl fmt::Display for ParseError {
     }
 }
 
-fn rule_words(r: Rule) -> Option<&'static str> {
+// === pest errors → words ===
+
+/// What the text being parsed is, which decides how some rules are worded.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Path,
+    Prefix,
+    Tree,
+    Dentry,
+    /// A whole dtab: `;` separates dentries.
+    Dtab,
+    /// One dentry cut out of a dtab at its `;`s: its end is a `;`.
+    DtabPiece,
+}
+
+const TREE_WORDS: &str = "a name tree (a path, '!', '~', '$' or '(')";
+const DENTRY_WORDS: &str = "a dentry such as /svc => /#/io.l5d.fs";
+
+/// Word groups, in the order they are listed in a message.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Want {
+    Dentry,
+    Prefix,
+    Path,
+    Label,
+    AnyElem,
+    Tree,
+    Weight,
+    Star,
+    Arrow,
+    Pipe,
+    Amp,
+    Rparen,
+    Semi,
+    End,
+}
+
+fn want_of(r: Rule) -> Option<Want> {
     Some(match r {
-        Rule::label | Rule::escape => "a label",
-        Rule::path | Rule::path_only => "a path such as /svc/users",
-        Rule::prefix | Rule::prefix_only | Rule::prefix_lead | Rule::any_elem => {
-            "a prefix such as /svc"
-        }
-        Rule::dentry | Rule::dentry_only => "a dentry such as /svc => /#/io.l5d.fs",
-        Rule::tree
+        Rule::dentry | Rule::dentry_only | Rule::dtab => Want::Dentry,
+        Rule::prefix | Rule::prefix_only | Rule::prefix_lead => Want::Prefix,
+        Rule::path_only => Want::Path,
+        Rule::label => Want::Label,
+        Rule::any_elem => Want::AnyElem,
+        Rule::path
+        | Rule::tree
         | Rule::tree1
         | Rule::weighted
-        | Rule::simple
         | Rule::tree_only
         | Rule::fail
         | Rule::neg
-        | Rule::empty => "a name tree (a path, '~', '!', '$' or '(')",
-        Rule::weight => "a weight",
-        Rule::star => "'*'",
-        Rule::pipe => "'|'",
-        Rule::amp => "'&'",
-        Rule::rparen => "')'",
-        Rule::arrow => "'=>'",
-        Rule::semi => "';'",
-        Rule::EOI => "end of input",
+        | Rule::empty => Want::Tree,
+        Rule::weight => Want::Weight,
+        Rule::star => Want::Star,
+        Rule::arrow => Want::Arrow,
+        Rule::pipe => Want::Pipe,
+        Rule::amp => Want::Amp,
+        Rule::rparen => Want::Rparen,
+        Rule::semi => Want::Semi,
+        Rule::EOI => Want::End,
         _ => return None,
     })
 }
 
-/// Turn a pest error into ours, phrasing the expected rules in words.
-fn convert(input: &str, e: pest::error::Error<Rule>) -> ParseError {
+/// A located, worded error before it is placed in the whole text.
+struct Problem {
+    offset: usize,
+    expected: String,
+    context: Option<String>,
+}
+
+/// Phrase a pest error. `input` is what pest parsed; `offset`s are into it.
+fn describe(input: &str, e: pest::error::Error<Rule>, mode: Mode) -> Problem {
     let offset = match e.location {
         pest::error::InputLocation::Pos(p) => p,
         pest::error::InputLocation::Span((s, _)) => s,
     };
-    let mut words: Vec<&'static str> = Vec::new();
-    let mut wants_arrow = false;
+    let offset = offset.min(input.len());
+    let mut wants: Vec<Want> = Vec::new();
     if let pest::error::ErrorVariant::ParsingError { positives, .. } = &e.variant {
-        for r in positives {
-            wants_arrow |= *r == Rule::arrow;
-            if let Some(w) = rule_words(*r)
-                && !words.contains(&w)
-            {
-                words.push(w);
-            }
+        wants.extend(positives.iter().filter_map(|r| want_of(*r)));
+    }
+    wants.sort();
+    wants.dedup();
+    let rest = input.get(offset..).unwrap_or("");
+    let next = rest.chars().next();
+    let prev = input.get(..offset).and_then(|b| b.chars().next_back());
+
+    // A bad `\xHH` escape: the label stopped at the `\`. Point at the
+    // character that is wrong, as Finagle's `parseLabel` does.
+    if next == Some('\\')
+        && let Some(p) = bad_escape(rest)
+    {
+        return p.shifted(offset);
+    }
+
+    let has = |w: Want| wants.contains(&w);
+    // Drop words that would only add noise next to a more specific one.
+    let mut shown: Vec<Want> = wants.clone();
+    if has(Want::Dentry) || has(Want::Prefix) {
+        shown.retain(|w| *w != Want::End);
+    }
+    if mode == Mode::Dtab && has(Want::Semi) {
+        shown.retain(|w| *w != Want::End);
+    }
+    if has(Want::Tree) && next != Some('.') {
+        shown.retain(|w| *w != Want::Weight);
+    }
+    if has(Want::Dentry) {
+        shown.retain(|w| *w != Want::Prefix);
+    }
+    let mut words: Vec<&'static str> = Vec::new();
+    for w in shown {
+        let word = match w {
+            Want::Dentry => DENTRY_WORDS,
+            Want::Prefix => match mode {
+                Mode::Prefix => "a prefix such as /svc/*",
+                _ => DENTRY_WORDS,
+            },
+            Want::Path => "a path such as /svc/users",
+            Want::Label => "a label",
+            Want::AnyElem => "'*'",
+            Want::Tree => TREE_WORDS,
+            Want::Weight => "a weight",
+            Want::Star => "'*'",
+            Want::Arrow => "'=>'",
+            Want::Pipe => "'|'",
+            Want::Amp => "'&'",
+            Want::Rparen => "')'",
+            Want::Semi => "';'",
+            Want::End => match mode {
+                Mode::DtabPiece => "';'",
+                _ => "end of input",
+            },
+        };
+        if !words.contains(&word) {
+            words.push(word);
         }
     }
-    // After a complete path, a trailing '/' or a bad character: say what a label is.
-    let next = input[offset.min(input.len())..].chars().next();
+    if next == Some('.') && has(Want::Tree) {
+        // Finagle's `parseNumber` rejects a lone `.`.
+        words = vec!["a weight such as 2, 2.5 or .5, or a name tree"];
+    }
     if words.is_empty() {
         words.push("valid dtab syntax");
     }
-    if next == Some('\\') && !words.contains(&"a label") {
-        words.insert(0, "an escape \\xHH");
-    }
     let expected = join_words(&words);
-    let context = if wants_arrow {
-        DtabParser::parse(
-            Rule::prefix_lead,
-            input.trim_start_matches(is_ws_or_comment_start),
-        )
-        .ok()
-        .and_then(|mut p| p.next())
-        .map(|p| format!("after the prefix {}", p.as_str().trim()))
-    } else {
-        None
-    };
-    ParseError::at(input, offset, expected, context)
+
+    let mut ctx: Vec<String> = Vec::new();
+    if has(Want::Arrow) {
+        let start = match mode {
+            Mode::Dtab => dentry_start(input, offset),
+            _ => 0,
+        };
+        if let Some(p) = input.get(start..).and_then(leading_prefix) {
+            ctx.push(format!("after the prefix {p}"));
+        }
+    }
+    if let Some(h) = hint(&wants, prev, next, rest, mode) {
+        ctx.push(format!("({h})"));
+    }
+    Problem {
+        offset,
+        expected,
+        context: if ctx.is_empty() {
+            None
+        } else {
+            Some(ctx.join(" "))
+        },
+    }
 }
 
-fn is_ws_or_comment_start(c: char) -> bool {
-    c.is_whitespace()
+/// A short explanation for the common mistakes.
+fn hint(
+    wants: &[Want],
+    prev: Option<char>,
+    next: Option<char>,
+    rest: &str,
+    mode: Mode,
+) -> Option<&'static str> {
+    let has = |w: Want| wants.contains(&w);
+    match next {
+        Some('*') if has(Want::Arrow) => {
+            Some("'*' must be a whole prefix element, as in /svc/*/users")
+        }
+        Some('*') if !has(Want::AnyElem) && !has(Want::Star) => {
+            Some("'*' may only stand for a whole element of a dentry prefix")
+        }
+        _ if prev == Some('*') && has(Want::Arrow) => {
+            Some("'*' must be a whole prefix element, as in /svc/*/users")
+        }
+        Some(c) if !c.is_ascii() => Some(
+            "a label holds ASCII only; write other characters as \\xHH escapes of their UTF-8 bytes",
+        ),
+        _ if has(Want::Label) && prev == Some('/') && next != Some('*') => {
+            Some("after '/': a path has no empty label and no trailing '/'")
+        }
+        Some('.') if has(Want::Star) => Some("a weight has at most one '.'"),
+        Some('=') if has(Want::Arrow) && !rest.starts_with("=>") => {
+            Some("'=>' is written without a space")
+        }
+        Some(',') if matches!(mode, Mode::Dtab | Mode::DtabPiece) => {
+            Some("dentries are separated by ';', not ','")
+        }
+        _ => None,
+    }
+}
+
+impl Problem {
+    fn shifted(mut self, by: usize) -> Problem {
+        self.offset += by;
+        self
+    }
+}
+
+/// If `rest` starts with a malformed escape, where and what is wrong.
+fn bad_escape(rest: &str) -> Option<Problem> {
+    let b = rest.as_bytes();
+    let escape_ctx = Some("(an escape is \\x and two hex digits, as in \\x2f)".to_string());
+    if b.get(1) != Some(&b'x') {
+        return Some(Problem {
+            offset: 1,
+            expected: "'x'".into(),
+            context: escape_ctx,
+        });
+    }
+    for i in 2..4 {
+        if !b.get(i).is_some_and(u8::is_ascii_hexdigit) {
+            return Some(Problem {
+                offset: i,
+                expected: "a hex digit".into(),
+                context: escape_ctx,
+            });
+        }
+    }
+    None
+}
+
+/// The prefix text at the start of `s` (after whitespace and comments).
+fn leading_prefix(s: &str) -> Option<String> {
+    let mut pairs = DtabParser::parse(Rule::prefix_lead, s).ok()?;
+    let lead = pairs.next()?;
+    let p = lead.into_inner().find(|p| p.as_rule() == Rule::prefix)?;
+    Some(p.as_str().to_string())
 }
 
 fn join_words(words: &[&str]) -> String {
@@ -209,8 +377,13 @@ fn join_words(words: &[&str]) -> String {
     }
 }
 
-fn parse_rule<'i>(rule: Rule, input: &'i str) -> Result<Pair<'i, Rule>, ParseError> {
-    let mut pairs = DtabParser::parse(rule, input).map_err(|e| convert(input, e))?;
+// ParseError is big, but errors are the rare path and carry what a person needs.
+#[allow(clippy::result_large_err)]
+fn parse_rule(rule: Rule, mode: Mode, input: &str) -> Result<Pair<'_, Rule>, ParseError> {
+    let mut pairs = DtabParser::parse(rule, input).map_err(|e| {
+        let p = describe(input, e, mode);
+        ParseError::at(input, p.offset, p.expected, p.context)
+    })?;
     pairs
         .next()
         .ok_or_else(|| ParseError::at(input, 0, "input".into(), None))
@@ -227,149 +400,165 @@ fn hex(b: u8) -> u8 {
     }
 }
 
+/// The label a `label` pair spells. The grammar guarantees it is non-empty
+/// and that every `\` starts a well-formed `\xHH`.
 fn label_of(s: &str) -> Label {
     let src = s.as_bytes();
-    let mut bytes = Vec::with_capacity(src.len());
-    let mut i = 0;
-    while i < src.len() {
-        // The grammar guarantees `\x` is followed by two hex digits.
-        if src[i] == b'\\' && i + 3 < src.len() {
-            bytes.push((hex(src[i + 2]) << 4) | hex(src[i + 3]));
-            i += 4;
-        } else {
-            bytes.push(src[i]);
-            i += 1;
+    let bytes: Box<[u8]> = if !src.contains(&b'\\') {
+        Box::from(src)
+    } else {
+        let mut bytes = Vec::with_capacity(src.len());
+        let mut rest = src;
+        while let Some((&b, tail)) = rest.split_first() {
+            match (b, tail) {
+                (b'\\', [_x, hi, lo, more @ ..]) => {
+                    bytes.push((hex(*hi) << 4) | hex(*lo));
+                    rest = more;
+                }
+                _ => {
+                    bytes.push(b);
+                    rest = tail;
+                }
+            }
         }
-    }
-    // The grammar only produces non-empty labels.
-    Label::new(bytes).unwrap_or_else(|_| unreachable_label())
+        bytes.into_boxed_slice()
+    };
+    Label::new(bytes).unwrap_or_else(|_| placeholder_label())
 }
 
 #[cold]
-fn unreachable_label() -> Label {
+fn placeholder_label() -> Label {
     // Never reached: `label` matches one or more characters.
-    Label::new(vec![b'_']).unwrap_or_else(|_| unreachable_label())
+    Label::new(&b"_"[..]).unwrap_or_else(|_| placeholder_label())
 }
 
 fn path_of(p: Pair<'_, Rule>) -> Path {
-    Path::from_labels(
-        p.into_inner()
-            .filter(|l| l.as_rule() == Rule::label)
-            .map(|l| label_of(l.as_str()))
-            .collect::<Vec<_>>(),
-    )
+    let mut labels = Vec::with_capacity(4);
+    for l in p.into_inner() {
+        labels.push(label_of(l.as_str()));
+    }
+    Path::from_labels(labels)
 }
 
 fn prefix_of(p: Pair<'_, Rule>) -> Prefix {
     Prefix::new(
         p.into_inner()
-            .filter_map(|e| match e.as_rule() {
-                Rule::any_elem => Some(PrefixElem::Any),
-                Rule::label => Some(PrefixElem::Label(label_of(e.as_str()))),
-                _ => None,
+            .map(|e| match e.as_rule() {
+                Rule::any_elem => PrefixElem::Any,
+                _ => PrefixElem::Label(label_of(e.as_str())),
             })
             .collect(),
     )
 }
 
-fn tree_of(p: Pair<'_, Rule>) -> NameTree<Path> {
-    let mut alts: Vec<NameTree<Path>> = p
-        .into_inner()
-        .filter(|c| c.as_rule() == Rule::tree1)
-        .map(tree1_of)
-        .collect();
-    if alts.len() == 1 {
+/// Where a semantic check failed (the grammar accepted the text).
+struct Invalid {
+    offset: usize,
+    expected: &'static str,
+}
+
+fn tree_of(p: Pair<'_, Rule>) -> Result<NameTree<Path>, Invalid> {
+    let mut alts: Vec<NameTree<Path>> = Vec::new();
+    for c in p.into_inner() {
+        if c.as_rule() == Rule::tree1 {
+            alts.push(tree1_of(c)?);
+        }
+    }
+    Ok(if alts.len() == 1 {
         alts.pop().unwrap_or(NameTree::Neg)
     } else {
         NameTree::Alt(alts)
-    }
+    })
 }
 
-fn tree1_of(p: Pair<'_, Rule>) -> NameTree<Path> {
-    let mut members: Vec<Weighted<Path>> = p
-        .into_inner()
-        .filter(|c| c.as_rule() == Rule::weighted)
-        .map(weighted_of)
-        .collect();
-    if members.len() == 1 {
-        // A weight on a lone member is dropped, as Finagle does.
+fn tree1_of(p: Pair<'_, Rule>) -> Result<NameTree<Path>, Invalid> {
+    let mut members: Vec<Weighted<Path>> = Vec::new();
+    for c in p.into_inner() {
+        if c.as_rule() == Rule::weighted {
+            members.push(weighted_of(c)?);
+        }
+    }
+    Ok(if members.len() == 1 {
+        // A weight on a lone member is dropped, as Finagle's parseTree1 does.
         members.pop().map_or(NameTree::Neg, |w| w.tree)
     } else {
         NameTree::Union(members)
-    }
+    })
 }
 
-fn weighted_of(p: Pair<'_, Rule>) -> Weighted<Path> {
+fn weighted_of(p: Pair<'_, Rule>) -> Result<Weighted<Path>, Invalid> {
     let mut weight = DEFAULT_WEIGHT;
     let mut tree = NameTree::Neg;
     for c in p.into_inner() {
         match c.as_rule() {
-            Rule::weight => weight = parse_weight(c.as_str()),
-            Rule::simple => tree = simple_of(c),
+            Rule::weight => {
+                weight = parse_weight(c.as_str()).ok_or(Invalid {
+                    offset: c.as_span().start(),
+                    expected: "a weight small enough to be a finite number",
+                })?
+            }
+            Rule::star => {}
+            Rule::tree => tree = tree_of(c)?,
+            Rule::path => tree = NameTree::Leaf(path_of(c)),
+            Rule::fail => tree = NameTree::Fail,
+            Rule::neg => tree = NameTree::Neg,
+            Rule::empty => tree = NameTree::Empty,
             _ => {}
         }
     }
-    Weighted::new(weight, tree)
+    Ok(Weighted::new(weight, tree))
 }
 
-fn parse_weight(s: &str) -> f64 {
-    // `1.` and `.5` are valid Rust floats too once normalised.
-    let norm = if let Some(stripped) = s.strip_suffix('.') {
-        stripped.to_string()
+/// `1`, `2.5`, `.5`, `1.`, `007` (the grammar's `weight`), as Java's
+/// `toDouble` reads them; `None` if the number does not fit in an f64.
+fn parse_weight(s: &str) -> Option<f64> {
+    let w: f64 = if let Some(int) = s.strip_suffix('.') {
+        int.parse().ok()?
     } else if s.starts_with('.') {
-        format!("0{s}")
+        format!("0{s}").parse().ok()?
     } else {
-        s.to_string()
+        s.parse().ok()?
     };
-    norm.parse().unwrap_or(DEFAULT_WEIGHT)
+    w.is_finite().then_some(w)
 }
 
-fn simple_of(p: Pair<'_, Rule>) -> NameTree<Path> {
-    let mut inner = p.into_inner();
-    match inner.next() {
-        Some(c) => match c.as_rule() {
-            Rule::tree => tree_of(c),
-            Rule::path => NameTree::Leaf(path_of(c)),
-            Rule::fail => NameTree::Fail,
-            Rule::neg => NameTree::Neg,
-            Rule::empty => NameTree::Empty,
-            _ => NameTree::Neg,
-        },
-        None => NameTree::Neg,
-    }
-}
-
-fn dentry_of(p: Pair<'_, Rule>) -> Dentry {
+fn dentry_of(p: Pair<'_, Rule>) -> Result<Dentry, Invalid> {
     let mut prefix = Prefix::default();
     let mut dst = NameTree::Neg;
     for c in p.into_inner() {
         match c.as_rule() {
             Rule::prefix => prefix = prefix_of(c),
-            Rule::tree => dst = tree_of(c),
+            Rule::tree => dst = tree_of(c)?,
             _ => {}
         }
     }
-    Dentry::new(prefix, dst)
+    Ok(Dentry::new(prefix, dst))
 }
 
 fn first_inner<'i>(p: Pair<'i, Rule>, rule: Rule) -> Option<Pair<'i, Rule>> {
     p.into_inner().find(|c| c.as_rule() == rule)
 }
 
+fn invalid(input: &str, e: Invalid) -> ParseError {
+    ParseError::at(input, e.offset, e.expected.into(), None)
+}
+
 // === FromStr ===
 
 impl FromStr for Path {
     type Err = ParseError;
+    /// Finagle's `Path.read`.
     fn from_str(s: &str) -> Result<Path, ParseError> {
-        let p = parse_rule(Rule::path_only, s)?;
+        let p = parse_rule(Rule::path_only, Mode::Path, s)?;
         Ok(first_inner(p, Rule::path).map(path_of).unwrap_or_default())
     }
 }
 
 impl FromStr for Prefix {
     type Err = ParseError;
+    /// Finagle's `Dentry.Prefix.read`.
     fn from_str(s: &str) -> Result<Prefix, ParseError> {
-        let p = parse_rule(Rule::prefix_only, s)?;
+        let p = parse_rule(Rule::prefix_only, Mode::Prefix, s)?;
         Ok(first_inner(p, Rule::prefix)
             .map(prefix_of)
             .unwrap_or_default())
@@ -378,34 +567,46 @@ impl FromStr for Prefix {
 
 impl FromStr for NameTree<Path> {
     type Err = ParseError;
+    /// Finagle's `NameTree.read`.
     fn from_str(s: &str) -> Result<NameTree<Path>, ParseError> {
-        let p = parse_rule(Rule::tree_only, s)?;
-        Ok(first_inner(p, Rule::tree)
-            .map(tree_of)
-            .unwrap_or(NameTree::Neg))
+        let p = parse_rule(Rule::tree_only, Mode::Tree, s)?;
+        match first_inner(p, Rule::tree) {
+            Some(t) => tree_of(t).map_err(|e| invalid(s, e)),
+            None => Ok(NameTree::Neg),
+        }
     }
 }
 
 impl FromStr for Dentry {
     type Err = ParseError;
+    /// Finagle's `Dentry.read`.
     fn from_str(s: &str) -> Result<Dentry, ParseError> {
-        let p = parse_rule(Rule::dentry_only, s)?;
-        first_inner(p, Rule::dentry)
-            .map(dentry_of)
-            .ok_or_else(|| ParseError::at(s, 0, "a dentry".into(), None))
+        parse_dentry(s, Mode::Dentry)
+    }
+}
+
+// ParseError is big, but errors are the rare path and carry what a person needs.
+#[allow(clippy::result_large_err)]
+fn parse_dentry(s: &str, mode: Mode) -> Result<Dentry, ParseError> {
+    let p = parse_rule(Rule::dentry_only, mode, s)?;
+    match first_inner(p, Rule::dentry) {
+        Some(d) => dentry_of(d).map_err(|e| invalid(s, e)),
+        None => Err(ParseError::at(s, 0, DENTRY_WORDS.into(), None)),
     }
 }
 
 impl FromStr for Dtab {
     type Err = ParseError;
+    /// Finagle's `Dtab.read`: the first error only; see [`Dtab::parse_all`].
     fn from_str(s: &str) -> Result<Dtab, ParseError> {
-        let p = parse_rule(Rule::dtab, s)?;
-        Ok(Dtab::new(
-            p.into_inner()
-                .filter(|c| c.as_rule() == Rule::dentry)
-                .map(dentry_of)
-                .collect(),
-        ))
+        let p = parse_rule(Rule::dtab, Mode::Dtab, s)?;
+        let mut dentries = Vec::new();
+        for c in p.into_inner() {
+            if c.as_rule() == Rule::dentry {
+                dentries.push(dentry_of(c).map_err(|e| invalid(s, e))?);
+            }
+        }
+        Ok(Dtab::new(dentries))
     }
 }
 
@@ -413,34 +614,29 @@ impl Dtab {
     /// Parse, and on failure report every bad dentry rather than the first
     /// only (for `switchyard dtab check` and config validation).
     ///
-    /// The text is cut at each `;` that stands where whitespace may stand, and
-    /// each piece is parsed alone, with positions kept relative to the whole.
+    /// The text is cut at each `;` that is not inside a comment and each
+    /// piece is parsed alone, with positions kept relative to the whole text.
+    /// The errors are in text order.
     pub fn parse_all(s: &str) -> Result<Dtab, Vec<ParseError>> {
         let first = match s.parse::<Dtab>() {
             Ok(d) => return Ok(d),
             Err(e) => e,
         };
         let mut errors = Vec::new();
-        let pieces = split_dentries(s);
+        let pieces = dentry_spans(s);
         let last = pieces.len().saturating_sub(1);
         for (i, (start, end)) in pieces.into_iter().enumerate() {
             let piece = &s[start..end];
             if is_blank(piece) {
-                // Only the last piece (after a trailing ';') may be empty.
-                if i != last || (i == 0 && last == 0) {
-                    if i != last {
-                        errors.push(ParseError::at(
-                            s,
-                            end,
-                            "a dentry such as /svc => /#/io.l5d.fs".into(),
-                            None,
-                        ));
-                    }
+                // Only the last piece (after a trailing ';', or all of an
+                // empty text) may hold no dentry.
+                if i != last {
+                    errors.push(ParseError::at(s, end, DENTRY_WORDS.into(), None));
                 }
                 continue;
             }
-            if let Err(e) = piece.parse::<Dentry>() {
-                errors.push(e.offset_by(s, start));
+            if let Err(e) = parse_piece(s, start, end) {
+                errors.push(e);
             }
         }
         if errors.is_empty() {
@@ -450,49 +646,383 @@ impl Dtab {
     }
 }
 
-fn is_blank(piece: &str) -> bool {
-    let mut in_comment = false;
-    for c in piece.chars() {
-        if in_comment {
-            if c == '\n' {
-                in_comment = false;
-            }
-        } else if c == '#' {
-            in_comment = true;
-        } else if !c.is_whitespace() {
-            return false;
+/// Parse `whole[start..end]` as one dentry, placing errors in `whole`.
+// ParseError is big, but errors are the rare path and carry what a person needs.
+#[allow(clippy::result_large_err)]
+fn parse_piece(whole: &str, start: usize, end: usize) -> Result<Dentry, ParseError> {
+    let piece = &whole[start..end];
+    let pair = match DtabParser::parse(Rule::dentry_only, piece) {
+        Ok(mut pairs) => pairs.next(),
+        Err(e) => {
+            let p = describe(piece, e, Mode::DtabPiece);
+            return Err(ParseError::at(
+                whole,
+                start + p.offset,
+                p.expected,
+                p.context,
+            ));
         }
+    };
+    match pair.and_then(|p| first_inner(p, Rule::dentry)) {
+        Some(d) => dentry_of(d).map_err(|e| invalid(whole, e.shifted(start))),
+        None => Err(ParseError::at(whole, start, DENTRY_WORDS.into(), None)),
     }
-    true
 }
 
-/// Byte ranges of the pieces between top-level `;`s. A `#` starts a comment
-/// only where whitespace may stand, i.e. not right after a label character
-/// or a `/` (there it is part of a label).
-fn split_dentries(s: &str) -> Vec<(usize, usize)> {
+impl Invalid {
+    fn shifted(mut self, by: usize) -> Invalid {
+        self.offset += by;
+        self
+    }
+}
+
+/// Whether `piece` holds only whitespace and comments.
+fn is_blank(piece: &str) -> bool {
+    DtabParser::parse(Rule::dtab, piece)
+        .ok()
+        .and_then(|mut p| p.next())
+        .is_some_and(|d| d.into_inner().all(|c| c.as_rule() == Rule::EOI))
+}
+
+/// Byte ranges of the text between the `;`s that separate dentries.
+///
+/// A `;` cannot be part of a label (it is not showable), so every `;` outside
+/// a comment separates. A `#` starts a comment unless it continues a label,
+/// i.e. unless a `/` followed by label characters (or escapes) comes right
+/// before it: `/#foo` and `/a#b` are labels, `$#`, `2#`, `*#` and ` #` start
+/// comments, as in Finagle where only `eatWhitespace` skips comments.
+fn dentry_spans(s: &str) -> Vec<(usize, usize)> {
     let bytes = s.as_bytes();
     let mut out = Vec::new();
     let mut start = 0;
+    let mut in_label = false;
     let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'#' {
-            let in_label = i > 0 && {
-                let p = bytes[i - 1];
-                super::path::is_showable(p) || p == b'/'
-            };
-            if !in_label {
-                while i < bytes.len() && bytes[i] != b'\n' {
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'/' => in_label = true,
+            b'#' if !in_label => {
+                while bytes.get(i).is_some_and(|&c| c != b'\n') {
                     i += 1;
                 }
                 continue;
             }
-        } else if b == b';' {
-            out.push((start, i));
-            start = i + 1;
+            b';' => {
+                in_label = false;
+                out.push((start, i));
+                start = i + 1;
+            }
+            b'\\' => {}
+            _ if is_showable(b) => {}
+            _ => in_label = false,
         }
         i += 1;
     }
     out.push((start, bytes.len()));
     out
+}
+
+/// Where the dentry holding byte `offset` starts.
+fn dentry_start(s: &str, offset: usize) -> usize {
+    dentry_spans(s)
+        .into_iter()
+        .map(|(start, _)| start)
+        .take_while(|&start| start <= offset)
+        .last()
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(s: &str) -> Path {
+        s.parse().unwrap()
+    }
+    fn tree(s: &str) -> NameTree<Path> {
+        s.parse().unwrap()
+    }
+    fn leaf(s: &str) -> NameTree<Path> {
+        NameTree::Leaf(path(s))
+    }
+    fn dtab(s: &str) -> Dtab {
+        s.parse().unwrap()
+    }
+    fn err<T: FromStr<Err = ParseError> + fmt::Debug>(s: &str) -> String {
+        s.parse::<T>().unwrap_err().summary()
+    }
+
+    #[test]
+    fn paths() {
+        assert!(path("/").is_empty());
+        assert_eq!(path(" /a/b ").elems().len(), 2);
+        assert_eq!(path("/foo#bar").to_string(), "/foo#bar");
+        assert_eq!(path("/#foo").elems()[0].as_bytes(), b"#foo");
+        assert_eq!(path("/$/inet/127.1/8080").len(), 4);
+        assert_eq!(path("/_:.#$%-09azAZ").len(), 1);
+        // Escapes, either case, denote one byte; shown literally when showable.
+        assert_eq!(path("/\\x66\\x6f\\x6F").to_string(), "/foo");
+        assert_eq!(path("/\\x2F").elems()[0].as_bytes(), b"/");
+        assert_eq!(path("/a\\x20b").to_string(), "/\\x61\\x20\\x62");
+        // Comments where whitespace may stand.
+        assert_eq!(path("# c\n/a # trailing").to_string(), "/a");
+        for bad in [
+            "/a/", "/a//b", "//", "/a b", "a", "", "/é", "/a\\x4", "/a\\y41", "/a*", "/*", "/a=b",
+            "/\\", "/a\\x4g",
+        ] {
+            assert!(bad.parse::<Path>().is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            err::<Path>("/foo/bar/"),
+            "1:10: expected a label (after '/': a path has no empty label and no trailing '/'), found end of input"
+        );
+        assert_eq!(
+            err::<Path>("/foo^bar"),
+            "1:5: expected end of input, found '^'"
+        );
+        assert_eq!(
+            err::<Path>("/a\\x4g"),
+            "1:6: expected a hex digit (an escape is \\x and two hex digits, as in \\x2f), found 'g'"
+        );
+    }
+
+    #[test]
+    fn java_whitespace_and_comments() {
+        for ws in [
+            "\u{0B}", "\u{0C}", "\u{1C}", "\u{1F}", "\u{2003}", "\u{3000}", "\u{2028}",
+        ] {
+            assert_eq!(path(&format!("{ws}/a{ws}")).to_string(), "/a");
+        }
+        // No-break spaces are not whitespace in Java.
+        assert!("\u{A0}/a".parse::<Path>().is_err());
+        // Only '\n' ends a comment: a lone '\r' does not.
+        assert_eq!(dtab("/a=>/b # c\r/x=>/y\n;/c=>/d").len(), 2);
+    }
+
+    #[test]
+    fn prefixes() {
+        let p: Prefix = "/a/*/c".parse().unwrap();
+        assert_eq!(p.elems()[1], PrefixElem::Any);
+        assert_eq!(p.to_string(), "/a/*/c");
+        assert!("/".parse::<Prefix>().unwrap().is_empty());
+        assert_eq!("/*".parse::<Prefix>().unwrap().len(), 1);
+        for bad in ["/a*", "/*a", "/a/**", "/a/", "/a//b", "*"] {
+            assert!(bad.parse::<Prefix>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn trees() {
+        let (a, b, c, d) = (leaf("/a"), leaf("/b"), leaf("/c"), leaf("/d"));
+        let w = Weighted::new;
+        assert_eq!(tree("!"), NameTree::Fail);
+        assert_eq!(tree("~"), NameTree::Neg);
+        assert_eq!(tree("$"), NameTree::Empty);
+        assert_eq!(tree("/"), NameTree::Leaf(Path::empty()));
+        assert_eq!(
+            tree("/a & /b | /c & /d"),
+            NameTree::Alt(vec![
+                NameTree::Union(vec![w(1.0, a.clone()), w(1.0, b.clone())]),
+                NameTree::Union(vec![w(1.0, c.clone()), w(1.0, d.clone())]),
+            ])
+        );
+        // n-ary, not flattened.
+        assert_eq!(
+            tree("/a | (/b | /c)"),
+            NameTree::Alt(vec![a.clone(), NameTree::Alt(vec![b.clone(), c.clone()])])
+        );
+        assert_eq!(
+            tree("/a | /b | /c"),
+            NameTree::Alt(vec![a.clone(), b.clone(), c.clone()])
+        );
+        // Parentheses vanish around single items; a lone weight is dropped.
+        assert_eq!(tree("((/a))"), a);
+        assert_eq!(tree("2 * /a"), a);
+        assert_eq!(
+            tree("2 * /a | /b"),
+            NameTree::Alt(vec![a.clone(), b.clone()])
+        );
+        // Weights.
+        for (text, weight) in [
+            ("1", 1.0),
+            ("2.5", 2.5),
+            (".5", 0.5),
+            ("1.", 1.0),
+            ("007", 7.0),
+            ("0", 0.0),
+        ] {
+            assert_eq!(
+                tree(&format!("{text} * /a & /b")),
+                NameTree::Union(vec![w(weight, a.clone()), w(1.0, b.clone())]),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            tree("2*/a&3*/b"),
+            NameTree::Union(vec![w(2.0, a.clone()), w(3.0, b.clone())])
+        );
+        // Comments inside a tree, after '&' and inside parentheses.
+        assert_eq!(
+            tree("( /a & # one\n /b ) # end"),
+            NameTree::Union(vec![w(1.0, a.clone()), w(1.0, b.clone())])
+        );
+        for bad in [
+            "",
+            "   ",
+            "# only a comment",
+            "0.1.2 * /a",
+            ". * /a",
+            "2 * 3 * /a",
+            "2 /a",
+            "-1 * /a",
+            "1e3 * /a",
+            "/a |",
+            "& /a",
+            "(/a",
+            "/a)",
+            "()",
+            "/a/*",
+            "/a, /b",
+            "/a ! /b",
+            "@",
+            "2 * * /a",
+        ] {
+            assert!(bad.parse::<NameTree<Path>>().is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            err::<NameTree<Path>>("0.1.2 * /a & /b"),
+            "1:4: expected '*' (a weight has at most one '.'), found '.'"
+        );
+        assert_eq!(
+            err::<NameTree<Path>>(". * /a"),
+            "1:1: expected a weight such as 2, 2.5 or .5, or a name tree, found '.'"
+        );
+        assert_eq!(
+            err::<NameTree<Path>>("2 * 3 * /a"),
+            "1:5: expected a name tree (a path, '!', '~', '$' or '('), found '3'"
+        );
+        assert_eq!(
+            err::<NameTree<Path>>(""),
+            "1:1: expected a name tree (a path, '!', '~', '$' or '('), found end of input"
+        );
+    }
+
+    #[test]
+    fn dentries() {
+        let d: Dentry = "/a/*/c => /d | !".parse().unwrap();
+        assert_eq!(d.to_string(), "/a/*/c=>/d | !");
+        assert_eq!("/=>~".parse::<Dentry>().unwrap().to_string(), "/=>~");
+        assert_eq!(
+            err::<Dentry>("/svc/users /srv"),
+            "1:12: expected '=>' after the prefix /svc/users, found '/'"
+        );
+        assert_eq!(
+            err::<Dentry>("/a = > /b"),
+            "1:4: expected '=>' after the prefix /a ('=>' is written without a space), found '='"
+        );
+    }
+
+    #[test]
+    fn dtabs() {
+        assert!(dtab("").is_empty());
+        assert!(dtab("  \n# nothing here\n  ").is_empty());
+        assert_eq!(dtab("/=>!;").to_string(), "/=>!");
+        assert_eq!(dtab("/a=>/b;/c=>/d").len(), 2);
+        // Finagle's DtabTest: comments everywhere, `/#foo` is a label.
+        let d = dtab(
+            "# a full-line comment\n\
+             /#foo => /bar; # after a semicolon\n\
+             #/ignore=>/me;\n\
+             /a => /b # trailing\n  & # after &\n /c;\n",
+        );
+        assert_eq!(d.to_string(), "/#foo=>/bar;/a=>/b & /c");
+        for bad in [
+            ";",
+            ";/a=>/b",
+            "/a=>/b;;",
+            "/a=>/b;;/c=>/d",
+            "/a=>/b,/c=>/d",
+            "/a=>/b /c=>/d",
+        ] {
+            assert!(bad.parse::<Dtab>().is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            err::<Dtab>("/a => /b;\n/c => /d;\n/svc/users /srv/users;"),
+            "3:12: expected '=>' after the prefix /svc/users, found '/'"
+        );
+        assert_eq!(
+            err::<Dtab>("/a=>/b;;"),
+            "1:8: expected a dentry such as /svc => /#/io.l5d.fs, found ';'"
+        );
+        assert_eq!(
+            err::<Dtab>("/a=>/b)"),
+            "1:7: expected '|', '&' or ';', found ')'"
+        );
+    }
+
+    #[test]
+    fn error_display_has_line_and_caret() {
+        let e = "/a => /b;\n\t/c /d"
+            .parse::<Dtab>()
+            .unwrap_err()
+            .with_source("prod.dtab");
+        assert_eq!(
+            e.to_string(),
+            "prod.dtab:2:5: expected '=>' after the prefix /c, found '/'\n  | \t/c /d\n  | \t   ^"
+        );
+    }
+
+    #[test]
+    fn parse_all_reports_every_bad_dentry() {
+        let text = "/ok => /fine;\n/bad1 /x; # comment; with ; semicolons\n/h#x => /y;\n\
+                    /bad2 => /z/;\n/ok2 => /w;";
+        let errs = Dtab::parse_all(text).unwrap_err();
+        let sums: Vec<String> = errs.iter().map(ParseError::summary).collect();
+        assert_eq!(
+            sums,
+            [
+                "2:7: expected '=>' after the prefix /bad1, found '/'",
+                "4:13: expected a label (after '/': a path has no empty label and no trailing '/'), found ';'",
+            ]
+        );
+        // In a piece, the end is a ';'.
+        let errs = Dtab::parse_all("/a => /b /c; /d => /e").unwrap_err();
+        assert_eq!(
+            errs[0].summary(),
+            "1:10: expected '|', '&' or ';', found '/'"
+        );
+        assert_eq!(
+            errs[0].summary(),
+            "/a => /b /c; /d => /e"
+                .parse::<Dtab>()
+                .unwrap_err()
+                .summary()
+        );
+        // Leading ';', ';;' and a trailing ';'.
+        let errs = Dtab::parse_all(";/a=>/b;;/c=>/d;").unwrap_err();
+        let sums: Vec<String> = errs.iter().map(ParseError::summary).collect();
+        assert_eq!(
+            sums,
+            [
+                "1:1: expected a dentry such as /svc => /#/io.l5d.fs, found ';'",
+                "1:9: expected a dentry such as /svc => /#/io.l5d.fs, found ';'",
+            ]
+        );
+        assert_eq!(Dtab::parse_all("/a=>/b;").unwrap().len(), 1);
+        assert!(Dtab::parse_all("").unwrap().is_empty());
+        // `$#` starts a comment (Finagle eats whitespace after `$`).
+        assert_eq!(
+            Dtab::parse_all("/a => $# ; not a separator\n;/b=>/c")
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn dentry_spans_follow_comment_rules() {
+        // `#` right after a label continues it, so the `;` after it separates;
+        // `#` after a weight starts a comment, so that `;` does not.
+        let s = "/a#;b => /c; /d => 2#;\n* /e";
+        assert_eq!(dentry_spans(s), [(0, 3), (4, 11), (12, 27)]);
+    }
 }

@@ -184,3 +184,54 @@ impl serde::Serialize for Path {
         s.collect_str(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label(b: &[u8]) -> Label {
+        Label::new(b).unwrap()
+    }
+
+    #[test]
+    fn showable_labels_print_literally_others_fully_escaped() {
+        assert_eq!(label(b"foo").to_string(), "foo");
+        assert_eq!(label(b"_:.#$%-09azAZ").to_string(), "_:.#$%-09azAZ");
+        // One bad byte escapes the whole element, lowercase hex.
+        assert_eq!(label(b"a b").to_string(), "\\x61\\x20\\x62");
+        assert_eq!(label(b"/").to_string(), "\\x2f");
+        assert_eq!(label(&[0xff, 0x00]).to_string(), "\\xff\\x00");
+        assert_eq!(label("é".as_bytes()).to_string(), "\\xc3\\xa9");
+        assert!(!label(b"a*").is_showable());
+        assert_eq!(Label::new(Vec::new()), Err(EmptyLabel));
+    }
+
+    #[test]
+    fn path_show() {
+        assert_eq!(Path::empty().to_string(), "/");
+        let p = Path::from_labels(vec![label(b"a"), label(b"b c")]);
+        assert_eq!(p.to_string(), "/a/\\x62\\x20\\x63");
+        assert_eq!(format!("{p:?}"), "Path(/a/\\x62\\x20\\x63)");
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            "\"/a/\\\\x62\\\\x20\\\\x63\""
+        );
+    }
+
+    #[test]
+    fn take_drop_concat_join() {
+        let p = Path::from_strs(&["a", "b", "c"]).unwrap();
+        assert_eq!(p.take(2).to_string(), "/a/b");
+        assert_eq!(p.take(9), p);
+        assert_eq!(p.drop(1).to_string(), "/b/c");
+        assert_eq!(p.drop(9), Path::empty());
+        assert_eq!(p.take(1).concat(&p.drop(1)), p);
+        assert_eq!(Path::empty().concat(&p), p);
+        assert_eq!(p.concat(&Path::empty()), p);
+        assert_eq!(p.join(label(b"d")).to_string(), "/a/b/c/d");
+        assert!(p.starts_with(&p.take(2)));
+        assert!(p.starts_with(&Path::empty()));
+        assert!(!p.take(2).starts_with(&p));
+        assert_eq!(Path::from_strs(&["a", ""]), None);
+    }
+}

@@ -80,90 +80,239 @@ impl<T> NameTree<T> {
 
 // === impl Display (Finagle's NameTree.show) ===
 
-/// Finagle prints weights with Java's `%.2f` (half-up on the decimal form).
+/// A weight as Finagle prints it: Java's `%.2f`, which rounds the shortest
+/// decimal form of the double half-up (`0.125` → `0.13`, `1.005` → `1.01`,
+/// `1.001` → `1.00`). Done on the decimal digits, never in floating point,
+/// so large weights print exactly as Java prints them.
 pub(crate) fn fmt_weight(w: f64) -> String {
-    format!("{:.2}", round_half_up_2(w))
-}
-
-fn round_half_up_2(w: f64) -> f64 {
-    // Round on the shortest decimal representation, as Java's Formatter does
-    // via BigDecimal(Double.toString(w)).
-    let s = format!("{w}");
-    match s.split_once('.') {
-        Some((_, frac)) if frac.len() > 2 => {
-            let scaled: f64 = format!("{}{}", &s[..s.len() - frac.len() - 1], &frac[..2])
-                .parse()
-                .unwrap_or(w * 100.0);
-            let scaled = scaled.abs();
-            let third = frac.as_bytes()[2];
-            let bumped = if third >= b'5' { scaled + 1.0 } else { scaled };
-            bumped / 100.0
-        }
-        _ => w,
+    if w.is_nan() {
+        return "NaN".into();
     }
+    if w.is_infinite() {
+        return if w > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    // Rust's `Display` for f64 is the shortest round-tripping decimal and
+    // never uses an exponent.
+    let shortest = format!("{}", w.abs());
+    let (int, frac) = shortest.split_once('.').unwrap_or((&shortest, ""));
+    let mut digits: Vec<u8> = int
+        .bytes()
+        .chain(frac.bytes().chain(*b"00").take(2))
+        .collect();
+    if frac.as_bytes().get(2).is_some_and(|&d| d >= b'5') {
+        // Add one unit in the last place, carrying leftwards.
+        let mut i = digits.len();
+        loop {
+            if i == 0 {
+                digits.insert(0, b'1');
+                break;
+            }
+            i -= 1;
+            match digits.get_mut(i) {
+                Some(d) if *d == b'9' => *d = b'0',
+                Some(d) => {
+                    *d += 1;
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+    let split = digits.len().saturating_sub(2);
+    let (ip, fp) = digits.split_at(split);
+    // Java keeps the sign even when the rounded value is zero (`-0.00`).
+    let negative = w.is_sign_negative();
+    format!(
+        "{}{}.{}",
+        if negative { "-" } else { "" },
+        String::from_utf8_lossy(ip),
+        String::from_utf8_lossy(fp)
+    )
 }
 
 impl<T: fmt::Display> NameTree<T> {
-    fn fmt_simple(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// Finagle's `show`: the top level, where an Alt needs no parentheses.
+    fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NameTree::Alt(ts) if ts.len() >= 2 => {
-                f.write_str("(")?;
-                self.fmt_top(f)?;
-                f.write_str(")")
+            NameTree::Union(ws) if ws.len() == 1 => ws.iter().try_for_each(|w| w.tree.show(f)),
+            NameTree::Alt(ts) if ts.len() == 1 => ts.iter().try_for_each(|t| t.show(f)),
+            NameTree::Alt(ts) => {
+                for (i, t) in ts.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(" | ")?;
+                    }
+                    t.show1(f)?;
+                }
+                Ok(())
             }
-            NameTree::Union(ws) if ws.len() >= 2 => {
-                f.write_str("(")?;
-                self.fmt_top(f)?;
-                f.write_str(")")
-            }
-            _ => self.fmt_top(f),
+            _ => self.show1(f),
         }
     }
 
-    fn fmt_top(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// Finagle's `show1`: an Alt member, where a Union needs no parentheses
+    /// (`&` binds tighter than `|`) but an Alt does.
+    fn show1(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NameTree::Leaf(t) => write!(f, "{t}"),
-            NameTree::Neg => f.write_str("~"),
-            NameTree::Fail => f.write_str("!"),
-            NameTree::Empty => f.write_str("$"),
-            NameTree::Alt(ts) => match ts.as_slice() {
-                [] => Ok(()),
-                [one] => one.fmt_top(f),
-                _ => {
-                    for (i, t) in ts.iter().enumerate() {
-                        if i > 0 {
-                            f.write_str(" | ")?;
-                        }
-                        match t {
-                            NameTree::Alt(c) if c.len() >= 2 => t.fmt_simple(f)?,
-                            _ => t.fmt_top(f)?,
-                        }
+            NameTree::Union(ws) if ws.len() == 1 => ws.iter().try_for_each(|w| w.tree.show1(f)),
+            NameTree::Alt(ts) if ts.len() == 1 => ts.iter().try_for_each(|t| t.show1(f)),
+            NameTree::Union(ws) => {
+                for (i, w) in ws.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(" & ")?;
                     }
-                    Ok(())
-                }
-            },
-            NameTree::Union(ws) => match ws.as_slice() {
-                [] => Ok(()),
-                [one] => one.tree.fmt_top(f),
-                _ => {
-                    for (i, w) in ws.iter().enumerate() {
-                        if i > 0 {
-                            f.write_str(" & ")?;
-                        }
-                        if w.weight != DEFAULT_WEIGHT {
-                            write!(f, "{}*", fmt_weight(w.weight))?;
-                        }
-                        w.tree.fmt_simple(f)?;
+                    if w.weight != DEFAULT_WEIGHT {
+                        write!(f, "{}*", fmt_weight(w.weight))?;
                     }
-                    Ok(())
+                    w.tree.show_simple(f)?;
                 }
-            },
+                Ok(())
+            }
+            NameTree::Alt(_) => self.show_parens(f),
+            _ => self.show_simple(f),
         }
+    }
+
+    /// Finagle's `showSimple`: a Union member, where any Alt or Union needs
+    /// parentheses.
+    fn show_simple(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameTree::Union(ws) if ws.len() == 1 => {
+                ws.iter().try_for_each(|w| w.tree.show_simple(f))
+            }
+            NameTree::Alt(ts) if ts.len() == 1 => ts.iter().try_for_each(|t| t.show_simple(f)),
+            NameTree::Union(_) | NameTree::Alt(_) => self.show_parens(f),
+            NameTree::Leaf(t) => write!(f, "{t}"),
+            NameTree::Fail => f.write_str("!"),
+            NameTree::Neg => f.write_str("~"),
+            NameTree::Empty => f.write_str("$"),
+        }
+    }
+
+    fn show_parens(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(")?;
+        self.show(f)?;
+        f.write_str(")")
     }
 }
 
 impl<T: fmt::Display> fmt::Display for NameTree<T> {
+    /// Finagle's `NameTree.show`: re-parseable, unsimplified; weights other
+    /// than exactly 1.0 as `%.2f*`, no spaces around `*`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.fmt_top(f)
+        self.show(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtab::Path;
+
+    fn leaf(s: &str) -> NameTree<Path> {
+        NameTree::Leaf(s.parse().unwrap())
+    }
+    fn w(weight: f64, tree: NameTree<Path>) -> Weighted<Path> {
+        Weighted::new(weight, tree)
+    }
+
+    #[test]
+    fn weights_print_like_java_percent_2f() {
+        for (w, s) in [
+            (1.0, "1.00"),
+            (0.5, "0.50"),
+            (2.0, "2.00"),
+            (0.0, "0.00"),
+            (0.125, "0.13"),
+            (1.001, "1.00"),
+            (1.005, "1.01"),
+            (0.995, "1.00"),
+            (9.995, "10.00"),
+            (99.999, "100.00"),
+            (2.5, "2.50"),
+            (0.7, "0.70"),
+            (1e21, "1000000000000000000000.00"),
+            (1e-7, "0.00"),
+            (f64::INFINITY, "Infinity"),
+        ] {
+            assert_eq!(fmt_weight(w), s, "{w}");
+        }
+    }
+
+    #[test]
+    fn constants_and_leaves() {
+        assert_eq!(NameTree::<Path>::Neg.to_string(), "~");
+        assert_eq!(NameTree::<Path>::Fail.to_string(), "!");
+        assert_eq!(NameTree::<Path>::Empty.to_string(), "$");
+        assert_eq!(leaf("/a/b").to_string(), "/a/b");
+    }
+
+    #[test]
+    fn alt_and_union_parentheses() {
+        let (a, b, c, d) = (leaf("/a"), leaf("/b"), leaf("/c"), leaf("/d"));
+        let alt = |ts: Vec<NameTree<Path>>| NameTree::Alt(ts);
+        let uni = |ws: Vec<Weighted<Path>>| NameTree::Union(ws);
+        // Top-level Alt: no parentheses, " | ".
+        assert_eq!(alt(vec![a.clone(), b.clone()]).to_string(), "/a | /b");
+        // Alt inside Alt: parenthesised.
+        assert_eq!(
+            alt(vec![a.clone(), alt(vec![b.clone(), c.clone()])]).to_string(),
+            "/a | (/b | /c)"
+        );
+        // Union inside Alt: not parenthesised.
+        assert_eq!(
+            alt(vec![
+                uni(vec![w(1.0, a.clone()), w(1.0, b.clone())]),
+                uni(vec![w(1.0, c.clone()), w(1.0, d.clone())])
+            ])
+            .to_string(),
+            "/a & /b | /c & /d"
+        );
+        // Alt and Union inside Union: parenthesised; weights %.2f, no spaces.
+        assert_eq!(
+            uni(vec![
+                w(3.0, alt(vec![a.clone(), b.clone()])),
+                w(0.5, uni(vec![w(1.0, c.clone()), w(2.0, d.clone())])),
+                w(0.0, NameTree::Fail),
+            ])
+            .to_string(),
+            "3.00*(/a | /b) & 0.50*(/c & 2.00*/d) & 0.00*!"
+        );
+        // Weight exactly 1.0 is omitted; 1.001 prints as 1.00.
+        assert_eq!(
+            uni(vec![w(1.0, a.clone()), w(1.001, b.clone())]).to_string(),
+            "/a & 1.00*/b"
+        );
+        // Single-member Alt/Union print as their member, weight dropped,
+        // at every level.
+        assert_eq!(uni(vec![w(2.0, a.clone())]).to_string(), "/a");
+        assert_eq!(
+            alt(vec![alt(vec![a.clone(), b.clone()])]).to_string(),
+            "/a | /b"
+        );
+        assert_eq!(
+            alt(vec![c.clone(), alt(vec![alt(vec![a.clone(), b.clone()])])]).to_string(),
+            "/c | (/a | /b)"
+        );
+        assert_eq!(
+            uni(vec![
+                w(1.0, c.clone()),
+                w(1.0, uni(vec![w(5.0, alt(vec![a, b]))]))
+            ])
+            .to_string(),
+            "/c & (/a | /b)"
+        );
+        // Show does not simplify.
+        assert_eq!(
+            alt(vec![NameTree::Neg, c.clone(), c]).to_string(),
+            "~ | /c | /c"
+        );
+    }
+
+    #[test]
+    fn map_and_leaves_keep_shape() {
+        let t: NameTree<Path> = "/a & 2 * (/b | ~)".parse().unwrap();
+        assert_eq!(t.leaves().len(), 2);
+        let m = t.map(&mut |p: &Path| p.len());
+        assert_eq!(m.to_string(), "1 & 2.00*(1 | ~)");
     }
 }

@@ -132,3 +132,14 @@ pub trait Binder: Send + Sync + 'static {
         None
     }
 }
+
+/// The naming interpreter is the production binder.
+impl Binder for crate::naming::Interpreter {
+    fn bind(&self, local: &Dtab, path: &Path) -> watch::Receiver<Activity<NameTree<Bound>>> {
+        crate::naming::Interpreter::bind(self, local, path)
+    }
+
+    fn base_dtab(&self) -> Dtab {
+        self.dtab()
+    }
+}
