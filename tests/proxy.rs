@@ -590,3 +590,45 @@ async fn admin_endpoints_and_shutdown() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn naming_interpreter_as_binder_follows_dtab_changes() {
+    use switchyard::naming::Interpreter;
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let (dtab_tx, dtab_rx) =
+        tokio::sync::watch::channel(format!("/svc/x=>{}", a.inet()).parse().unwrap());
+    let interpreter = Interpreter::new(vec![], dtab_rx);
+    let p = start_proxy_with_binder(http_params(), Arc::new(interpreter)).await;
+    let (r, body) = get(p.addr, "x", "/", &[]).await;
+    assert_eq!(r.status(), 200, "{body}");
+    assert_eq!(body, "a");
+    let (r, body) = get(
+        p.addr,
+        "x",
+        "/",
+        &[("l5d-dtab", &format!("/svc/x=>{}", b.inet()))],
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{body}");
+    assert_eq!(body, "b");
+
+    // A new base dtab reaches the cached binding without a restart.
+    dtab_tx.send_replace(format!("/svc/x=>{}", b.inet()).parse().unwrap());
+    let mut got = String::new();
+    for _ in 0..100 {
+        got = get(p.addr, "x", "/", &[]).await.1;
+        if got == "b" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(got, "b");
+    let (r, _) = get(p.addr, "nope", "/", &[]).await;
+    assert_eq!(r.status(), 502);
+    assert!(
+        l5d_err(&r).contains(&format!("Dtab.base=[/svc/x=>{}]", b.inet())),
+        "{}",
+        l5d_err(&r)
+    );
+}

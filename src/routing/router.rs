@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use super::balance::{BoundClient, EndpointSet};
 use super::{Binder, RouterParams};
 use crate::dtab::{Dtab, NameTree, Path};
-use crate::naming::{Activity, Addr, Bound};
+use crate::naming::{Activity, Bound};
 
 /// A bound tree whose leaves are ready-made clients.
 type ClientTree = Activity<NameTree<Arc<BoundClient>>>;
@@ -465,22 +465,7 @@ impl Router {
 pub(crate) fn tree_json(t: &NameTree<Bound>) -> serde_json::Value {
     use serde_json::json;
     match t {
-        NameTree::Leaf(b) => {
-            let addr = match &*b.addr.borrow() {
-                Addr::Pending => json!({"type": "pending"}),
-                Addr::Neg => json!({"type": "neg"}),
-                Addr::Failed(m) => json!({"type": "failed", "message": m.to_string()}),
-                Addr::Bound(eps) => json!({
-                    "type": "bound",
-                    "addrs": eps.iter().map(|e| json!({
-                        "ip": e.addr.ip().to_string(),
-                        "port": e.addr.port(),
-                        "meta": {"weight": e.weight},
-                    })).collect::<Vec<_>>(),
-                }),
-            };
-            json!({"type": "leaf", "bound": {"id": b.id.to_string(), "path": b.residual.to_string(), "addr": addr}})
-        }
+        NameTree::Leaf(b) => json!({"type": "leaf", "bound": b}),
         NameTree::Alt(ts) => {
             json!({"type": "alt", "alt": ts.iter().map(tree_json).collect::<Vec<_>>()})
         }

@@ -311,9 +311,13 @@ pub async fn start_proxy(params: RouterParams, binder: Arc<TestBinder>) -> Proxy
     start_proxy_with(params, binder, |_| {}).await
 }
 
+pub async fn start_proxy_with_binder(params: RouterParams, binder: Arc<dyn Binder>) -> Proxy {
+    start_proxy_with(params, binder, |_| {}).await
+}
+
 pub async fn start_proxy_with(
     params: RouterParams,
-    binder: Arc<TestBinder>,
+    binder: Arc<dyn Binder>,
     tweak: impl FnOnce(&mut ServerParams),
 ) -> Proxy {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
