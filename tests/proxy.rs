@@ -632,3 +632,51 @@ async fn naming_interpreter_as_binder_follows_dtab_changes() {
         l5d_err(&r)
     );
 }
+
+#[tokio::test]
+async fn run_serves_routers_and_admin_until_admin_shutdown() {
+    use switchyard::admin::AdminState;
+    use switchyard::proxy::{RouterServers, Shutdown, run};
+    use switchyard::routing::{Router, ServerParams};
+    let a = Backend::start("a").await;
+    let binder = Arc::new(TestBinder::new(&format!("/svc/a=>{}", a.inet())));
+    let router = Router::new(http_params(), binder);
+    let l1 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (p1, p2, admin) = (
+        l1.local_addr().unwrap(),
+        l2.local_addr().unwrap(),
+        la.local_addr().unwrap(),
+    );
+    let shutdown = Shutdown::new();
+    let running = tokio::spawn(run(
+        vec![RouterServers {
+            router: router.clone(),
+            servers: vec![(l1, ServerParams::new(p1)), (l2, ServerParams::new(p2))],
+        }],
+        Some((
+            la,
+            AdminState {
+                routers: vec![router],
+                config: serde_json::Value::Null,
+                shutdown: shutdown.clone(),
+            },
+        )),
+        shutdown,
+        Duration::from_secs(2),
+    ));
+    assert_eq!(get(p1, "a", "/", &[]).await.1, "a");
+    assert_eq!(get(p2, "a", "/", &[]).await.1, "a");
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("http://{admin}/admin/shutdown"))
+        .body(empty())
+        .unwrap();
+    assert_eq!(send(&h1_client(), req).await.0.status(), 200);
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("run returns")
+        .unwrap()
+        .unwrap();
+}

@@ -1,7 +1,8 @@
 //! The HTTP forwarding core: accept, route through a [`Router`], forward,
 //! answer errors, drain on shutdown.
 //!
-//! Entry point: [`serve`] takes an already-bound listener (so tests and the
+//! Entry points: [`run`] serves every router and the admin server until
+//! shutdown; [`serve`] (one server) takes an already-bound listener (so tests and the
 //! integrator can bind `127.0.0.1:0`), a [`Router`], the server's
 //! [`ServerParams`] and a [`Shutdown`] handle, as mini-redis's `server::run`.
 //!
@@ -11,10 +12,12 @@
 mod error;
 mod forward;
 pub mod headers;
+mod run;
 mod server;
 mod upstream;
 
 pub use error::ProxyError;
+pub use run::{RouterServers, run};
 pub use server::{Shutdown, serve, shutdown_on_signals};
 
 /// Body type flowing through the proxy both ways: streamed frame by frame,

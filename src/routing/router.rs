@@ -516,3 +516,81 @@ fn choose(tree: &NameTree<Arc<BoundClient>>) -> Result<Arc<BoundClient>, RouteFa
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtab::Weighted;
+    use crate::naming::{Addr, Endpoint};
+
+    struct Static;
+
+    impl Binder for Static {
+        fn bind(&self, _: &Dtab, path: &Path) -> watch::Receiver<Activity<NameTree<Bound>>> {
+            let (_a, addr) = watch::channel(Addr::Bound(
+                vec![Endpoint {
+                    addr: ([127, 0, 0, 1], 1).into(),
+                    weight: 1.0,
+                }]
+                .into(),
+            ));
+            let b = Bound {
+                id: path.clone(),
+                residual: Path::empty(),
+                addr,
+            };
+            watch::channel(Activity::Ok(NameTree::Leaf(b))).1
+        }
+    }
+
+    fn p(s: &str) -> Path {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn binding_cache_is_bounded_and_expires_idle_entries() {
+        let mut params = RouterParams::new(super::super::Protocol::Http);
+        params.binding_cache_capacity = 2;
+        params.binding_idle_ttl = Duration::from_millis(20);
+        let r = Router::new(params, Arc::new(Static));
+        for n in ["/svc/a", "/svc/b", "/svc/c"] {
+            r.route(&Dtab::empty(), &p(n)).await.unwrap();
+        }
+        assert_eq!(lock(&r.inner.bindings).len(), 2);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        r.route(&Dtab::empty(), &p("/svc/d")).await.unwrap();
+        assert_eq!(lock(&r.inner.bindings).len(), 1);
+        // The same name under another local dtab is another binding.
+        let local: Dtab = "/x=>/y".parse().unwrap();
+        r.route(&local, &p("/svc/d")).await.unwrap();
+        assert_eq!(lock(&r.inner.bindings).len(), 2);
+    }
+
+    #[test]
+    fn union_choice_follows_weights_and_keeps_failing_shares() {
+        let (_a, addr) = watch::channel(Addr::Pending);
+        let b = Bound {
+            id: p("/a"),
+            residual: Path::empty(),
+            addr,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let c = rt.block_on(async { BoundClient::new(&b) });
+        let t = NameTree::Union(vec![
+            Weighted::new(1.0, NameTree::Leaf(c)),
+            Weighted::new(1.0, NameTree::Neg),
+            Weighted::new(0.0, NameTree::Fail),
+        ]);
+        let mut ok = 0;
+        for _ in 0..1000 {
+            match choose(&t) {
+                Ok(_) => ok += 1,
+                Err(e) => assert_eq!(e, RouteFailure::Neg),
+            }
+        }
+        assert!((400..600).contains(&ok), "{ok}");
+    }
+}
