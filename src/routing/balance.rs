@@ -157,10 +157,11 @@ impl EndpointSet {
         let mut rng = rand::rng();
         let total = cumulative.last().copied().unwrap_or(0.0);
         let sample = |rng: &mut rand::rngs::ThreadRng| -> Option<usize> {
-            if total <= 0.0 {
+            if total.is_nan() || total <= 0.0 {
                 return None;
             }
-            let x = rng.random_range(0.0..total);
+            // A product, not a range: no panic even if the weights sum to infinity.
+            let x = rng.random::<f64>() * total;
             let i = cumulative.partition_point(|&c| c <= x);
             Some(i.min(endpoints.len().saturating_sub(1)))
         };
@@ -370,6 +371,14 @@ mod tests {
         let s2 = EndpointSet::from_addr(&Addr::Bound(eps.into()), &s);
         assert_eq!(s2.endpoints()[0].outstanding(), 1);
         drop(g);
+    }
+
+    #[test]
+    fn absurd_weights_do_not_panic() {
+        let s = set(&[f64::MAX, f64::MAX, f64::INFINITY, f64::NAN, -1.0]);
+        for _ in 0..100 {
+            assert!(s.pick(&[]).is_some());
+        }
     }
 
     #[test]

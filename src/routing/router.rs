@@ -499,7 +499,7 @@ fn choose(tree: &NameTree<Arc<BoundClient>>) -> Result<Arc<BoundClient>, RouteFa
             if total <= 0.0 {
                 return Err(RouteFailure::Empty);
             }
-            let mut x = rand::rng().random_range(0.0..total);
+            let mut x = rand::rng().random::<f64>() * total;
             let mut last = None;
             for w in ws.iter().filter(|w| usable(w.weight)) {
                 last = Some(w);
