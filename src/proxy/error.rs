@@ -140,8 +140,8 @@ impl ProxyError {
         let mut s = self.to_string();
         match self {
             ProxyError::DtabHeader(e) => {
-                s.push('\n');
-                s.push_str(&e.error.to_string());
+                // The excerpt with its caret says it all; no need to repeat the summary.
+                s = format!("Invalid {} header {:?}:\n{}", e.header, e.value, e.error);
             }
             ProxyError::Route { error, detail } => {
                 if let Some(b) = &error.bound {
