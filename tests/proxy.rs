@@ -680,3 +680,63 @@ async fn run_serves_routers_and_admin_until_admin_shutdown() {
         .unwrap()
         .unwrap();
 }
+
+struct Counting {
+    inner: TestBinder,
+    binds: std::sync::atomic::AtomicUsize,
+}
+
+impl switchyard::routing::Binder for Counting {
+    fn bind(
+        &self,
+        local: &switchyard::dtab::Dtab,
+        path: &switchyard::dtab::Path,
+    ) -> tokio::sync::watch::Receiver<
+        switchyard::naming::Activity<switchyard::dtab::NameTree<switchyard::naming::Bound>>,
+    > {
+        self.binds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.bind(local, path)
+    }
+}
+
+#[tokio::test]
+async fn bindings_are_cached_and_endpoint_changes_need_no_rebind() {
+    use switchyard::naming::{Addr, Endpoint};
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let inner = TestBinder::new("/svc/s=>/#/test/s");
+    let s_tx = inner.name("s", &[(a.addr, 1.0)]);
+    let binder = Arc::new(Counting {
+        inner,
+        binds: Default::default(),
+    });
+    let p = start_proxy_with_binder(http_params(), binder.clone()).await;
+    for _ in 0..20 {
+        assert_eq!(get(p.addr, "s", "/", &[]).await.1, "a");
+    }
+    assert_eq!(binder.binds.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    s_tx.send_replace(Addr::Bound(
+        vec![Endpoint {
+            addr: b.addr,
+            weight: 1.0,
+        }]
+        .into(),
+    ));
+    let mut got = String::new();
+    for _ in 0..100 {
+        got = get(p.addr, "s", "/", &[]).await.1;
+        if got == "b" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(got, "b");
+    assert_eq!(binder.binds.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // Each distinct local dtab is its own binding; repeating one reuses it.
+    for _ in 0..3 {
+        get(p.addr, "s", "/", &[("l5d-dtab", "/x=>/y")]).await;
+    }
+    assert_eq!(binder.binds.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
