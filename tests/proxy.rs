@@ -740,3 +740,58 @@ async fn bindings_are_cached_and_endpoint_changes_need_no_rebind() {
     }
     assert_eq!(binder.binds.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn h2_routers_chain_by_authority() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let g = Backend::start("greeter").await;
+    let p2 = start_proxy(
+        RouterParams::new(Protocol::H2),
+        Arc::new(TestBinder::new(&format!(
+            "/svc/greeter.local=>{}",
+            g.inet()
+        ))),
+    )
+    .await;
+    let p1 = start_proxy(
+        RouterParams::new(Protocol::H2),
+        Arc::new(TestBinder::new(&format!(
+            "/svc=>/$/inet/127.0.0.1/{}",
+            p2.addr.port()
+        ))),
+    )
+    .await;
+    // Talk to the first proxy with an :authority that is not its address.
+    let stream = tokio::net::TcpStream::connect(p1.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake::<_, _, TestBody>(
+        TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .method("POST")
+        .uri("http://greeter.local/pkg.Greeter/SayHello")
+        .header("te", "trailers")
+        .header("content-type", "application/grpc")
+        .body(full("\0\0\0\0\0"))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let collected = resp.into_body().collect().await.unwrap();
+    assert_eq!(
+        collected
+            .trailers()
+            .and_then(|t| t.get("grpc-status"))
+            .unwrap(),
+        "0"
+    );
+    let seen = g.last();
+    assert_eq!(seen.uri, "http://greeter.local/pkg.Greeter/SayHello");
+    assert_eq!(seen.headers.get_all("via").iter().count(), 2);
+    assert_eq!(
+        seen.headers.get("l5d-dst-service").unwrap(),
+        "/svc/greeter.local"
+    );
+}
