@@ -795,3 +795,40 @@ async fn h2_routers_chain_by_authority() {
         "/svc/greeter.local"
     );
 }
+
+#[tokio::test]
+async fn upstream_reset_and_timeout_are_502() {
+    // A server that accepts and hangs up at once.
+    let rude = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rude_addr = rude.local_addr().unwrap();
+    let rude_task = tokio::spawn(async move {
+        for _ in 0..10 {
+            let Ok((s, _)) = rude.accept().await else {
+                return;
+            };
+            drop(s);
+        }
+    });
+    let slow = Backend::start("slow").await;
+    let binder = Arc::new(TestBinder::new(&format!(
+        "/svc/rude=>/$/inet/127.0.0.1/{};/svc/slow=>{}",
+        rude_addr.port(),
+        slow.inet()
+    )));
+    let mut params = http_params();
+    params.request_timeout = Some(Duration::from_millis(100));
+    let p = start_proxy(params, binder).await;
+
+    let (r, body) = get(p.addr, "rude", "/", &[]).await;
+    assert_eq!(r.status(), 502, "{body}");
+    assert!(
+        l5d_err(&r).contains(&rude_addr.to_string()),
+        "{}",
+        l5d_err(&r)
+    );
+
+    let (r, body) = get(p.addr, "slow", "/slow", &[]).await;
+    assert_eq!(r.status(), 502, "{body}");
+    assert!(l5d_err(&r).contains("did not respond"), "{}", l5d_err(&r));
+    rude_task.abort();
+}
