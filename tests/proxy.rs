@@ -377,7 +377,7 @@ async fn max_concurrent_requests_sheds_with_503() {
     .await;
     let addr = p.addr;
     let slow = tokio::spawn(async move { get(addr, "a", "/slow", &[]).await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    a.wait_for_requests(1).await;
     let (r, _) = get(p.addr, "a", "/", &[]).await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers().get("l5d-retryable").unwrap(), "true");
@@ -498,7 +498,7 @@ async fn graceful_shutdown_drains_in_flight() {
     let p = start_proxy(http_params(), binder).await;
     let addr = p.addr;
     let slow = tokio::spawn(async move { get(addr, "a", "/slow", &[]).await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    a.wait_for_requests(1).await;
     p.shutdown.trigger();
     let (r, body) = slow.await.unwrap();
     assert_eq!(r.status(), 200);

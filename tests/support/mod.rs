@@ -210,6 +210,17 @@ impl Backend {
     pub fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
+
+    /// Wait (at most 10 s) until this backend has received `n` requests.
+    pub async fn wait_for_requests(&self, n: usize) {
+        for _ in 0..1000 {
+            if self.count() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{} saw {} requests, expected {n}", self.name, self.count());
+    }
 }
 
 async fn backend_answer(
