@@ -63,8 +63,11 @@ pub struct RouterParams {
     pub max_call_depth: usize,
     /// `client.requestAttemptTimeoutMs`: time allowed for the response headers.
     pub request_timeout: Option<Duration>,
-    /// `bindingCache` size for bindings and clients (default 1000 each).
+    /// `bindingCache.trees`: cached (local dtab, name) bindings (default 1000).
     pub binding_cache_capacity: usize,
+    /// `bindingCache.clients`: cached clients per bound name (default 1000);
+    /// beyond it, clients no binding refers to are dropped.
+    pub client_cache_capacity: usize,
     /// `bindingCache.idleTtlSecs` (default 600 s).
     pub binding_idle_ttl: Duration,
 }
@@ -87,6 +90,7 @@ impl RouterParams {
             },
             request_timeout: None,
             binding_cache_capacity: 1000,
+            client_cache_capacity: 1000,
             binding_idle_ttl: Duration::from_secs(600),
         }
     }

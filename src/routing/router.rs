@@ -236,7 +236,7 @@ impl Binding {
 impl Router {
     /// A router binding names with `binder`.
     pub fn new(params: RouterParams, binder: Arc<dyn Binder>) -> Router {
-        let capacity = params.binding_cache_capacity.max(1);
+        let capacity = params.client_cache_capacity.max(1);
         Router {
             inner: Arc::new(Inner {
                 params,
