@@ -4,3 +4,4 @@
 pub mod cli;
 pub mod dtab;
 pub mod naming;
+pub mod telemetry;

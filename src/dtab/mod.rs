@@ -14,13 +14,15 @@ mod bind;
 mod dentry;
 mod parse;
 mod path;
+mod simplify;
 pub mod system;
 mod table;
 mod tree;
 
-pub use bind::{BindError, MAX_DEPTH, Name, NamerAnswer, Namers, bind};
+pub use bind::{BindError, MAX_DEPTH, MAX_LOOKUPS, Name, NamerAnswer, Namers, bind, bind_tree};
 pub use dentry::{Dentry, Prefix, PrefixElem};
 pub use parse::ParseError;
 pub use path::{EmptyLabel, Label, Path, is_showable};
+pub use system::{SystemBound, SystemNamers};
 pub use table::Dtab;
 pub use tree::{DEFAULT_WEIGHT, NameTree, Weighted};

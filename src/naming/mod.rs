@@ -5,6 +5,11 @@
 //! * [`Activity`]: a value that may still be pending or may have failed.
 //! * [`Interpreter::bind`]: a watch of the bound tree for (base dtab ++ local, path),
 //!   shared between callers and re-bound when a namer or the base dtab changes.
+//!
+//! The pieces: [`Namer`] (a live lookup under `/#/<prefix>`), [`FsNamer`]
+//! (`io.l5d.fs`: one file per service, watched), [`InetResolver`] (`/$/inet`:
+//! DNS, refreshed), [`Interpreter`] (the binder task per (local dtab, path)),
+//! and [`watch_dtab_file`] (the `io.l5d.fs` interpreter's hot-reloaded dtab).
 
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
@@ -13,6 +18,18 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::dtab::Path;
+
+pub mod dtab_file;
+pub mod fs;
+pub mod inet;
+pub mod interpreter;
+pub mod namer;
+
+pub use dtab_file::{DtabFileError, DtabFileHandle, ReloadStats, watch_dtab_file};
+pub use fs::{FsError, FsNamer};
+pub use inet::InetResolver;
+pub use interpreter::Interpreter;
+pub use namer::{NameWatch, Namer, namer_prefix};
 
 /// One concrete address to send requests to.
 #[derive(Clone, Debug, PartialEq)]
@@ -81,13 +98,98 @@ pub enum Activity<T> {
     Failed(Arc<str>),
 }
 
-/// The live binder: Linkerd 1's `ConfiguredNamersInterpreter`.
-///
-/// CONTRACT (implemented by the naming work):
-/// `Interpreter::bind(&self, local: &Dtab, path: &Path) -> watch::Receiver<Activity<NameTree<Bound>>>`
-/// binds with `base ++ local`, where `base` is the router's current dtab (itself
-/// a watch, swapped on reload). Results are shared per (local, path) and
-/// re-bound, once, when a namer or the base dtab changes; never per request.
-pub struct Interpreter {
-    _private: (),
+/// Linkerd 1's JSON for an address (`/delegator.json`, namer state):
+/// `{"type": "bound", "addrs": [{"ip", "port", "meta"}], "meta": {}}`, or
+/// `{"type": "neg" | "pending"}`, or `{"type": "failed", "cause": ...}`.
+/// A weight other than 1 is shown as the endpoint's `endpoint_addr_weight`
+/// meta, where Linkerd keeps it.
+impl serde::Serialize for Addr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        match self {
+            Addr::Pending => m.serialize_entry("type", "pending")?,
+            Addr::Neg => m.serialize_entry("type", "neg")?,
+            Addr::Failed(cause) => {
+                m.serialize_entry("type", "failed")?;
+                m.serialize_entry("cause", &**cause)?;
+            }
+            Addr::Bound(eps) => {
+                m.serialize_entry("type", "bound")?;
+                let addrs: Vec<serde_json::Value> = eps
+                    .iter()
+                    .map(|e| {
+                        let mut meta = serde_json::Map::new();
+                        if e.weight != 1.0 {
+                            meta.insert("endpoint_addr_weight".into(), serde_json::json!(e.weight));
+                        }
+                        serde_json::json!({
+                            "ip": e.addr.ip().to_string(),
+                            "port": e.addr.port(),
+                            "meta": meta,
+                        })
+                    })
+                    .collect();
+                m.serialize_entry("addrs", &addrs)?;
+                m.serialize_entry("meta", &serde_json::Map::new())?;
+            }
+        }
+        m.end()
+    }
+}
+
+/// Linkerd 1's JSON for a bound name: `{"addr": ..., "id": "/#/io.l5d.fs/web",
+/// "path": "/rest"}`, with the address as it is now.
+impl serde::Serialize for Bound {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("addr", &*self.addr.borrow())?;
+        m.serialize_entry("id", &self.id)?;
+        m.serialize_entry("path", &self.residual)?;
+        m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bound_json_is_linkerds() {
+        let (_tx, addr) = watch::channel(Addr::Bound(Arc::from(vec![
+            Endpoint {
+                addr: "127.0.0.1:8080".parse().unwrap(),
+                weight: 1.0,
+            },
+            Endpoint {
+                addr: "[::1]:9".parse().unwrap(),
+                weight: 2.5,
+            },
+        ])));
+        let b = Bound {
+            id: "/$/inet/127.0.0.1/8080".parse().unwrap(),
+            residual: "/rest".parse().unwrap(),
+            addr,
+        };
+        assert_eq!(
+            serde_json::to_value(&b).unwrap(),
+            serde_json::json!({
+                "addr": {"type": "bound", "meta": {}, "addrs": [
+                    {"ip": "127.0.0.1", "port": 8080, "meta": {}},
+                    {"ip": "::1", "port": 9, "meta": {"endpoint_addr_weight": 2.5}},
+                ]},
+                "id": "/$/inet/127.0.0.1/8080",
+                "path": "/rest",
+            })
+        );
+        assert_eq!(
+            serde_json::to_value(Addr::Failed("boom".into())).unwrap(),
+            serde_json::json!({"type": "failed", "cause": "boom"})
+        );
+        assert_eq!(
+            serde_json::to_value(Addr::Neg).unwrap(),
+            serde_json::json!({"type": "neg"})
+        );
+    }
 }
