@@ -23,6 +23,7 @@ use super::headers::{
 use super::upstream::Upstream;
 use super::{BoxError, ProxyBody};
 use crate::routing::{Outstanding, Protocol, Router, ServerParams, identify, strip_segments};
+use crate::telemetry;
 
 /// How many endpoints a request with no body may try when connections are refused.
 const MAX_CONNECT_ATTEMPTS: usize = 5;
@@ -102,6 +103,7 @@ impl Forwarder {
         let probe = Request::from_parts(parts, ());
         let identified = identify(&params.identifiers, &params.dst_prefix, &probe)?;
         let (mut parts, ()) = probe.into_parts();
+        telemetry::note_service(&parts.extensions, &identified.path);
 
         let (client, set) = match self.router.route(&local, &identified.path).await {
             Ok(r) => r,
@@ -114,6 +116,8 @@ impl Forwarder {
                 return Err(ProxyError::Route { error, detail });
             }
         };
+
+        telemetry::note_client(&parts.extensions, client.id());
 
         // The request as the upstream sees it.
         let original_authority = parts.uri.authority().cloned();
@@ -181,7 +185,7 @@ impl Forwarder {
                 .build()
                 .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
             let out_body: ProxyBody = match (replayable, body.take()) {
-                (false, Some(b)) => b.map_err(BoxError::from).boxed(),
+                (false, Some(b)) => telemetry::count_request_body(&parts.extensions, b),
                 _ => Empty::new().map_err(|never| match never {}).boxed(),
             };
             let mut out = Request::new(out_body);
