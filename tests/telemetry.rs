@@ -385,6 +385,8 @@ async fn counters_exposition_access_log_and_admin_endpoints() {
     );
     assert_eq!(json["rt/out/requests"], 7.0, "{json}");
     assert_eq!(json["rt/out/failures"], 2.0, "{json}");
+    let p50 = &json["rt/out/client/#/io.l5d.fs/web/request_latency_ms.p50"];
+    assert!(p50.as_f64().is_some_and(|v| v > 0.0), "{json}");
 
     // Recent requests: the last five, newest first.
     let (status, _, recent) = call(
@@ -450,6 +452,54 @@ async fn counters_exposition_access_log_and_admin_endpoints() {
         .and_then(|v| v.parse().ok())
         .expect("duration");
     assert!(ms >= 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtab_reloads_and_rejections_are_counted() {
+    let (web, _web_task) = backend().await;
+    let dir = site(&[("web", web)]);
+    std::fs::write(dir.path().join("routing.dtab"), "/svc => /#/io.l5d.fs;\n").expect("dtab");
+    let cfg = config(
+        "  interpreter:\n    kind: io.l5d.fs\n    dtabFile: routing.dtab\n",
+        "",
+    )
+    .replace("  dtab: /svc => /#/io.l5d.fs\n", "");
+    let proxy = Proxy::start(dir.path(), &cfg);
+    let c = client();
+    let prom_url = format!("http://{}/admin/metrics/prometheus", proxy.admin);
+    let wait_for = |series: &'static str| {
+        let c = c.clone();
+        let prom_url = prom_url.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let (_, _, text) = call(&c, "GET", &prom_url, &[], "").await;
+                if sample(&text, series) == Some(1.0) {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "no {series} = 1 in\n{text}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let replace = |text: &str| {
+        let tmp = dir.path().join(".routing.dtab.tmp");
+        std::fs::write(&tmp, text).expect("write");
+        std::fs::rename(&tmp, dir.path().join("routing.dtab")).expect("rename");
+    };
+    replace("/svc => => nowhere\n");
+    wait_for("dtab_rejections_total{file=\"routing.dtab\"}").await;
+    replace("/svc => /#/io.l5d.fs;\n/x => /y;\n");
+    wait_for("dtab_reloads_total{file=\"routing.dtab\"}").await;
+    let (status, _, _) = call(
+        &c,
+        "GET",
+        &format!("http://{}/", proxy.router),
+        &[("host", "web")],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{}", proxy.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -226,12 +226,16 @@ pub fn render_prometheus() -> String {
 /// keyed by the series as Prometheus writes it (`requests_total{router="http",…}`),
 /// plus Linkerd-style aggregates: `rt/<router>/requests`,
 /// `rt/<router>/{server,service,client}/<value>/{requests,success,failures}`
-/// (the value without its leading `/`: `rt/out/service/svc/web/requests`).
+/// (the value without its leading `/`: `rt/out/service/svc/web/requests`)
+/// and `.../request_latency_ms.{p50,p95,p99}` estimated from the histogram.
 pub fn render_json() -> serde_json::Value {
     let text = render_prometheus();
     let prefix = EXPORTER.get().map(|e| e.prefix.as_str()).unwrap_or("");
+    let bucket_name = format!("{}_bucket", names::REQUEST_DURATION);
     let mut out = serde_json::Map::new();
     let mut agg: std::collections::BTreeMap<String, f64> = Default::default();
+    // Latency buckets (upper bound, cumulative count) per aggregate scope.
+    let mut buckets: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
     for line in text.lines() {
         let Some(sample) = parse_sample(line) else {
             continue;
@@ -240,6 +244,36 @@ pub fn render_json() -> serde_json::Value {
             out.insert(sample.series.to_string(), serde_json::Value::Number(n));
         }
         let base = sample.name.strip_prefix(prefix).unwrap_or(sample.name);
+        let Some(router) = sample.label("router") else {
+            continue;
+        };
+        let mut scopes = vec![format!("rt/{router}")];
+        for scope in ["server", "service", "client"] {
+            if let Some(v) = sample.label(scope)
+                && !v.is_empty()
+            {
+                let v = v.trim_start_matches('/');
+                scopes.push(format!("rt/{router}/{scope}/{v}"));
+            }
+        }
+        if base == bucket_name {
+            let le = match sample.label("le") {
+                Some("+Inf") => f64::INFINITY,
+                Some(v) => match v.parse::<f64>() {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                },
+                None => continue,
+            };
+            for scope in scopes {
+                let b = buckets.entry(scope).or_default();
+                match b.iter_mut().find(|(l, _)| *l == le) {
+                    Some((_, c)) => *c += sample.value,
+                    None => b.push((le, sample.value)),
+                }
+            }
+            continue;
+        }
         let stat = match base {
             names::REQUESTS => "requests",
             names::RESPONSES => match sample.label("class") {
@@ -248,17 +282,15 @@ pub fn render_json() -> serde_json::Value {
             },
             _ => continue,
         };
-        let Some(router) = sample.label("router") else {
-            continue;
-        };
-        *agg.entry(format!("rt/{router}/{stat}")).or_default() += sample.value;
-        for scope in ["server", "service", "client"] {
-            if let Some(v) = sample.label(scope)
-                && !v.is_empty()
-            {
-                let v = v.trim_start_matches('/');
-                *agg.entry(format!("rt/{router}/{scope}/{v}/{stat}"))
-                    .or_default() += sample.value;
+        for scope in scopes {
+            *agg.entry(format!("{scope}/{stat}")).or_default() += sample.value;
+        }
+    }
+    for (scope, mut b) in buckets {
+        b.sort_by(|x, y| x.0.total_cmp(&y.0));
+        for (name, q) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)] {
+            if let Some(v) = quantile(&b, q) {
+                agg.insert(format!("{scope}/request_latency_ms.{name}"), v * 1000.0);
             }
         }
     }
@@ -268,6 +300,35 @@ pub fn render_json() -> serde_json::Value {
         }
     }
     serde_json::Value::Object(out)
+}
+
+/// The `q` quantile of cumulative histogram buckets sorted by upper bound,
+/// interpolated linearly within its bucket (as PromQL's
+/// `histogram_quantile`); `None` without observations.
+fn quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let (mut lower, mut below) = (0.0, 0.0);
+    for &(le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return Some(lower);
+            }
+            let inside = count - below;
+            let frac = if inside > 0.0 {
+                (rank - below) / inside
+            } else {
+                1.0
+            };
+            return Some(lower + (le - lower) * frac);
+        }
+        lower = le;
+        below = count;
+    }
+    Some(lower)
 }
 
 /// One line of the exposition.
@@ -638,6 +699,18 @@ mod tests {
         assert!(s.labels.is_empty());
         assert!(parse_sample("# HELP x y").is_none());
         assert!(parse_sample(r#"x{a="unterminated} 1"#).is_none());
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_buckets() {
+        let b = [(0.1, 50.0), (0.2, 100.0), (f64::INFINITY, 100.0)];
+        assert_eq!(quantile(&b, 0.5), Some(0.1));
+        assert!((quantile(&b, 0.75).unwrap() - 0.15).abs() < 1e-9);
+        assert_eq!(quantile(&[(0.1, 0.0), (f64::INFINITY, 0.0)], 0.5), None);
+        assert_eq!(
+            quantile(&[(0.1, 0.0), (f64::INFINITY, 4.0)], 0.5),
+            Some(0.1)
+        );
     }
 
     #[test]
