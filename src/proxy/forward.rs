@@ -237,6 +237,7 @@ impl Forwarder {
                             cause,
                         });
                     }
+                    telemetry::metrics::requeue(self.router.label(), client.id());
                 }
                 Err(e) => {
                     return Err(ProxyError::Upstream {

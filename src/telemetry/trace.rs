@@ -473,6 +473,42 @@ mod tests {
         assert!(h.get(headers::TRACEPARENT).is_some());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn extract_never_panics(a in "\\PC*", b in "\\PC*", c in "[0-9a-f-]{0,80}") {
+            let mut h = HeaderMap::new();
+            for (name, v) in [(headers::TRACE_ID, &a), (headers::SPAN_ID, &b), (headers::B3, &c), (headers::TRACEPARENT, &c)] {
+                if let Ok(v) = HeaderValue::from_str(v) {
+                    h.insert(name, v);
+                }
+            }
+            let _ = extract(&h);
+        }
+
+        #[test]
+        fn inject_then_extract_round_trips(high: u64, low in 1u64.., span in 1u64.., parent: Option<u64>, sampled: bool) {
+            let ctx = SpanContext {
+                trace_id: TraceId { high, low },
+                span_id: span,
+                parent_id: parent.filter(|p| *p != 0),
+                sampled,
+            };
+            let mut h = HeaderMap::new();
+            inject(&mut h, &ctx);
+            let (i, s) = extract(&h);
+            let i = i.unwrap();
+            proptest::prop_assert_eq!(i.trace_id, ctx.trace_id);
+            proptest::prop_assert_eq!(i.span_id, span);
+            proptest::prop_assert_eq!(s, Some(sampled));
+            // traceparent alone says the same.
+            let mut tp = HeaderMap::new();
+            tp.insert(headers::TRACEPARENT, h.get(headers::TRACEPARENT).unwrap().clone());
+            let (j, s2) = extract(&tp);
+            proptest::prop_assert_eq!(j.unwrap().span_id, span);
+            proptest::prop_assert_eq!(s2, Some(sampled));
+        }
+    }
+
     #[test]
     fn sampling_order() {
         assert!(decide(Some(1.0), Some(false), 0.0));
