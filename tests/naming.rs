@@ -232,6 +232,37 @@ async fn fs_subdirectories_and_names() {
 }
 
 #[tokio::test]
+async fn fs_configmap_symlink_swap() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let v1 = root.join("..v1");
+    std::fs::create_dir(&v1).unwrap();
+    write(&v1.join("web"), "127.0.0.1 1\n");
+    std::os::unix::fs::symlink("..v1", root.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/web", root.join("web")).unwrap();
+    let namer = fs_namer(root);
+    let rx = namer.lookup(&p("/web"));
+    let mut addr = namer_leaf(&rx.borrow()).unwrap().addr;
+    wait_for(&mut addr, WAIT, "v1", |a| {
+        eps(a) == Some(vec![(sa("127.0.0.1:1"), 1.0)])
+    })
+    .await;
+
+    let v2 = root.join("..v2");
+    std::fs::create_dir(&v2).unwrap();
+    write(&v2.join("web"), "127.0.0.1 2\n");
+    std::os::unix::fs::symlink("..v2", root.join("..data_tmp")).unwrap();
+    std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+    std::fs::remove_dir_all(&v1).unwrap();
+    wait_for(&mut addr, WAIT, "v2", |a| {
+        eps(a) == Some(vec![(sa("127.0.0.1:2"), 1.0)])
+    })
+    .await;
+    // Hidden entries are not service names.
+    assert_eq!(namer.names(), vec![p("/#/io.l5d.fs/web")]);
+}
+
+#[tokio::test]
 async fn fs_host_names_resolve() {
     let dir = tempfile::tempdir().unwrap();
     write(&dir.path().join("local"), "localhost 8080 * 3\n");
