@@ -631,3 +631,59 @@ async fn interpreter_namer_order_pending_and_failure() {
     .await;
     assert!(shown(&v).contains("boom"), "{}", shown(&v));
 }
+
+#[tokio::test]
+async fn interpreter_delegate_json() {
+    let s = setup("/svc => /#/io.l5d.fs");
+    write(&s.root.join("web"), "127.0.0.1 8080 * 2\n");
+    // Let the file be read so the trace shows its address.
+    let rx = s.interp.bind(&Dtab::empty(), &p("/svc/web"));
+    let Activity::Ok(NameTree::Leaf(b)) = rx.borrow().clone() else {
+        panic!("leaf")
+    };
+    let mut addr = b.addr.clone();
+    wait_for(&mut addr, WAIT, "addr", |a| eps(a).is_some()).await;
+
+    let trace = s.interp.delegate(&Dtab::empty(), &p("/svc/web"));
+    let json = serde_json::to_value(&trace).unwrap();
+    assert_eq!(json["type"], "delegate");
+    assert_eq!(json["path"], "/svc/web");
+    let leaf = &json["delegate"];
+    assert_eq!(leaf["type"], "leaf");
+    assert_eq!(leaf["path"], "/#/io.l5d.fs/web");
+    assert_eq!(leaf["dentry"]["prefix"], "/svc");
+    assert_eq!(leaf["bound"]["id"], "/#/io.l5d.fs/web");
+    assert_eq!(leaf["bound"]["path"], "/");
+    assert_eq!(
+        leaf["bound"]["addr"],
+        serde_json::json!({"type": "bound", "meta": {}, "addrs": [
+            {"ip": "127.0.0.1", "port": 8080, "meta": {"endpoint_addr_weight": 2.0}}
+        ]})
+    );
+}
+
+#[tokio::test]
+async fn interpreter_delegate_waits_for_pending_namers() {
+    let m = Manual::new(Activity::Pending);
+    let (_base, base_rx) = watch::channel(d("/svc => /#/m"));
+    let interp = Interpreter::new(vec![(p("/m"), m.clone() as Arc<dyn Namer>)], base_rx);
+    let now = serde_json::to_value(interp.delegate(&Dtab::empty(), &p("/svc"))).unwrap();
+    assert_eq!(now["type"], "exception", "{now}");
+
+    let later = {
+        let m = m.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            m.set(to_path("/$/inet/127.0.0.1/1"));
+        })
+    };
+    let t = interp
+        .delegate_ready(&Dtab::empty(), &p("/svc"), WAIT)
+        .await;
+    later.await.unwrap();
+    let json = serde_json::to_value(&t).unwrap();
+    assert_eq!(
+        json["delegate"]["bound"]["id"], "/$/inet/127.0.0.1/1",
+        "{json}"
+    );
+}
