@@ -687,3 +687,20 @@ async fn interpreter_delegate_waits_for_pending_namers() {
         "{json}"
     );
 }
+
+#[tokio::test]
+async fn dtab_file_deleted_then_recreated() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dtab");
+    write(&file, "/a => /b;\n");
+    let (mut rx, handle) = watch_dtab_file(&file).expect("load");
+    std::fs::remove_file(&file).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(handle.current(), d("/a => /b"), "kept while missing");
+    write(&file, "/a => /c;\n");
+    wait_for(&mut rx, Duration::from_secs(1), "recreated", |x| {
+        *x == d("/a => /c")
+    })
+    .await;
+    assert_eq!(handle.stats().rejections, 0);
+}
