@@ -200,12 +200,12 @@ routers:
 ";
     let err = check_text("l.yaml", text).stderr;
     assert!(
-        err.contains("l.yaml:5:13: routers[0].dtab: expected a name tree"),
+        err.contains("l.yaml:5:13: routers[0].dtab: expected a path, '!', '~', '$' or '('"),
         "{err}"
     );
     assert!(err.contains("found '^'"), "{err}");
     assert!(
-        err.contains("l.yaml:9:18: routers[1].dtab: expected a name tree"),
+        err.contains("l.yaml:9:18: routers[1].dtab: expected a path, '!', '~', '$' or '('"),
         "{err}"
     );
 }
@@ -258,7 +258,7 @@ routers:
     .unwrap();
     let err = check_in(dir.path(), Path::new("l.yaml")).stderr;
     assert!(
-        err.contains("dtabs/default.dtab:2:7: expected a name tree"),
+        err.contains("dtabs/default.dtab:2:7: expected a path, '!', '~', '$' or '('"),
         "{err}"
     );
     assert!(err.contains("(the dtabFile of routers[0])"), "{err}");
@@ -300,7 +300,7 @@ routers:
     .stderr;
     for want in [
         "l.yaml:6:3: namers[1]: duplicate namer prefix /io.l5d.fs (also namers[0])",
-        "l.yaml:11:17: routers[0].dtab: expected a name tree",
+        "l.yaml:11:17: routers[0].dtab: expected a path, '!', '~', '$' or '('",
         "l.yaml:16:10: routers[1]: duplicate router label 'web' (also routers[0])",
         "l.yaml:17:14: routers[1].dstPrefix: expected a path",
         "l.yaml:19:11: routers[1].servers[0]: port 4140 is already used by routers[0].servers[0]",
