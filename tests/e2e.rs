@@ -300,7 +300,9 @@ async fn routes_by_host_through_fs_namer_and_reports_unknown_names() {
     assert!(err.to_str().unwrap_or("").contains("svc"), "{err:?}");
     assert!(unknown.body.contains("/svc/nosuch"), "{}", unknown.body);
     assert!(
-        unknown.body.contains("First failing step: neg /#/io.l5d.fs/nosuch"),
+        unknown
+            .body
+            .contains("First failing step: neg /#/io.l5d.fs/nosuch"),
         "the body leads with the failing step of the trace: {}",
         unknown.body
     );
