@@ -508,7 +508,7 @@ fn s63_bind_basic_rewrite() {
         &mut SystemNamers,
     )
     .unwrap();
-    let NameTree::Leaf(SystemBound { id, residual, .. }) = &r else {
+    let NameTree::Leaf(SystemBound { id, residual }) = &r else {
         panic!("{r:?}")
     };
     assert_eq!(id, &p("/$/inet/127.0.0.1/8080"));
@@ -669,8 +669,6 @@ impl Namers<SystemBound> for TestNamers {
             NamerAnswer::Tree(NameTree::Leaf(Name::Bound(SystemBound {
                 id: path.take(4),
                 residual: path.drop(4),
-                host: String::new(),
-                port: 0,
             })))
         } else {
             system::system_answer(path)
@@ -730,6 +728,47 @@ fn s63_bind_tree_binds_a_whole_tree() {
     assert_eq!(show(&r), "/$/inet/h/2");
 }
 
+#[test]
+fn s63_single_member_and_empty_nodes() {
+    let as_names = |t: NameTree<Path>| t.map(&mut |p: &Path| Name::Path(p.clone()));
+    let dt = d("/b => /$/inet/h/2");
+    // Single-member Union binds its child directly, weight dropped.
+    let u = NameTree::Union(vec![Weighted::new(3.0, t("/b"))]);
+    let r = bind_tree(&dt, &as_names(u), &mut SystemNamers).unwrap();
+    assert_eq!(show(&r), "/$/inet/h/2");
+    // Single-member Alt likewise.
+    let a = NameTree::Alt(vec![t("/b")]);
+    let r = bind_tree(&dt, &as_names(a), &mut SystemNamers).unwrap();
+    assert_eq!(show(&r), "/$/inet/h/2");
+    // Empty Alt / Union are ~.
+    for e in [NameTree::Alt(vec![]), NameTree::Union(vec![])] {
+        let r = bind_tree(&dt, &as_names(e), &mut SystemNamers).unwrap();
+        assert_eq!(r, NameTree::Neg);
+    }
+    // Constants bind to themselves.
+    for c in ["!", "~", "$"] {
+        let r = bind_tree(&dt, &as_names(t(c)), &mut SystemNamers).unwrap();
+        assert_eq!(show(&r), c);
+    }
+}
+
+#[test]
+fn s63_union_members_bind_at_the_same_depth() {
+    // 98 rewrites then a union of two system paths: each member is looked
+    // up at depth 99, bound at depth 100: fine. One more level fails.
+    let mk = |n: usize| {
+        let mut s: Vec<String> = (0..n).map(|i| format!("/p{i} => /p{}", i + 1)).collect();
+        s.push(format!("/p{n} => /$/inet/h/1 & /$/inet/h/2"));
+        s.join(";")
+    };
+    assert_eq!(
+        bind_show(&mk(98), "/p0"),
+        Ok("/$/inet/h/1 & /$/inet/h/2".into())
+    );
+    // Every member fails with MaxDepth: the first error.
+    assert_eq!(bind_show(&mk(99), "/p0"), Err(BindError::MaxDepth));
+}
+
 // ======================= §7 composition =======================
 
 #[test]
@@ -757,4 +796,483 @@ fn s8_ctx_then_user_concatenation_shows_like_linkerd() {
         local.concat(&ctx.concat(&user)).to_string(),
         "/a=>/b;/a=>/c;/a=>/d"
     );
+}
+
+// ======================= §9 delegation trace =======================
+
+mod delegation {
+    use super::*;
+    use switchyard::dtab::{
+        AddrJson, AddressJson, BoundJson, DelegateError, DelegateTree, delegate, try_delegate,
+    };
+
+    /// The bound name of the worked example: inet ids with a fixed address.
+    #[derive(Clone, Debug, PartialEq)]
+    struct Fixed {
+        id: Path,
+        residual: Path,
+    }
+
+    impl BoundJson for Fixed {
+        fn id(&self) -> &Path {
+            &self.id
+        }
+        fn residual(&self) -> &Path {
+            &self.residual
+        }
+        fn addr_json(&self) -> AddrJson {
+            AddrJson::Bound(vec![AddressJson {
+                ip: "127.0.0.1".into(),
+                port: 8080,
+                meta: Default::default(),
+            }])
+        }
+    }
+
+    /// Linkerd's DelegateApiHandlerTest namers: `/#/error/...` fails with
+    /// "error naming <path>"; `/$/inet` is bound; `/#/pending` is pending.
+    struct ExampleNamers;
+
+    impl Namers<Fixed> for ExampleNamers {
+        fn lookup(&mut self, path: &Path) -> NamerAnswer<Fixed> {
+            let s = path.to_string();
+            if s.starts_with("/#/error") {
+                return NamerAnswer::Error(format!("error naming {s}"));
+            }
+            if s.starts_with("/#/pending") {
+                return NamerAnswer::Pending;
+            }
+            match system::lookup(path) {
+                SystemAnswer::Inet { id, residual, .. } => {
+                    NamerAnswer::Tree(NameTree::Leaf(Name::Bound(Fixed { id, residual })))
+                }
+                SystemAnswer::Tree(t) => {
+                    NamerAnswer::Tree(t.map(&mut |p: &Path| Name::Path(p.clone())))
+                }
+                SystemAnswer::Error(e) => NamerAnswer::Error(e),
+                SystemAnswer::NotSystem => NamerAnswer::Tree(NameTree::Neg),
+            }
+        }
+    }
+
+    const DTAB: &str = "/beh=>/#/error; /bah/humbug=>/$/inet/127.1/8080; \
+        /foo=>/bah | /beh | /$/fail; /foo=>/bar; /boo=>/foo; /meh=>/heh; /neg=>~";
+
+    fn trace(dtab: &str, path: &str) -> DelegateTree<Fixed> {
+        delegate(&d(dtab), &p(path), &mut ExampleNamers)
+    }
+
+    #[test]
+    fn s9_worked_example_rendered() {
+        let expected = "\
+delegate /boo/humbug
+  alt /foo/humbug  [/boo=>/foo]
+    neg /bar/humbug  [/foo=>/bar]
+    delegate /bah/humbug  [/foo=>/bah | /beh | /$/fail]
+      leaf /$/inet/127.1/8080  [/bah/humbug=>/$/inet/127.1/8080]  bound id=/$/inet/127.1/8080 path=/
+    delegate /beh/humbug  [/foo=>/bah | /beh | /$/fail]
+      exception /#/error/humbug  [/beh=>/#/error]  \"error naming /#/error/humbug\"
+    fail /$/fail/humbug  [/foo=>/bah | /beh | /$/fail]
+";
+        assert_eq!(trace(DTAB, "/boo/humbug").render(), expected);
+    }
+
+    #[test]
+    fn s9_worked_example_json() {
+        let json = serde_json::to_string(&trace(DTAB, "/boo/humbug")).unwrap();
+        let expected = concat!(
+            r#"{"type":"delegate","path":"/boo/humbug","delegate":{"#,
+            r#""type":"alt","path":"/foo/humbug","dentry":{"prefix":"/boo","dst":"/foo"},"alt":["#,
+            r#"{"type":"neg","path":"/bar/humbug","dentry":{"prefix":"/foo","dst":"/bar"}},"#,
+            r#"{"type":"delegate","path":"/bah/humbug","#,
+            r#""dentry":{"prefix":"/foo","dst":"/bah | /beh | /$/fail"},"delegate":{"#,
+            r#""type":"leaf","path":"/$/inet/127.1/8080","dentry":{"prefix":"/bah/humbug","#,
+            r#""dst":"/$/inet/127.1/8080"},"#,
+            r#""bound":{"addr":{"type":"bound","addrs":[{"ip":"127.0.0.1","port":8080,"meta":{}}],"meta":{}},"#,
+            r#""id":"/$/inet/127.1/8080","path":"/"}}},"#,
+            r#"{"type":"delegate","path":"/beh/humbug","#,
+            r#""dentry":{"prefix":"/foo","dst":"/bah | /beh | /$/fail"},"delegate":{"#,
+            r#""type":"exception","path":"/#/error/humbug","dentry":{"prefix":"/beh","dst":"/#/error"},"#,
+            r#""message":"error naming /#/error/humbug"}},"#,
+            r#"{"type":"fail","path":"/$/fail/humbug","#,
+            r#""dentry":{"prefix":"/foo","dst":"/bah | /beh | /$/fail"}}]}}"#
+        );
+        assert_eq!(json, expected);
+    }
+
+    #[test]
+    fn s9_neg_paths() {
+        assert_eq!(
+            trace(DTAB, "/meh").render(),
+            "delegate /meh\n  neg /heh  [/meh=>/heh]\n"
+        );
+        assert_eq!(
+            trace(DTAB, "/neg").render(),
+            "delegate /neg\n  neg ~  [/neg=>~]\n"
+        );
+        let json = serde_json::to_string(&trace(DTAB, "/neg")).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"delegate","path":"/neg","delegate":{"type":"neg","path":"~","dentry":{"prefix":"/neg","dst":"~"}}}"#
+        );
+        // No dentry and no namer: a bare neg at the path, no dentry.
+        assert_eq!(trace("", "/nothing").render(), "neg /nothing\n");
+    }
+
+    #[test]
+    fn s9_fail_path_is_bang_unless_system_fail() {
+        assert_eq!(
+            trace("/a => !", "/a").render(),
+            "delegate /a\n  fail !  [/a=>!]\n"
+        );
+        assert_eq!(
+            trace("/a => /$/fail", "/a/b").render(),
+            "delegate /a/b\n  fail /$/fail/b  [/a=>/$/fail]\n"
+        );
+        assert_eq!(
+            trace("/a => $", "/a").render(),
+            "delegate /a\n  empty /a  [/a=>$]\n"
+        );
+    }
+
+    #[test]
+    fn s9_union_and_weights() {
+        let t = trace("/a => 2*/$/inet/h/1 & /$/inet/h/2", "/a");
+        assert_eq!(
+            t.render(),
+            // The Delegate at /a collapses into the Union at /a, which takes
+            // the Delegate's (empty) dentry, as in Linkerd.
+            "\
+union /a
+  2.00*leaf /$/inet/h/1  [/a=>2.00*/$/inet/h/1 & /$/inet/h/2]  bound id=/$/inet/h/1 path=/
+  leaf /$/inet/h/2  [/a=>2.00*/$/inet/h/1 & /$/inet/h/2]  bound id=/$/inet/h/2 path=/
+"
+        );
+        let json = serde_json::to_value(&t).unwrap();
+        assert_eq!(json["type"], "union");
+        assert_eq!(json["union"][0]["weight"], 2.0);
+        assert_eq!(json["union"][1]["weight"], 1.0);
+        assert_eq!(json["union"][1]["tree"]["type"], "leaf");
+    }
+
+    #[test]
+    fn s9_all_alt_branches_explored_unlike_bind() {
+        // bind stops at the first branch; the trace shows both.
+        let t = trace("/a => /$/inet/h/1 | /$/unknown", "/a");
+        let r = t.render();
+        assert!(r.contains("leaf /$/inet/h/1"), "{r}");
+        assert!(
+            r.contains("exception /$/unknown  [/a=>/$/inet/h/1 | /$/unknown]  \"Unknown namer: unknown for path: /$/unknown\""),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn s9_depth_limit_message() {
+        let t = trace("/s=>/s/srv", "/s");
+        assert_eq!(
+            t,
+            DelegateTree::Exception {
+                path: p("/s"),
+                dentry: None,
+                message: "Max recursion level reached.".into()
+            }
+        );
+        // Inside an Alt the failure is held at the Alt, the rest shows.
+        let t = trace("/x => /$/inet/h/1; /s => /s/srv | /x", "/s");
+        let r = t.render();
+        assert!(
+            r.contains("[/s=>/s/srv | /x]  \"Max recursion level reached.\""),
+            "{r}"
+        );
+        assert!(
+            r.starts_with("alt /s\n  alt /s/srv  [/s=>/s/srv | /x]\n"),
+            "{r}"
+        );
+        assert!(r.contains("leaf /$/inet/h/1"), "{r}");
+    }
+
+    #[test]
+    fn s9_pending() {
+        assert_eq!(
+            try_delegate(&d("/a => /#/pending"), &p("/a"), &mut ExampleNamers),
+            Err(DelegateError::Pending)
+        );
+    }
+
+    #[test]
+    fn s9_simplify_collapses_same_path_delegate_and_flattens_alts() {
+        // A namer that rewrites to a path: Delegate(/x) -> Leaf at /x is
+        // collapsed only when the paths agree.
+        let path = p("/p");
+        let leaf = |pt: &str| DelegateTree::Leaf {
+            path: p(pt),
+            dentry: None,
+            bound: Fixed {
+                id: p("/$/inet/h/1"),
+                residual: Path::empty(),
+            },
+        };
+        let de: Dentry = "/p => /q".parse().unwrap();
+        let t = DelegateTree::Delegate {
+            path: path.clone(),
+            dentry: Some(de.clone()),
+            child: Box::new(leaf("/p")),
+        };
+        assert_eq!(
+            t.simplified(),
+            DelegateTree::Leaf {
+                path: path.clone(),
+                dentry: Some(de.clone()),
+                bound: Fixed {
+                    id: p("/$/inet/h/1"),
+                    residual: Path::empty()
+                }
+            }
+        );
+        // Not collapsed into a Neg/Fail/Empty even at the same path.
+        let t = DelegateTree::<Fixed>::Delegate {
+            path: path.clone(),
+            dentry: None,
+            child: Box::new(DelegateTree::Empty {
+                path: path.clone(),
+                dentry: Some(de.clone()),
+            }),
+        };
+        assert_eq!(t.clone().simplified(), t);
+        // Alt in an Alt at the same path is flattened; single-child Alt is a
+        // Delegate; empty Alt/Union are Neg.
+        let t = DelegateTree::Alt {
+            path: path.clone(),
+            dentry: None,
+            children: vec![
+                leaf("/a"),
+                DelegateTree::Alt {
+                    path: path.clone(),
+                    dentry: Some(de.clone()),
+                    children: vec![leaf("/b"), leaf("/c")],
+                },
+            ],
+        };
+        let DelegateTree::Alt { children, .. } = t.simplified() else {
+            panic!()
+        };
+        assert_eq!(children.len(), 3);
+        let t = DelegateTree::Alt {
+            path: path.clone(),
+            dentry: None,
+            children: vec![leaf("/a")],
+        };
+        assert!(matches!(t.simplified(), DelegateTree::Delegate { .. }));
+        let t = DelegateTree::<Fixed>::Union {
+            path: path.clone(),
+            dentry: None,
+            children: vec![],
+        };
+        assert!(matches!(t.simplified(), DelegateTree::Neg { .. }));
+    }
+
+    #[test]
+    fn s9_rewriting_namer_in_trace() {
+        let t = delegate(
+            &d("/svc => /$/io.buoyant.hostportPfx/inet; /inet => /$/inet"),
+            &p("/svc/127.0.0.1:8080"),
+            &mut SystemNamers,
+        );
+        assert_eq!(
+            t.render(),
+            "\
+delegate /svc/127.0.0.1:8080
+  delegate /inet/127.0.0.1/8080  [/svc=>/$/io.buoyant.hostportPfx/inet]
+    leaf /$/inet/127.0.0.1/8080  [/inet=>/$/inet]  bound id=/$/inet/127.0.0.1/8080 path=/
+"
+        );
+    }
+
+    #[test]
+    fn s9_fan_out_is_bounded() {
+        let t = delegate(&d("/a => /a/x | /a/y"), &p("/a"), &mut SystemNamers);
+        assert!(t.render().contains("lookups"));
+    }
+
+    #[test]
+    fn s9_transformation_json_and_render() {
+        let b = Fixed {
+            id: p("/$/inet/127.0.0.1/4141"),
+            residual: Path::empty(),
+        };
+        let t = DelegateTree::Transformation {
+            path: p("/%/io.l5d.port/4141"),
+            name: "io.l5d.port".into(),
+            bound: b.clone(),
+            child: Box::new(DelegateTree::Leaf {
+                path: p("/$/inet/127.0.0.1/8080"),
+                dentry: None,
+                bound: b,
+            }),
+        };
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(
+            json.starts_with(
+                r#"{"type":"transformation","path":"/%/io.l5d.port/4141","name":"io.l5d.port","bound":{"addr":"#
+            ),
+            "{json}"
+        );
+        assert!(
+            json.contains(r#","tree":{"type":"leaf","path":"/$/inet/127.0.0.1/8080","bound":"#),
+            "{json}"
+        );
+        let r = t.render();
+        assert!(r.starts_with("transformation /%/io.l5d.port/4141  io.l5d.port  bound id=/$/inet/127.0.0.1/4141 path=/\n  leaf "), "{r}");
+    }
+
+    #[test]
+    fn s9_addr_json_forms() {
+        let j = |a: AddrJson| serde_json::to_string(&a).unwrap();
+        assert_eq!(j(AddrJson::Pending), r#"{"type":"pending"}"#);
+        assert_eq!(j(AddrJson::Neg), r#"{"type":"neg"}"#);
+        assert_eq!(
+            j(AddrJson::Failed("boom".into())),
+            r#"{"type":"failed","cause":"boom"}"#
+        );
+        assert_eq!(
+            j(AddrJson::Bound(vec![])),
+            r#"{"type":"bound","addrs":[],"meta":{}}"#
+        );
+    }
+
+    #[test]
+    fn s9_system_namers_trace() {
+        let t = delegate(
+            &d("/svc => /$/inet/127.0.0.1/8080"),
+            &p("/svc/x"),
+            &mut SystemNamers,
+        );
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(json.contains(r#""bound":{"addr":{"type":"bound","addrs":[{"ip":"127.0.0.1","port":8080,"meta":{}}],"meta":{}},"id":"/$/inet/127.0.0.1/8080","path":"/x"}"#), "{json}");
+        let t = delegate(&d("/svc => /$/inet/web/80"), &p("/svc"), &mut SystemNamers);
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(json.contains(r#""addr":{"type":"pending"}"#), "{json}");
+    }
+}
+
+// ======================= robustness =======================
+
+/// A dtab `/a => (/b | (/b | ... /$/inet/h/1))` nested `n` deep, built
+/// without the parser (which stops near 390 levels).
+fn nested_dtab(n: usize, union: bool) -> Dtab {
+    let mut tree = NameTree::Leaf(p("/$/inet/h/1"));
+    for _ in 0..n {
+        tree = if union {
+            NameTree::Union(vec![
+                Weighted::new(1.0, NameTree::Leaf(p("/b"))),
+                Weighted::new(1.0, tree),
+            ])
+        } else {
+            NameTree::Alt(vec![NameTree::Leaf(p("/b")), tree])
+        };
+    }
+    Dtab::new(vec![Dentry::new(p("/a").into(), tree)])
+}
+
+#[test]
+fn deep_nesting_fits_a_2mib_thread() {
+    for union in [false, true] {
+        let dt = nested_dtab(385, union);
+        let h = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let b = bind(&dt, &p("/a"), &mut SystemNamers).map(|t| t.to_string());
+                let t = switchyard::dtab::delegate(&dt, &p("/a"), &mut SystemNamers);
+                let json = serde_json::to_string(&t).map(|s| s.len()).unwrap_or(0);
+                (b, json > 0, t.render().lines().count())
+            })
+            .unwrap();
+        let (b, json, lines) = h.join().expect("no stack overflow");
+        // Each /b is ~: it drops out of its union, its Alt falls through.
+        assert_eq!(b, Ok("/$/inet/h/1".to_string()));
+        assert!(json);
+        assert!(lines > 385);
+    }
+}
+
+#[test]
+fn bind_nesting_is_bounded_and_fits_a_2mib_thread() {
+    use switchyard::dtab::MAX_NESTING;
+    let h = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(|| {
+            // Just under the limit: binds.
+            let ok = bind(
+                &nested_dtab(MAX_NESTING - 5, false),
+                &p("/a"),
+                &mut SystemNamers,
+            );
+            // Over it: a clean error, not a stack overflow.
+            let deep = bind(
+                &nested_dtab(MAX_NESTING + 5, true),
+                &p("/a"),
+                &mut SystemNamers,
+            );
+            // 100 rewrites, each nested 20 deep: over the limit too.
+            let mut tree = NameTree::Leaf(p("/a/x"));
+            for _ in 0..20 {
+                tree = NameTree::Alt(vec![NameTree::Leaf(p("/nope")), tree]);
+            }
+            let dt = Dtab::new(vec![Dentry::new(p("/a").into(), tree)]);
+            let hostile = bind(&dt, &p("/a"), &mut SystemNamers);
+            (ok.map(|t| t.to_string()), deep, hostile)
+        })
+        .unwrap();
+    let (ok, deep, hostile) = h.join().expect("no stack overflow");
+    assert_eq!(ok, Ok("/$/inet/h/1".to_string()));
+    assert_eq!(deep, Err(BindError::TooDeeplyNested));
+    assert_eq!(hostile, Err(BindError::TooDeeplyNested));
+}
+
+#[test]
+fn delegate_nesting_is_bounded_and_fits_a_2mib_thread() {
+    use switchyard::dtab::DELEGATE_MAX_NESTING;
+    for union in [false, true] {
+        let h = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let dt = nested_dtab(DELEGATE_MAX_NESTING + 5, union);
+                let t = switchyard::dtab::delegate(&dt, &p("/a"), &mut SystemNamers);
+                let json = serde_json::to_string(&t).unwrap_or_default();
+                (t.render(), json.len())
+            })
+            .unwrap();
+        let (r, json) = h.join().expect("no stack overflow");
+        assert!(
+            r.contains("Name trees nested more than 400 levels deep"),
+            "{}",
+            &r[r.len().saturating_sub(300)..]
+        );
+        assert!(json > 0);
+    }
+}
+
+#[test]
+fn system_bound_socket_addr() {
+    let sb = |id: &str| SystemBound {
+        id: p(id),
+        residual: Path::empty(),
+    };
+    assert_eq!(
+        sb("/$/inet/127.0.0.1/8080").socket_addr(),
+        Some("127.0.0.1:8080".parse().unwrap())
+    );
+    assert_eq!(
+        sb("/$/inet/8080").socket_addr(),
+        Some("0.0.0.0:8080".parse().unwrap())
+    );
+    assert_eq!(
+        sb("/$/io.buoyant.rinet/80/10.0.0.1").socket_addr(),
+        Some("10.0.0.1:80".parse().unwrap())
+    );
+    // Names need DNS; other ids are not addresses.
+    assert_eq!(sb("/$/inet/web/80").socket_addr(), None);
+    assert_eq!(sb("/#/io.l5d.fs/web").socket_addr(), None);
+    assert_eq!(sb("/$/inet/h/80").to_string(), "/$/inet/h/80");
 }

@@ -13,6 +13,11 @@ pub const MAX_DEPTH: usize = 100;
 /// How many path lookups one binding may do in all, across every branch.
 pub const MAX_LOOKUPS: usize = 10_000;
 
+/// How deep binding may recurse, counting both lookups and levels of
+/// Alt/Union nesting, so that a hostile dtab (one nested 390 levels deep
+/// per rewrite, 100 rewrites) cannot exhaust a thread's stack.
+pub const MAX_NESTING: usize = 1_000;
+
 /// A name a namer produced: a path still to be bound (looked up in the dtab
 /// again), or a bound name.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,6 +68,10 @@ pub enum BindError {
     /// grind on, we refuse, since a request header can carry such a dtab.
     #[error("Binding needed more than 10000 lookups")]
     TooManyLookups,
+    /// Lookups and Alt/Union nesting together went deeper than
+    /// [`MAX_NESTING`]; no real dtab does that.
+    #[error("Name trees nested more than 1000 levels deep while binding")]
+    TooDeeplyNested,
 }
 
 /// Bind `path` against `dtab` and `namers` (Finagle's DefaultInterpreter):
@@ -92,6 +101,7 @@ pub fn bind_tree<B: Clone>(
         dtab,
         namers,
         lookups: 0,
+        nesting: 0,
     };
     Ok(b.bind(tree, 0)?.simplified())
 }
@@ -120,10 +130,32 @@ struct Binder<'a, N> {
     dtab: &'a Dtab,
     namers: &'a mut N,
     lookups: usize,
+    /// Current recursion depth (lookups and nesting).
+    nesting: usize,
 }
 
 impl<N> Binder<'_, N> {
     fn bind<B: Clone>(
+        &mut self,
+        tree: &NameTree<Name<B>>,
+        depth: usize,
+    ) -> Result<NameTree<B>, BindError>
+    where
+        N: Namers<B>,
+    {
+        if self.nesting >= MAX_NESTING {
+            return Err(BindError::TooDeeplyNested);
+        }
+        self.nesting += 1;
+        let r = self.bind_node(tree, depth);
+        self.nesting -= 1;
+        r
+    }
+
+    // `bind` and `bind_node` recurse once per level of nesting and per
+    // lookup, so they only dispatch; the work is in small helpers, which
+    // keeps each level's stack use small even in debug builds.
+    fn bind_node<B: Clone>(
         &mut self,
         tree: &NameTree<Name<B>>,
         depth: usize,
@@ -137,54 +169,84 @@ impl<N> Binder<'_, N> {
             return Err(BindError::MaxDepth);
         }
         match tree {
-            NameTree::Leaf(Name::Path(p)) => {
-                self.lookups += 1;
-                if self.lookups > MAX_LOOKUPS {
-                    return Err(BindError::TooManyLookups);
-                }
-                let next = lookup(self.dtab, p, self.namers)?;
-                self.bind(&next, depth + 1)
-            }
+            NameTree::Leaf(Name::Path(p)) => self.bind_path(p, depth),
             NameTree::Leaf(Name::Bound(b)) => Ok(NameTree::Leaf(b.clone())),
             NameTree::Neg => Ok(NameTree::Neg),
             NameTree::Fail => Ok(NameTree::Fail),
             NameTree::Empty => Ok(NameTree::Empty),
-            NameTree::Alt(ts) => {
-                for t in ts {
-                    match self.bind(t, depth)? {
-                        NameTree::Neg => continue,
-                        other => return Ok(other),
-                    }
-                }
-                Ok(NameTree::Neg)
+            NameTree::Alt(ts) => self.bind_alt(ts, depth),
+            NameTree::Union(ws) => self.bind_union(ws, depth),
+        }
+    }
+
+    #[inline(never)]
+    fn bind_path<B: Clone>(&mut self, p: &Path, depth: usize) -> Result<NameTree<B>, BindError>
+    where
+        N: Namers<B>,
+    {
+        self.lookups += 1;
+        if self.lookups > MAX_LOOKUPS {
+            return Err(BindError::TooManyLookups);
+        }
+        let next = lookup(self.dtab, p, self.namers)?;
+        self.bind(&next, depth + 1)
+    }
+
+    /// Lazily, in order: the first child that is not `~` decides.
+    #[inline(never)]
+    fn bind_alt<B: Clone>(
+        &mut self,
+        ts: &[NameTree<Name<B>>],
+        depth: usize,
+    ) -> Result<NameTree<B>, BindError>
+    where
+        N: Namers<B>,
+    {
+        for t in ts {
+            match self.bind(t, depth)? {
+                NameTree::Neg => continue,
+                other => return Ok(other),
             }
-            NameTree::Union(ws) => match ws.as_slice() {
-                [] => Ok(NameTree::Neg),
-                [one] => self.bind(&one.tree, depth),
-                _ => {
-                    let mut oks = Vec::with_capacity(ws.len());
-                    let mut first_err = None;
-                    for w in ws {
-                        match self.bind(&w.tree, depth) {
-                            Ok(t) => oks.push(Weighted::new(w.weight, t)),
-                            // Too much work is not a member's failure: stop.
-                            Err(BindError::TooManyLookups) => {
-                                return Err(BindError::TooManyLookups);
-                            }
-                            Err(BindError::Pending) => {}
-                            Err(e) => {
-                                first_err.get_or_insert(e);
-                            }
-                        }
-                    }
-                    if !oks.is_empty() {
-                        Ok(NameTree::Union(oks).simplified())
-                    } else {
-                        // No member bound: the first failure, else pending.
-                        Err(first_err.unwrap_or(BindError::Pending))
-                    }
+        }
+        Ok(NameTree::Neg)
+    }
+
+    /// Every member: the successes with their weights, simplified; if none
+    /// succeeded, the first failure, else pending.
+    #[inline(never)]
+    fn bind_union<B: Clone>(
+        &mut self,
+        ws: &[Weighted<Name<B>>],
+        depth: usize,
+    ) -> Result<NameTree<B>, BindError>
+    where
+        N: Namers<B>,
+    {
+        if let [one] = ws {
+            return self.bind(&one.tree, depth);
+        }
+        if ws.is_empty() {
+            return Ok(NameTree::Neg);
+        }
+        let mut oks = Vec::with_capacity(ws.len());
+        let mut first_err = None;
+        for w in ws {
+            match self.bind(&w.tree, depth) {
+                Ok(t) => oks.push(Weighted::new(w.weight, t)),
+                // Too much work is not a member's failure: stop.
+                Err(e @ (BindError::TooManyLookups | BindError::TooDeeplyNested)) => {
+                    return Err(e);
                 }
-            },
+                Err(BindError::Pending) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if oks.is_empty() {
+            Err(first_err.unwrap_or(BindError::Pending))
+        } else {
+            Ok(NameTree::Union(oks).simplified())
         }
     }
 }

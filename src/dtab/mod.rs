@@ -8,9 +8,10 @@
 //! Every type's `Display` is Finagle's canonical show form and its `FromStr`
 //! is the parser of `grammar/dtab.pest`. The semantics follow
 //! `shared/docs/dtab-semantics.md` to the letter. This module must stay free of
-//! tokio, hyper and I/O.
+//! async runtimes, HTTP and I/O (CI checks it).
 
 mod bind;
+mod delegate;
 mod dentry;
 mod parse;
 mod path;
@@ -19,7 +20,13 @@ pub mod system;
 mod table;
 mod tree;
 
-pub use bind::{BindError, MAX_DEPTH, MAX_LOOKUPS, Name, NamerAnswer, Namers, bind, bind_tree};
+pub use bind::{
+    BindError, MAX_DEPTH, MAX_LOOKUPS, MAX_NESTING, Name, NamerAnswer, Namers, bind, bind_tree,
+};
+pub use delegate::{
+    AddrJson, AddressJson, BoundJson, DELEGATE_MAX_DEPTH_MESSAGE, DELEGATE_MAX_NESTING,
+    DelegateError, DelegateTree, delegate, try_delegate,
+};
 pub use dentry::{Dentry, Prefix, PrefixElem};
 pub use parse::ParseError;
 pub use path::{EmptyLabel, Label, Path, is_showable};

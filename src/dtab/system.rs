@@ -6,8 +6,8 @@
 //! the same set by name; any other `/$/<name>` is an error, as a missing
 //! class is in Finagle (spec §6.2).
 
+use core::net::{IpAddr, SocketAddr};
 use std::fmt;
-use std::net::IpAddr;
 
 use super::bind::{Name, NamerAnswer, Namers};
 use super::path::Path;
@@ -92,14 +92,15 @@ fn parse_port(s: &str) -> Option<u16> {
 
 /// `args` is what follows `/$/inet`. `None` when neither form matches.
 fn inet(path: &Path, args: &[String]) -> Option<SystemAnswer> {
-    let inet_id = |tail: &[&str]| {
-        let mut v = vec!["$", "inet"];
-        v.extend_from_slice(tail);
-        Path::from_strs(&v)
+    // The id keeps the original labels after `/$/inet` (fixedinet too).
+    let inet_id = |n: usize| {
+        let mut v = Path::from_strs(&["$", "inet"])?.elems().to_vec();
+        v.extend_from_slice(path.elems().get(2..2 + n)?);
+        Some(Path::from_labels(v))
     };
     if let [host, port, ..] = args
         && let Some(p) = parse_port(port)
-        && let Some(id) = inet_id(&[host, port])
+        && let Some(id) = inet_id(2)
     {
         return Some(SystemAnswer::Inet {
             id,
@@ -110,7 +111,7 @@ fn inet(path: &Path, args: &[String]) -> Option<SystemAnswer> {
     }
     if let [port, ..] = args
         && let Some(p) = parse_port(port)
-        && let Some(id) = inet_id(&[port])
+        && let Some(id) = inet_id(1)
     {
         return Some(SystemAnswer::Inet {
             id,
@@ -312,10 +313,6 @@ pub struct SystemBound {
     pub id: Path,
     /// What followed the id in the bound path.
     pub residual: Path,
-    /// The host to resolve (empty: the wildcard/local address).
-    pub host: String,
-    /// The port.
-    pub port: u16,
 }
 
 impl fmt::Display for SystemBound {
@@ -340,17 +337,9 @@ impl Namers<SystemBound> for SystemNamers {
 /// namers that fall back to them.
 pub fn system_answer(path: &Path) -> NamerAnswer<SystemBound> {
     match lookup(path) {
-        SystemAnswer::Inet {
-            id,
-            host,
-            port,
-            residual,
-        } => NamerAnswer::Tree(NameTree::Leaf(Name::Bound(SystemBound {
-            id,
-            residual,
-            host,
-            port,
-        }))),
+        SystemAnswer::Inet { id, residual, .. } => {
+            NamerAnswer::Tree(NameTree::Leaf(Name::Bound(SystemBound { id, residual })))
+        }
         SystemAnswer::Tree(t) => NamerAnswer::Tree(t.map(&mut |p: &Path| Name::Path(p.clone()))),
         SystemAnswer::Error(m) => NamerAnswer::Error(m),
         SystemAnswer::NotSystem => NamerAnswer::Tree(NameTree::Neg),
@@ -361,12 +350,18 @@ impl SystemBound {
     /// The address, when the host is an IP literal (or empty: the wildcard
     /// address, as Java's `new InetSocketAddress(port)`); a host name would
     /// need DNS, which this pure module does not do.
-    pub fn socket_addr(&self) -> Option<std::net::SocketAddr> {
-        let ip: IpAddr = if self.host.is_empty() {
+    ///
+    /// Ids are inet paths (`/$/inet/<host>/<port>`, `/$/inet/<port>`,
+    /// `/$/io.buoyant.rinet/<port>/<host>`), so the id is read again.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        let SystemAnswer::Inet { host, port, .. } = lookup(&self.id) else {
+            return None;
+        };
+        let ip: IpAddr = if host.is_empty() {
             IpAddr::from([0, 0, 0, 0])
         } else {
-            self.host.parse().ok()?
+            host.parse().ok()?
         };
-        Some(std::net::SocketAddr::new(ip, self.port))
+        Some(SocketAddr::new(ip, port))
     }
 }

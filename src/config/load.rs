@@ -1,0 +1,424 @@
+//! Text to typed config: YAML (or JSON) to a span-aware tree, the schema
+//! walk, serde into the raw types, then Linkerd's defaults and the values
+//! that need parsing (paths, dtabs, addresses), every problem with its
+//! position.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::Problem;
+use super::model::{self, raw};
+use super::node::{Node, Pos};
+use super::schema::{self, Walker};
+use crate::dtab::{Dtab, ParseError, Path};
+
+/// Where each value stands in the file, by key path (`routers[0].dtab`).
+pub(crate) type Positions = HashMap<String, Pos>;
+
+/// What parsing found.
+pub(crate) struct Parsed {
+    /// `None` only when the document could not be typed at all.
+    pub config: Option<model::Config>,
+    /// Every problem, in file order; may be non-empty with a config.
+    pub problems: Vec<Problem>,
+    /// Where each value stands.
+    pub positions: Positions,
+}
+
+/// Parse a config text; `source` names it in messages.
+pub(crate) fn parse(text: &str, source: &str) -> Parsed {
+    let node = match tree(text, source) {
+        Ok(n) => n,
+        Err(p) => {
+            return Parsed {
+                config: None,
+                problems: vec![p],
+                positions: Positions::new(),
+            };
+        }
+    };
+    let mut walker = Walker::new(source);
+    let json = walker.walk(&node, &schema::Ty::Obj(&schema::FILE), "");
+    if !walker.problems.is_empty() {
+        let mut problems = walker.problems;
+        problems.sort_by_key(|p| (p.line == 0, p.line, p.col));
+        return Parsed {
+            config: None,
+            problems,
+            positions: walker.positions,
+        };
+    }
+    let file: raw::File = match serde_json::from_value(json) {
+        Ok(f) => f,
+        // The walk and the raw types disagree: a bug, but still a message.
+        Err(e) => {
+            return Parsed {
+                config: None,
+                problems: vec![Problem::at(source, node.pos, e.to_string())],
+                positions: walker.positions,
+            };
+        }
+    };
+    let mut b = Builder {
+        text,
+        source,
+        positions: &walker.positions,
+        problems: Vec::new(),
+    };
+    let config = b.config(file);
+    let mut problems = b.problems;
+    problems.extend(super::validate::internal(
+        &config,
+        source,
+        &walker.positions,
+    ));
+    // In file order; problems without a place (across entries) last.
+    problems.sort_by_key(|p| (p.line == 0, p.line, p.col));
+    Parsed {
+        config: Some(config),
+        problems,
+        positions: walker.positions,
+    }
+}
+
+/// The document as a span-aware tree, or its syntax error.
+fn tree(text: &str, source: &str) -> Result<Node, Problem> {
+    // JSON is YAML, but JSON's own parser words JSON mistakes better.
+    if text.trim_start().starts_with('{')
+        && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text)
+    {
+        let msg = e.to_string();
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        let msg = msg.strip_suffix(&suffix).unwrap_or(&msg).to_string();
+        let pos = Pos {
+            line: e.line() as u64,
+            col: e.column() as u64,
+            offset: None,
+        };
+        return Err(Problem::at(source, pos, format!("invalid JSON: {msg}")));
+    }
+    if text.trim().is_empty() {
+        return Err(Problem::at(
+            source,
+            Pos::default(),
+            "empty config: expected a mapping with at least `routers`".into(),
+        ));
+    }
+    match serde_saphyr::from_str::<Node>(text) {
+        Ok(n) => Ok(n),
+        Err(e) => {
+            let e = e.without_snippet();
+            let (pos, msg) = match e.location() {
+                Some(l) => {
+                    let msg = e.to_string();
+                    let suffix = format!(" at line {}, column {}", l.line(), l.column());
+                    let msg = msg.strip_suffix(&suffix).unwrap_or(&msg).to_string();
+                    (
+                        Pos {
+                            line: l.line(),
+                            col: l.column(),
+                            offset: None,
+                        },
+                        msg,
+                    )
+                }
+                None => (Pos::default(), e.to_string()),
+            };
+            Err(Problem::at(source, pos, format!("invalid YAML: {msg}")))
+        }
+    }
+}
+
+struct Builder<'a> {
+    text: &'a str,
+    source: &'a str,
+    positions: &'a Positions,
+    problems: Vec<Problem>,
+}
+
+impl Builder<'_> {
+    fn pos(&self, path: &str) -> Pos {
+        self.positions.get(path).copied().unwrap_or_default()
+    }
+
+    fn problem(&mut self, path: &str, message: String) {
+        let pos = self.pos(path);
+        self.problems.push(Problem::at(self.source, pos, message));
+    }
+
+    fn config(&mut self, f: raw::File) -> model::Config {
+        let admin = match f.admin {
+            None => model::Admin::default(),
+            Some(a) => model::Admin {
+                addr: SocketAddr::new(
+                    self.ip("admin.ip", a.ip.as_deref()),
+                    a.port.unwrap_or(model::DEFAULT_ADMIN_PORT),
+                ),
+                shutdown_grace: a
+                    .shutdown_grace_ms
+                    .map_or(model::DEFAULT_SHUTDOWN_GRACE, Duration::from_millis),
+            },
+        };
+        let namers = f
+            .namers
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| self.namer(i, n))
+            .collect();
+        let routers = f
+            .routers
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| self.router(i, r))
+            .collect();
+        model::Config {
+            admin,
+            namers,
+            routers,
+            source: self.source.to_string(),
+        }
+    }
+
+    fn ip(&mut self, path: &str, ip: Option<&str>) -> IpAddr {
+        match ip {
+            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Some("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Some(s) => match s.parse() {
+                Ok(ip) => ip,
+                Err(_) => {
+                    self.problem(
+                        path,
+                        format!("{path}: expected an IP address such as 127.0.0.1 or 0.0.0.0, found '{s}'"),
+                    );
+                    IpAddr::V4(Ipv4Addr::LOCALHOST)
+                }
+            },
+        }
+    }
+
+    fn path(&mut self, key: &str, text: &str) -> Path {
+        if !text.starts_with('/') {
+            self.problem(
+                key,
+                format!("{key}: expected a path starting with '/' such as /svc, found '{text}'"),
+            );
+            return Path::empty();
+        }
+        match text.parse::<Path>() {
+            Ok(p) => p,
+            Err(e) => {
+                self.problem(key, format!("{key}: {}", bare(&e)));
+                Path::empty()
+            }
+        }
+    }
+
+    fn namer(&mut self, i: usize, n: raw::Namer) -> model::Namer {
+        match n {
+            raw::Namer::Fs {
+                prefix, root_dir, ..
+            } => model::Namer::Fs(model::FsNamer {
+                prefix: self.path(
+                    &format!("namers[{i}].prefix"),
+                    prefix.as_deref().unwrap_or("/io.l5d.fs"),
+                ),
+                root_dir: PathBuf::from(root_dir),
+            }),
+        }
+    }
+
+    fn router(&mut self, i: usize, r: raw::Router) -> model::Router {
+        let at = format!("routers[{i}]");
+        let protocol = match r.protocol {
+            raw::Protocol::Http => model::Protocol::Http,
+            raw::Protocol::H2 => model::Protocol::H2,
+        };
+        let dtab = match &r.dtab {
+            None => Dtab::empty(),
+            Some(text) => self.inline_dtab(&format!("{at}.dtab"), text),
+        };
+        let dst_prefix = self.path(
+            &format!("{at}.dstPrefix"),
+            r.dst_prefix.as_deref().unwrap_or(model::DEFAULT_DST_PREFIX),
+        );
+        let identifiers = match r.identifier {
+            None => vec![model::Identifier::default_for(protocol)],
+            Some(ids) => {
+                // Written as a list or as one mapping: the walk saw which.
+                let many = self.positions.contains_key(&format!("{at}.identifier[0]"));
+                ids.into_iter()
+                    .enumerate()
+                    .map(|(j, id)| {
+                        let key = if many {
+                            format!("{at}.identifier[{j}]")
+                        } else {
+                            format!("{at}.identifier")
+                        };
+                        self.identifier(&key, protocol, id)
+                    })
+                    .collect()
+            }
+        };
+        let interpreter = match r.interpreter {
+            None | Some(raw::Interpreter::Default {}) => model::Interpreter::Default,
+            Some(raw::Interpreter::Fs { dtab_file }) => model::Interpreter::Fs {
+                dtab_file: PathBuf::from(dtab_file),
+            },
+        };
+        let binding_cache = match r.binding_cache {
+            None => model::BindingCache::default(),
+            Some(c) => {
+                let d = model::BindingCache::default();
+                model::BindingCache {
+                    paths: c.paths.unwrap_or(d.paths),
+                    trees: c.trees.unwrap_or(d.trees),
+                    bounds: c.bounds.unwrap_or(d.bounds),
+                    clients: c.clients.unwrap_or(d.clients),
+                    idle_ttl: c.idle_ttl_secs.map_or(d.idle_ttl, Duration::from_secs),
+                }
+            }
+        };
+        let servers = r
+            .servers
+            .into_iter()
+            .enumerate()
+            .map(|(j, s)| model::Server {
+                addr: SocketAddr::new(
+                    self.ip(&format!("{at}.servers[{j}].ip"), s.ip.as_deref()),
+                    s.port.unwrap_or(protocol.default_port()),
+                ),
+                max_concurrent_requests: s.max_concurrent_requests,
+                clear_context: s.clear_context.unwrap_or(false),
+            })
+            .collect();
+        let client = match r.client {
+            None => model::Client::default(),
+            Some(raw::Client::Global { load_balancer }) => model::Client {
+                load_balancer: match load_balancer {
+                    None | Some(raw::LoadBalancer::P2c) => model::LoadBalancer::P2c,
+                },
+            },
+        };
+        model::Router {
+            protocol,
+            label: r.label.unwrap_or_else(|| protocol.as_str().to_string()),
+            dtab,
+            dst_prefix,
+            identifiers,
+            interpreter,
+            binding_timeout: r
+                .binding_timeout_ms
+                .map_or(model::DEFAULT_BINDING_TIMEOUT, Duration::from_millis),
+            binding_cache,
+            servers,
+            client,
+            max_call_depth: r
+                .max_call_depth
+                .unwrap_or(protocol.default_max_call_depth()),
+        }
+    }
+
+    fn identifier(
+        &mut self,
+        key: &str,
+        protocol: model::Protocol,
+        id: raw::Identifier,
+    ) -> model::Identifier {
+        use model::Identifier as I;
+        match id {
+            raw::Identifier::HeaderToken { header } => I::HeaderToken {
+                header: header.unwrap_or_else(|| match I::default_for(protocol) {
+                    I::HeaderToken { header } => header,
+                    _ => "Host".into(),
+                }),
+            },
+            raw::Identifier::MethodAndHost { http_uri_in_dst } => I::MethodAndHost {
+                http_uri_in_dst: http_uri_in_dst.unwrap_or(false),
+            },
+            raw::Identifier::Path { segments, consume } => I::Path {
+                segments: segments.unwrap_or(1),
+                consume: consume.unwrap_or(false),
+            },
+            raw::Identifier::Header { header } => I::Header {
+                header: header.unwrap_or_else(|| "l5d-name".into()),
+            },
+            raw::Identifier::Static { path } => I::Static {
+                path: self.path(&format!("{key}.path"), &path),
+            },
+            raw::Identifier::HeaderPath { header, segments } => I::HeaderPath {
+                header: header.unwrap_or_else(|| ":path".into()),
+                segments,
+            },
+        }
+    }
+
+    /// Parse a dtab written in the file, errors placed in the file.
+    fn inline_dtab(&mut self, key: &str, text: &str) -> Dtab {
+        match Dtab::parse_all(text) {
+            Ok(d) => d,
+            Err(errors) => {
+                let at = self.pos(key);
+                for e in errors {
+                    let p = match place_in_file(self.text, at, text, &e) {
+                        Some(pos) => Problem::at(self.source, pos, format!("{key}: {}", bare(&e))),
+                        None => Problem::at(
+                            self.source,
+                            at,
+                            format!("{key}: dtab line {}:{}: {}", e.line, e.col, bare(&e)),
+                        ),
+                    };
+                    self.problems.push(p);
+                }
+                Dtab::empty()
+            }
+        }
+    }
+}
+
+/// A parse error's summary without its position.
+pub(crate) fn bare(e: &ParseError) -> String {
+    let mut s = format!("expected {}", e.expected);
+    if let Some(c) = &e.context {
+        s.push(' ');
+        s.push_str(c);
+    }
+    s.push_str(&format!(", found {}", e.found));
+    s
+}
+
+/// Where a dtab error stands in the file, when the dtab text can be found
+/// there verbatim: a literal block (`|`) or a single-line scalar. Folded or
+/// escaped texts give `None` (the caller then names the dtab-relative spot).
+fn place_in_file(file: &str, at: Pos, dtab: &str, e: &ParseError) -> Option<Pos> {
+    let offset = at.offset?;
+    let rest = file.get(offset..)?;
+    let file_lines: Vec<&str> = file.lines().collect();
+    let first = rest.chars().next()?;
+    let (line, col) = if dtab.contains('\n') {
+        // A block scalar (`|`): the node starts at its first content line,
+        // and each dtab line is a file line with the same indentation.
+        let line = at.line as usize + e.line - 1;
+        let indent = (at.col as usize).checked_sub(1)?;
+        let content = file_lines.get(line.checked_sub(1)?)?;
+        if content.get(indent..)?.trim_end_matches('\r') != e.line_text {
+            return None;
+        }
+        (line, indent + e.col)
+    } else if e.line == 1 {
+        let skip = usize::from(first == '"' || first == '\'');
+        if !rest.get(skip..)?.starts_with(dtab) {
+            return None;
+        }
+        (at.line as usize, at.col as usize + skip + e.col - 1)
+    } else {
+        return None;
+    };
+    Some(Pos {
+        line: line as u64,
+        col: col as u64,
+        offset: None,
+    })
+}

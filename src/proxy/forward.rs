@@ -1,0 +1,281 @@
+//! One request through the proxy: admission, loop guard, per-request dtab,
+//! identification, routing, endpoint choice, forwarding and the response.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HOST, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, Version};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use rand::Rng;
+
+use super::error::ProxyError;
+use super::headers::{
+    self, L5D_CTX_DTAB, L5D_DST_CLIENT, L5D_DST_RESIDUAL, L5D_DST_SERVICE, L5D_REQID,
+};
+use super::upstream::Upstream;
+use super::{BoxError, ProxyBody};
+use crate::routing::{Outstanding, Protocol, Router, ServerParams, identify, strip_segments};
+
+/// How many endpoints a request with no body may try when connections are refused.
+const MAX_CONNECT_ATTEMPTS: usize = 5;
+
+/// Forwards the requests of one server.
+pub(crate) struct Forwarder {
+    router: Router,
+    server: ServerParams,
+    upstream: Upstream,
+    inflight: Arc<AtomicUsize>,
+}
+
+/// Releases an admission slot when the response body is done.
+struct Inflight(Arc<AtomicUsize>);
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Forwarder {
+    pub(crate) fn new(router: Router, server: ServerParams) -> Forwarder {
+        Forwarder {
+            upstream: Upstream::new(router.params().protocol),
+            router,
+            server,
+            inflight: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    pub(crate) async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let admitted = match self.admit() {
+            Ok(a) => a,
+            Err(e) => return e.into_response(),
+        };
+        match self.forward(req, admitted).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::debug!(router = %self.router.label(), error = %e, "request failed");
+                e.into_response()
+            }
+        }
+    }
+
+    fn admit(&self) -> Result<Option<Inflight>, ProxyError> {
+        let Some(max) = self.server.max_concurrent_requests else {
+            return Ok(None);
+        };
+        let prev = self.inflight.fetch_add(1, Ordering::AcqRel);
+        let slot = Inflight(self.inflight.clone());
+        if prev >= max {
+            drop(slot);
+            return Err(ProxyError::Overloaded { max });
+        }
+        Ok(Some(slot))
+    }
+
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        admitted: Option<Inflight>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let params = self.router.params();
+        let (mut parts, body) = req.into_parts();
+        if self.server.clear_context {
+            headers::clear_context(&mut parts.headers);
+        }
+        let seen = headers::via_count(&parts.headers);
+        if seen > params.max_call_depth {
+            return Err(ProxyError::CallDepth {
+                max: params.max_call_depth,
+                seen,
+            });
+        }
+        let local = headers::take_local_dtab(&mut parts.headers)?;
+        let probe = Request::from_parts(parts, ());
+        let identified = identify(&params.identifiers, &params.dst_prefix, &probe)?;
+        let (mut parts, ()) = probe.into_parts();
+
+        let (client, set) = match self.router.route(&local, &identified.path).await {
+            Ok(r) => r,
+            Err(error) => {
+                let detail = self.router.binder().explain(&local, &identified.path);
+                return Err(ProxyError::Route { error, detail });
+            }
+        };
+
+        // The request as the upstream sees it.
+        let original_authority = parts.uri.authority().cloned();
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let pq: PathAndQuery = strip_segments(pq, identified.consume_segments)
+            .parse()
+            .map_err(|e| ProxyError::BadRequest(format!("rewritten path: {e}")))?;
+        headers::strip_hop_by_hop(&mut parts.headers);
+        headers::append_via(&mut parts.headers);
+        let h = &mut parts.headers;
+        put(h, L5D_DST_SERVICE, &identified.path.to_string());
+        put(h, L5D_DST_CLIENT, &client.id().to_string());
+        put(h, L5D_DST_RESIDUAL, &client.residual().to_string());
+        if !h.contains_key(L5D_REQID) {
+            let id: u64 = rand::rng().random();
+            put(h, L5D_REQID, &format!("{id:016x}"));
+        }
+        if !local.is_empty() {
+            put(h, L5D_CTX_DTAB, &local.to_string());
+        }
+        let version = match params.protocol {
+            Protocol::Http => {
+                // Keep the host as sent; an h2 caller sent it as :authority.
+                if !h.contains_key(HOST)
+                    && let Some(a) = &original_authority
+                    && let Ok(v) = HeaderValue::from_str(a.as_str())
+                {
+                    h.insert(HOST, v);
+                }
+                Version::HTTP_11
+            }
+            Protocol::H2 => Version::HTTP_2,
+        };
+
+        // A request with no body can be sent again when a connection is refused.
+        let replayable = body.is_end_stream();
+        let mut body = Some(body);
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        let dst = &identified.path;
+        loop {
+            let Some(ep) = set.pick(&tried) else {
+                return Err(ProxyError::Connect {
+                    dst: dst.clone(),
+                    client: client.id().clone(),
+                    tried,
+                    cause: "no endpoint left to try".into(),
+                });
+            };
+            let addr = ep.addr;
+            let outstanding = Outstanding::new(ep);
+            // HTTP/1.1 is addressed to the endpoint (Host carries the name);
+            // HTTP/2 keeps the caller's :authority.
+            let authority = match (version, &original_authority) {
+                (Version::HTTP_2, Some(a)) => a.to_string(),
+                _ => addr.to_string(),
+            };
+            let uri = Uri::builder()
+                .scheme("http")
+                .authority(authority)
+                .path_and_query(pq.clone())
+                .build()
+                .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+            let out_body: ProxyBody = match (replayable, body.take()) {
+                (false, Some(b)) => b.map_err(BoxError::from).boxed(),
+                _ => Empty::new().map_err(|never| match never {}).boxed(),
+            };
+            let mut out = Request::new(out_body);
+            *out.method_mut() = parts.method.clone();
+            *out.uri_mut() = uri;
+            *out.version_mut() = version;
+            *out.headers_mut() = parts.headers.clone();
+
+            let sent = self.upstream.send(addr, out);
+            let result = match params.request_timeout {
+                Some(t) => match tokio::time::timeout(t, sent).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        return Err(ProxyError::Timeout {
+                            dst: dst.clone(),
+                            client: client.id().clone(),
+                            addr,
+                            timeout: t,
+                        });
+                    }
+                },
+                None => sent.await,
+            };
+            match result {
+                Ok(resp) => {
+                    let (mut rparts, rbody) = resp.into_parts();
+                    headers::strip_hop_by_hop(&mut rparts.headers);
+                    headers::append_via(&mut rparts.headers);
+                    let rbody = Guarded {
+                        inner: rbody,
+                        _guards: (outstanding, admitted),
+                    }
+                    .map_err(BoxError::from)
+                    .boxed();
+                    return Ok(Response::from_parts(rparts, rbody));
+                }
+                Err(e) if e.connect => {
+                    tried.push(addr);
+                    let cause = e.cause;
+                    tracing::debug!(%addr, %cause, "connect failed");
+                    if !replayable
+                        || tried.len() >= MAX_CONNECT_ATTEMPTS
+                        || tried.len() >= set.endpoints().len()
+                    {
+                        return Err(ProxyError::Connect {
+                            dst: dst.clone(),
+                            client: client.id().clone(),
+                            tried,
+                            cause,
+                        });
+                    }
+                }
+                Err(e) => {
+                    return Err(ProxyError::Upstream {
+                        dst: dst.clone(),
+                        client: client.id().clone(),
+                        addr,
+                        cause: e.cause,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Set a header from text the proxy produced (paths show as ASCII).
+fn put(h: &mut http::HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that holds the endpoint's outstanding count and the
+    /// server's admission slot until it is finished or dropped.
+    struct Guarded<B, G> {
+        #[pin]
+        inner: B,
+        _guards: G,
+    }
+}
+
+impl<B: Body<Data = Bytes>, G> Body for Guarded<B, G> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,28 @@
+//! The HTTP forwarding core: accept, route through a [`Router`], forward,
+//! answer errors, drain on shutdown.
+//!
+//! Entry points: [`run`] serves every router and the admin server until
+//! shutdown; [`serve`] (one server) takes an already-bound listener (so tests and the
+//! integrator can bind `127.0.0.1:0`), a [`Router`], the server's
+//! [`ServerParams`] and a [`Shutdown`] handle, as mini-redis's `server::run`.
+//!
+//! [`Router`]: crate::routing::Router
+//! [`ServerParams`]: crate::routing::ServerParams
+
+mod error;
+mod forward;
+pub mod headers;
+mod run;
+mod server;
+mod upstream;
+
+pub use error::ProxyError;
+pub use run::{RouterServers, run};
+pub use server::{Shutdown, serve, shutdown_on_signals};
+
+/// Body type flowing through the proxy both ways: streamed frame by frame,
+/// never collected, trailers included.
+pub type ProxyBody = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;
+
+/// Errors carried by [`ProxyBody`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,419 @@
+//! Identifiers: how a request becomes a logical name (`/svc/web`).
+//!
+//! Each [`Identifier`] is one of Linkerd 1's `identifier` kinds. A router
+//! tries its list in order; the first that names the request wins, and when
+//! none does, every identifier's reason is reported so the caller can see
+//! why each one declined.
+
+use std::fmt;
+
+use http::header::{HOST, HeaderName};
+use http::{Method, Request, Version};
+
+use crate::dtab::{Label, Path};
+
+/// An identifier: how a request becomes a logical name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind")]
+pub enum Identifier {
+    /// `io.l5d.header.token {header}`: `/dstPrefix/<header value>`; default
+    /// header `Host` (http) or `:authority` (h2).
+    #[serde(rename = "io.l5d.header.token")]
+    HeaderToken {
+        /// `header`.
+        header: String,
+    },
+    /// `io.l5d.methodAndHost {httpUriInDst}`: `/dstPrefix/1.1/<METHOD>/<host>[/uri]`.
+    #[serde(rename = "io.l5d.methodAndHost", rename_all = "camelCase")]
+    MethodAndHost {
+        /// `httpUriInDst`; default false.
+        http_uri_in_dst: bool,
+    },
+    /// `io.l5d.path {segments, consume}`: `/dstPrefix/<first N segments>`.
+    #[serde(rename = "io.l5d.path")]
+    Path {
+        /// `segments`; default 1.
+        segments: usize,
+        /// `consume`: strip those segments before forwarding; default false.
+        consume: bool,
+    },
+    /// `io.l5d.header {header}`: the header value is a path; default
+    /// header `l5d-name`.
+    #[serde(rename = "io.l5d.header")]
+    Header {
+        /// `header`.
+        header: String,
+    },
+    /// `io.l5d.static {path}`: the same name for every request.
+    #[serde(rename = "io.l5d.static")]
+    Static {
+        /// `path`.
+        path: Path,
+    },
+    /// `io.l5d.header.path {header, segments}` (h2): a path from a header,
+    /// default `:path`.
+    #[serde(rename = "io.l5d.header.path")]
+    HeaderPath {
+        /// `header`.
+        header: String,
+        /// `segments`: how many are required and used; all when absent.
+        segments: Option<usize>,
+    },
+}
+
+impl Identifier {
+    /// Linkerd's default identifier for a protocol.
+    pub fn default_for(protocol: super::Protocol) -> Identifier {
+        match protocol {
+            super::Protocol::Http => Identifier::default_http(),
+            super::Protocol::H2 => Identifier::default_h2(),
+        }
+    }
+
+    /// The default identifier for http routers: `io.l5d.header.token` on `Host`.
+    pub fn default_http() -> Identifier {
+        Identifier::HeaderToken {
+            header: "Host".to_string(),
+        }
+    }
+
+    /// The default identifier for h2 routers: `io.l5d.header.token` on `:authority`.
+    pub fn default_h2() -> Identifier {
+        Identifier::HeaderToken {
+            header: ":authority".to_string(),
+        }
+    }
+
+    /// Linkerd's `kind` name, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Identifier::HeaderToken { .. } => "io.l5d.header.token",
+            Identifier::MethodAndHost { .. } => "io.l5d.methodAndHost",
+            Identifier::Path { .. } => "io.l5d.path",
+            Identifier::Header { .. } => "io.l5d.header",
+            Identifier::Static { .. } => "io.l5d.static",
+            Identifier::HeaderPath { .. } => "io.l5d.header.path",
+        }
+    }
+}
+
+/// A request named by an identifier.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Identified {
+    /// The logical name, `dstPrefix` included (`/svc/web`).
+    pub path: Path,
+    /// URI path segments to strip before forwarding (`io.l5d.path` with `consume`).
+    pub consume_segments: usize,
+}
+
+/// No identifier could name the request; one reason per identifier tried.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub struct Unidentified {
+    /// `(kind, reason)` for each identifier, in order.
+    pub reasons: Vec<(&'static str, String)>,
+}
+
+impl fmt::Display for Unidentified {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Unable to identify request")?;
+        if self.reasons.is_empty() {
+            return f.write_str(": no identifier configured");
+        }
+        f.write_str(": ")?;
+        for (i, (kind, why)) in self.reasons.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{kind}: {why}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Try `identifiers` in order; the first name wins.
+pub fn identify<B>(
+    identifiers: &[Identifier],
+    dst_prefix: &Path,
+    req: &Request<B>,
+) -> Result<Identified, Unidentified> {
+    let mut reasons = Vec::new();
+    for id in identifiers {
+        match identify_one(id, req) {
+            Ok((suffix, consume_segments)) => {
+                return Ok(Identified {
+                    path: dst_prefix.concat(&suffix),
+                    consume_segments,
+                });
+            }
+            Err(why) => reasons.push((id.kind(), why)),
+        }
+    }
+    Err(Unidentified { reasons })
+}
+
+fn identify_one<B>(id: &Identifier, req: &Request<B>) -> Result<(Path, usize), String> {
+    match id {
+        Identifier::HeaderToken { header } => {
+            let value = header_value(req, header)?;
+            let label = Label::new(value.as_bytes()).map_err(|_| format!("{header} is empty"))?;
+            Ok((Path::from_labels(vec![label]), 0))
+        }
+        Identifier::MethodAndHost { http_uri_in_dst } => {
+            let method = method_label(req.method())?;
+            let mut labels = Vec::new();
+            match req.version() {
+                Version::HTTP_10 => {
+                    labels.push(label_of(b"1.0")?);
+                    labels.push(method);
+                }
+                _ => {
+                    let host = host_of(req).ok_or_else(|| "Host header is absent".to_string())?;
+                    labels.push(label_of(b"1.1")?);
+                    labels.push(method);
+                    labels.push(
+                        Label::new(host.to_ascii_lowercase().into_bytes())
+                            .map_err(|_| "Host header is empty".to_string())?,
+                    );
+                }
+            }
+            if *http_uri_in_dst {
+                labels.extend(uri_segments(req.uri().path()));
+            }
+            Ok((Path::from_labels(labels), 0))
+        }
+        Identifier::Path { segments, consume } => {
+            let segs: Vec<Label> = uri_segments(req.uri().path()).collect();
+            if segs.len() < *segments {
+                return Err(format!(
+                    "the path {} has fewer than {segments} segments",
+                    req.uri().path()
+                ));
+            }
+            let taken: Vec<Label> = segs.into_iter().take(*segments).collect();
+            Ok((
+                Path::from_labels(taken),
+                if *consume { *segments } else { 0 },
+            ))
+        }
+        Identifier::Header { header } => {
+            let value = header_value(req, header)?;
+            let path: Path = value
+                .parse()
+                .map_err(|e: crate::dtab::ParseError| format!("{header}: {}", e.summary()))?;
+            Ok((path, 0))
+        }
+        Identifier::Static { path } => Ok((path.clone(), 0)),
+        Identifier::HeaderPath { header, segments } => {
+            let value = if header.eq_ignore_ascii_case(":path") {
+                req.uri().path().to_string()
+            } else {
+                header_value(req, header)?
+            };
+            let segs: Vec<Label> = uri_segments(&value).collect();
+            let segs = match segments {
+                Some(n) if segs.len() < *n => {
+                    return Err(format!("{value} has fewer than {n} segments"));
+                }
+                Some(n) => segs.into_iter().take(*n).collect(),
+                None => segs,
+            };
+            if segs.is_empty() {
+                return Err(format!("{header} has no path segments"));
+            }
+            Ok((Path::from_labels(segs), 0))
+        }
+    }
+}
+
+fn label_of(b: &[u8]) -> Result<Label, String> {
+    Label::new(b).map_err(|e| e.to_string())
+}
+
+fn method_label(m: &Method) -> Result<Label, String> {
+    label_of(m.as_str().as_bytes())
+}
+
+/// The request's host as sent: the `Host` header, else the URI authority (h2).
+fn host_of<B>(req: &Request<B>) -> Option<String> {
+    if let Some(h) = req.headers().get(HOST) {
+        return Some(String::from_utf8_lossy(h.as_bytes()).into_owned());
+    }
+    req.uri().authority().map(|a| a.as_str().to_string())
+}
+
+fn header_value<B>(req: &Request<B>, header: &str) -> Result<String, String> {
+    if header.eq_ignore_ascii_case(":authority") || header.eq_ignore_ascii_case("host") {
+        let v = host_of(req).ok_or_else(|| format!("{header} header is absent"))?;
+        return if v.is_empty() {
+            Err(format!("{header} header is empty"))
+        } else {
+            Ok(v)
+        };
+    }
+    let name = HeaderName::from_bytes(header.as_bytes())
+        .map_err(|_| format!("{header} is not a valid header name"))?;
+    match req.headers().get(&name) {
+        Some(v) if !v.is_empty() => Ok(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        Some(_) => Err(format!("{header} header is empty")),
+        None => Err(format!("{header} header is absent")),
+    }
+}
+
+/// The non-empty, percent-decoded segments of a URI path, as labels.
+fn uri_segments(path: &str) -> impl Iterator<Item = Label> + '_ {
+    path.split('/').filter(|s| !s.is_empty()).filter_map(|s| {
+        let bytes: Vec<u8> = percent_encoding::percent_decode_str(s).collect();
+        Label::new(bytes).ok()
+    })
+}
+
+/// `path_and_query` with its first `n` path segments removed.
+pub fn strip_segments(path_and_query: &str, n: usize) -> String {
+    if n == 0 {
+        return path_and_query.to_string();
+    }
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let mut rest = path;
+    let mut removed = 0;
+    while removed < n {
+        let trimmed = rest.trim_start_matches('/');
+        match trimmed.find('/') {
+            Some(i) => rest = &trimmed[i..],
+            None => rest = "",
+        }
+        if !trimmed.is_empty() {
+            removed += 1;
+        } else {
+            break;
+        }
+    }
+    let mut out = if rest.is_empty() {
+        "/".to_string()
+    } else {
+        rest.to_string()
+    };
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc() -> Path {
+        "/svc".parse().unwrap()
+    }
+
+    fn req(method: &str, uri: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    fn name(ids: &[Identifier], r: &Request<()>) -> String {
+        identify(ids, &svc(), r).unwrap().path.to_string()
+    }
+
+    #[test]
+    fn header_token_keeps_port() {
+        let r = req("GET", "/x", &[("host", "web:8080")]);
+        assert_eq!(name(&[Identifier::default_http()], &r), "/svc/web:8080");
+    }
+
+    #[test]
+    fn header_token_escapes_odd_bytes() {
+        let r = req("GET", "/x", &[("host", "a b")]);
+        assert_eq!(
+            name(&[Identifier::default_http()], &r),
+            "/svc/\\x61\\x20\\x62"
+        );
+    }
+
+    #[test]
+    fn authority_from_uri() {
+        let r = req("GET", "http://Web.example/x", &[]);
+        assert_eq!(name(&[Identifier::default_h2()], &r), "/svc/Web.example");
+    }
+
+    #[test]
+    fn method_and_host() {
+        let r = req("POST", "/a/b?q=1", &[("host", "WEB")]);
+        let id = Identifier::MethodAndHost {
+            http_uri_in_dst: true,
+        };
+        assert_eq!(name(&[id], &r), "/svc/1.1/POST/web/a/b");
+    }
+
+    #[test]
+    fn path_identifier_and_consume() {
+        let r = req("GET", "/users/42?x=1", &[]);
+        let id = Identifier::Path {
+            segments: 1,
+            consume: true,
+        };
+        let got = identify(&[id], &svc(), &r).unwrap();
+        assert_eq!(got.path.to_string(), "/svc/users");
+        assert_eq!(got.consume_segments, 1);
+        assert_eq!(strip_segments("/users/42?x=1", 1), "/42?x=1");
+        assert_eq!(strip_segments("/users", 1), "/");
+        assert_eq!(strip_segments("//a//b/c", 2), "/c");
+    }
+
+    #[test]
+    fn header_path_for_grpc() {
+        let r = req("POST", "/pkg.Svc/Method", &[]);
+        let id = Identifier::HeaderPath {
+            header: ":path".into(),
+            segments: None,
+        };
+        assert_eq!(name(&[id], &r), "/svc/pkg.Svc/Method");
+    }
+
+    #[test]
+    fn list_reports_every_reason() {
+        let r = req("GET", "/", &[]);
+        let ids = [
+            Identifier::Header {
+                header: "l5d-name".into(),
+            },
+            Identifier::Path {
+                segments: 2,
+                consume: false,
+            },
+        ];
+        let err = identify(&ids, &svc(), &r).unwrap_err().to_string();
+        assert!(
+            err.contains("io.l5d.header: l5d-name header is absent"),
+            "{err}"
+        );
+        assert!(err.contains("io.l5d.path"), "{err}");
+    }
+
+    #[test]
+    fn header_value_must_be_path() {
+        let r = req("GET", "/", &[("l5d-name", "not a path")]);
+        let id = Identifier::Header {
+            header: "l5d-name".into(),
+        };
+        assert!(identify(std::slice::from_ref(&id), &svc(), &r).is_err());
+        let r = req("GET", "/", &[("l5d-name", "/web/v2")]);
+        assert_eq!(name(&[id], &r), "/svc/web/v2");
+    }
+
+    #[test]
+    fn static_name() {
+        let r = req("GET", "/", &[]);
+        let id = Identifier::Static {
+            path: "/fixed".parse().unwrap(),
+        };
+        assert_eq!(name(&[id], &r), "/svc/fixed");
+    }
+}

@@ -1,0 +1,596 @@
+//! The router: logical name → cached binding → bound client.
+//!
+//! Per request the proxy calls [`Router::route`] with the identified name and
+//! the request's local dtab. Bindings are cached per (local dtab, name): each
+//! holds the binder's watch and a small task that follows it and publishes the
+//! bound tree, with its leaves already turned into [`BoundClient`]s, through
+//! `arc-swap`. A request therefore does one short map lookup under a mutex
+//! (never held across an await) and one atomic load; it waits on the watch
+//! only while the name is still pending, and at most `bindingTimeout`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rand::Rng;
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use super::balance::{BoundClient, EndpointSet};
+use super::{Binder, RouterParams};
+use crate::dtab::{Dtab, NameTree, Path};
+use crate::naming::{Activity, Bound};
+
+/// A bound tree whose leaves are ready-made clients.
+type ClientTree = Activity<NameTree<Arc<BoundClient>>>;
+
+/// Why a logical name could not be turned into an endpoint.
+#[derive(Debug, Clone)]
+pub struct RouteError {
+    /// The logical name (`/svc/web`).
+    pub dst: Path,
+    /// The router's base dtab at the time.
+    pub base: Dtab,
+    /// The request's local dtab (`l5d-ctx-dtab` ++ `l5d-dtab`).
+    pub local: Dtab,
+    /// What went wrong.
+    pub kind: RouteFailure,
+    /// The bound tree the name had (client ids at the leaves), when it bound.
+    pub bound: Option<String>,
+}
+
+/// The step at which routing failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteFailure {
+    /// The name (or, with `Some(client)`, that client's endpoints) stayed
+    /// pending for the whole binding timeout.
+    BindingTimeout(Duration, Option<Path>),
+    /// The dtab has no route for the name (`~`).
+    Neg,
+    /// The name delegates to a failure (`!`).
+    Fail,
+    /// The name binds to an empty set (`$`).
+    Empty,
+    /// Binding failed (a namer error, too deep a delegation).
+    BindFailed(Arc<str>),
+    /// The bound name does not exist in its namer.
+    ClientNeg(Path),
+    /// The namer failed to resolve the bound name.
+    ClientFailed(Path, Arc<str>),
+    /// The bound name has no endpoints.
+    NoEndpoints(Path),
+}
+
+impl RouteError {
+    /// Whether this is a timeout (503) rather than a negative answer (502).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, RouteFailure::BindingTimeout(..))
+    }
+}
+
+impl std::error::Error for RouteError {}
+
+impl fmt::Display for RouteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dst = &self.dst;
+        match &self.kind {
+            RouteFailure::BindingTimeout(t, None) => write!(
+                f,
+                "binding timeout for {dst}: the name did not bind within {}ms",
+                t.as_millis()
+            )?,
+            RouteFailure::BindingTimeout(t, Some(c)) => write!(
+                f,
+                "binding timeout for {dst}: endpoints of {c} were not resolved within {}ms",
+                t.as_millis()
+            )?,
+            RouteFailure::Neg => write!(
+                f,
+                "No route for {dst}: it binds to ~ (no dentry or namer leads it to an existing name)"
+            )?,
+            RouteFailure::Fail => write!(f, "No route for {dst}: it binds to a failure (!)")?,
+            RouteFailure::Empty => write!(
+                f,
+                "No hosts are available for {dst}: it binds to an empty set ($)"
+            )?,
+            RouteFailure::BindFailed(m) => write!(f, "Binding {dst} failed: {m}")?,
+            RouteFailure::ClientNeg(c) => write!(
+                f,
+                "No hosts are available for {dst}: it binds to {c}, which does not exist"
+            )?,
+            RouteFailure::ClientFailed(c, m) => write!(
+                f,
+                "No hosts are available for {dst}: resolving {c} failed: {m}"
+            )?,
+            RouteFailure::NoEndpoints(c) => write!(
+                f,
+                "No hosts are available for {dst}: it binds to {c}, which has no endpoints"
+            )?,
+        }
+        write!(
+            f,
+            ", Dtab.base=[{}], Dtab.local=[{}]",
+            self.base, self.local
+        )
+    }
+}
+
+/// One router's routing state; cheap to clone (shared).
+#[derive(Clone)]
+pub struct Router {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    params: RouterParams,
+    binder: Arc<dyn Binder>,
+    bindings: Mutex<HashMap<(String, Path), Arc<Binding>>>,
+    clients: Arc<ClientCache>,
+    epoch: Instant,
+}
+
+/// A cached binding of (local dtab, name), followed by a task until evicted.
+struct Binding {
+    local: Dtab,
+    path: Path,
+    rx: watch::Receiver<Activity<NameTree<Bound>>>,
+    current: Arc<ArcSwap<ClientTree>>,
+    last_used: AtomicU64,
+    _stop: oneshot::Sender<()>,
+}
+
+/// Clients per bound name (id, residual), shared by every binding that
+/// reaches them, so their endpoint counters are shared too.
+struct ClientCache {
+    map: Mutex<HashMap<(Path, Path), Arc<BoundClient>>>,
+    capacity: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not take routing down with it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// === impl ClientCache ===
+
+impl ClientCache {
+    fn get(&self, bound: &Bound) -> Arc<BoundClient> {
+        let key = (bound.id.clone(), bound.residual.clone());
+        let mut map = lock(&self.map);
+        if let Some(c) = map.get(&key) {
+            return c.clone();
+        }
+        if map.len() >= self.capacity {
+            // Drop clients no cached binding refers to any more.
+            map.retain(|_, c| Arc::strong_count(c) > 1);
+        }
+        let c = BoundClient::new(bound);
+        map.insert(key, c.clone());
+        c
+    }
+
+    fn resolve(&self, act: &Activity<NameTree<Bound>>) -> ClientTree {
+        match act {
+            Activity::Pending => Activity::Pending,
+            Activity::Failed(m) => Activity::Failed(m.clone()),
+            Activity::Ok(t) => Activity::Ok(t.map(&mut |b: &Bound| self.get(b))),
+        }
+    }
+
+    fn all(&self) -> Vec<Arc<BoundClient>> {
+        lock(&self.map).values().cloned().collect()
+    }
+}
+
+// === impl Binding ===
+
+impl Binding {
+    fn new(
+        local: Dtab,
+        path: Path,
+        rx: watch::Receiver<Activity<NameTree<Bound>>>,
+        clients: Arc<ClientCache>,
+        now_ms: u64,
+    ) -> Binding {
+        let mut follow = rx.clone();
+        let initial = {
+            let snapshot = follow.borrow_and_update().clone();
+            clients.resolve(&snapshot)
+        };
+        let current = Arc::new(ArcSwap::from_pointee(initial));
+        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let current = current.clone();
+            rt.spawn(async move {
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = &mut stop_rx => break,
+                        changed = follow.changed() => {
+                            if changed.is_err() {
+                                break;
+                            }
+                            let snapshot = follow.borrow_and_update().clone();
+                            current.store(Arc::new(clients.resolve(&snapshot)));
+                        }
+                    }
+                }
+            });
+        }
+        Binding {
+            local,
+            path,
+            rx,
+            current,
+            last_used: AtomicU64::new(now_ms),
+            _stop: stop_tx,
+        }
+    }
+}
+
+// === impl Router ===
+
+impl Router {
+    /// A router binding names with `binder`.
+    pub fn new(params: RouterParams, binder: Arc<dyn Binder>) -> Router {
+        let capacity = params.client_cache_capacity.max(1);
+        Router {
+            inner: Arc::new(Inner {
+                params,
+                binder,
+                bindings: Mutex::new(HashMap::new()),
+                clients: Arc::new(ClientCache {
+                    map: Mutex::new(HashMap::new()),
+                    capacity,
+                }),
+                epoch: Instant::now(),
+            }),
+        }
+    }
+
+    /// The router's parameters.
+    pub fn params(&self) -> &RouterParams {
+        &self.inner.params
+    }
+
+    /// The router's label.
+    pub fn label(&self) -> &str {
+        &self.inner.params.label
+    }
+
+    /// The binder.
+    pub fn binder(&self) -> &Arc<dyn Binder> {
+        &self.inner.binder
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.inner.epoch.elapsed().as_millis() as u64
+    }
+
+    fn binding(&self, local: &Dtab, path: &Path) -> Arc<Binding> {
+        let key = (local.to_string(), path.clone());
+        let now = self.now_ms();
+        if let Some(b) = lock(&self.inner.bindings).get(&key) {
+            b.last_used.store(now, Ordering::Relaxed);
+            return b.clone();
+        }
+        // Ask the binder outside our lock: it may take its own.
+        let rx = self.inner.binder.bind(local, path);
+        let fresh = Arc::new(Binding::new(
+            local.clone(),
+            path.clone(),
+            rx,
+            self.inner.clients.clone(),
+            now,
+        ));
+        let mut map = lock(&self.inner.bindings);
+        if let Some(b) = map.get(&key) {
+            return b.clone();
+        }
+        self.evict(&mut map, now);
+        map.insert(key, fresh.clone());
+        fresh
+    }
+
+    /// Drop idle bindings, then the least recently used if still full.
+    fn evict(&self, map: &mut HashMap<(String, Path), Arc<Binding>>, now: u64) {
+        let ttl = self.inner.params.binding_idle_ttl.as_millis() as u64;
+        map.retain(|_, b| now.saturating_sub(b.last_used.load(Ordering::Relaxed)) <= ttl);
+        let cap = self.inner.params.binding_cache_capacity.max(1);
+        while map.len() >= cap {
+            let oldest = map
+                .iter()
+                .min_by_key(|(_, b)| b.last_used.load(Ordering::Relaxed))
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => {
+                    map.remove(&k);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// The client and endpoint set for `path` under the request's `local` dtab.
+    pub async fn route(
+        &self,
+        local: &Dtab,
+        path: &Path,
+    ) -> Result<(Arc<BoundClient>, Arc<EndpointSet>), RouteError> {
+        let timeout = self.inner.params.binding_timeout;
+        let deadline = Instant::now() + timeout;
+        let err = |kind| RouteError {
+            dst: path.clone(),
+            base: self.inner.binder.base_dtab(),
+            local: local.clone(),
+            kind,
+            bound: None,
+        };
+        let binding = self.binding(local, path);
+        let mut state = binding.current.load_full();
+        if matches!(*state, Activity::Pending) {
+            let mut rx = binding.rx.clone();
+            let ready =
+                tokio::time::timeout_at(deadline, rx.wait_for(|a| !matches!(a, Activity::Pending)))
+                    .await;
+            let snapshot = match ready {
+                Ok(Ok(v)) => v.clone(),
+                Ok(Err(_)) => Activity::Failed("the binder stopped".into()),
+                Err(_) => return Err(err(RouteFailure::BindingTimeout(timeout, None))),
+            };
+            state = Arc::new(self.inner.clients.resolve(&snapshot));
+        }
+        let tree = match &*state {
+            Activity::Ok(t) => t,
+            Activity::Failed(m) => return Err(err(RouteFailure::BindFailed(m.clone()))),
+            Activity::Pending => return Err(err(RouteFailure::BindingTimeout(timeout, None))),
+        };
+        let shown = || {
+            Some(
+                tree.map(&mut |c: &Arc<BoundClient>| c.id().clone())
+                    .to_string(),
+            )
+        };
+        let err = |kind| RouteError {
+            bound: shown(),
+            ..err(kind)
+        };
+        let client = choose(tree).map_err(err)?;
+        client.touch(self.now_ms());
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let Some(set) = client.ready(remaining).await else {
+            return Err(err(RouteFailure::BindingTimeout(
+                timeout,
+                Some(client.id().clone()),
+            )));
+        };
+        match &*set {
+            EndpointSet::Pending => Err(err(RouteFailure::BindingTimeout(
+                timeout,
+                Some(client.id().clone()),
+            ))),
+            EndpointSet::Neg => Err(err(RouteFailure::ClientNeg(client.id().clone()))),
+            EndpointSet::Failed(m) => Err(err(RouteFailure::ClientFailed(
+                client.id().clone(),
+                m.clone(),
+            ))),
+            EndpointSet::Bound { endpoints, .. } if endpoints.is_empty() => {
+                Err(err(RouteFailure::NoEndpoints(client.id().clone())))
+            }
+            EndpointSet::Bound { .. } => Ok((client, set)),
+        }
+    }
+
+    /// Admin view: every cached client with its endpoints and their load.
+    pub fn client_state(&self) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        let mut clients = self.inner.clients.all();
+        clients.sort_by(|a, b| (a.id(), a.residual()).cmp(&(b.id(), b.residual())));
+        for c in clients {
+            let key = if c.residual().is_empty() {
+                c.id().to_string()
+            } else {
+                format!("{}{}", c.id(), c.residual())
+            };
+            out.insert(key, c.state_json());
+        }
+        serde_json::Value::Object(out)
+    }
+
+    /// Admin view: the cached bindings, each logical name with its local dtab
+    /// and current bound tree.
+    pub fn bound_names(&self) -> Vec<serde_json::Value> {
+        let bindings: Vec<Arc<Binding>> = lock(&self.inner.bindings).values().cloned().collect();
+        let mut out: Vec<serde_json::Value> = bindings
+            .iter()
+            .map(|b| {
+                let tree = match &*b.current.load_full() {
+                    Activity::Pending => "pending".to_string(),
+                    Activity::Failed(m) => format!("failed: {m}"),
+                    Activity::Ok(t) => t
+                        .map(&mut |c: &Arc<BoundClient>| c.id().clone())
+                        .to_string(),
+                };
+                serde_json::json!({
+                    "path": b.path.to_string(),
+                    "local": b.local.to_string(),
+                    "bound": tree,
+                })
+            })
+            .collect();
+        out.sort_by_key(|v| v.to_string());
+        out
+    }
+
+    /// The delegation of `path` under `local`, as `/delegator.json` shows it:
+    /// the binder's trace when it has one, else the bound tree (waiting at
+    /// most the binding timeout for it).
+    pub async fn delegate_json(&self, local: &Dtab, path: &Path) -> serde_json::Value {
+        if let Some(v) = self.inner.binder.delegate(local, path) {
+            return v;
+        }
+        let mut rx = self.inner.binder.bind(local, path);
+        let waited = tokio::time::timeout(
+            self.inner.params.binding_timeout,
+            rx.wait_for(|a| !matches!(a, Activity::Pending)),
+        )
+        .await;
+        let act = match waited {
+            Ok(Ok(v)) => v.clone(),
+            Ok(Err(_)) => Activity::Failed("the binder stopped".into()),
+            Err(_) => Activity::Pending,
+        };
+        let tree = match act {
+            Activity::Ok(t) => tree_json(&t),
+            Activity::Pending => serde_json::json!({"type": "pending"}),
+            Activity::Failed(m) => {
+                serde_json::json!({"type": "exception", "message": m.to_string()})
+            }
+        };
+        serde_json::json!({
+            "path": path.to_string(),
+            "dtab": {
+                "base": self.inner.binder.base_dtab().to_string(),
+                "local": local.to_string(),
+            },
+            "bound": tree,
+        })
+    }
+}
+
+/// JSON for a bound tree, in the shape of Linkerd's delegator nodes.
+pub(crate) fn tree_json(t: &NameTree<Bound>) -> serde_json::Value {
+    use serde_json::json;
+    match t {
+        NameTree::Leaf(b) => json!({"type": "leaf", "bound": b}),
+        NameTree::Alt(ts) => {
+            json!({"type": "alt", "alt": ts.iter().map(tree_json).collect::<Vec<_>>()})
+        }
+        NameTree::Union(ws) => json!({
+            "type": "union",
+            "union": ws.iter().map(|w| json!({"weight": w.weight, "tree": tree_json(&w.tree)})).collect::<Vec<_>>(),
+        }),
+        NameTree::Neg => json!({"type": "neg"}),
+        NameTree::Fail => json!({"type": "fail"}),
+        NameTree::Empty => json!({"type": "empty"}),
+    }
+}
+
+/// Pick one client from a bound tree: a Union branch at random by weight
+/// (branches that are `~`, `!` or `$` keep their share and fail it, as
+/// Finagle's `retainUnreachableUnionBranches` does); an Alt, which binding
+/// should already have removed, falls through to its first non-`~` branch.
+fn choose(tree: &NameTree<Arc<BoundClient>>) -> Result<Arc<BoundClient>, RouteFailure> {
+    match tree {
+        NameTree::Leaf(c) => Ok(c.clone()),
+        NameTree::Neg => Err(RouteFailure::Neg),
+        NameTree::Fail => Err(RouteFailure::Fail),
+        NameTree::Empty => Err(RouteFailure::Empty),
+        NameTree::Alt(ts) => match ts.iter().find(|t| !matches!(t, NameTree::Neg)) {
+            Some(t) => choose(t),
+            None => Err(RouteFailure::Neg),
+        },
+        NameTree::Union(ws) => {
+            let usable = |w: f64| w.is_finite() && w > 0.0;
+            let total: f64 = ws.iter().map(|w| w.weight).filter(|w| usable(*w)).sum();
+            if total <= 0.0 {
+                return Err(RouteFailure::Empty);
+            }
+            let mut x = rand::rng().random::<f64>() * total;
+            let mut last = None;
+            for w in ws.iter().filter(|w| usable(w.weight)) {
+                last = Some(w);
+                if x < w.weight {
+                    return choose(&w.tree);
+                }
+                x -= w.weight;
+            }
+            // Rounding left x just past the end: the last branch takes it.
+            match last {
+                Some(w) => choose(&w.tree),
+                None => Err(RouteFailure::Empty),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtab::Weighted;
+    use crate::naming::{Addr, Endpoint};
+
+    struct Static;
+
+    impl Binder for Static {
+        fn bind(&self, _: &Dtab, path: &Path) -> watch::Receiver<Activity<NameTree<Bound>>> {
+            let (_a, addr) = watch::channel(Addr::Bound(
+                vec![Endpoint {
+                    addr: ([127, 0, 0, 1], 1).into(),
+                    weight: 1.0,
+                }]
+                .into(),
+            ));
+            let b = Bound {
+                id: path.clone(),
+                residual: Path::empty(),
+                addr,
+            };
+            watch::channel(Activity::Ok(NameTree::Leaf(b))).1
+        }
+    }
+
+    fn p(s: &str) -> Path {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn binding_cache_is_bounded_and_expires_idle_entries() {
+        let mut params = RouterParams::new(super::super::Protocol::Http);
+        params.binding_cache_capacity = 2;
+        params.binding_idle_ttl = Duration::from_millis(20);
+        let r = Router::new(params, Arc::new(Static));
+        for n in ["/svc/a", "/svc/b", "/svc/c"] {
+            r.route(&Dtab::empty(), &p(n)).await.unwrap();
+        }
+        assert_eq!(lock(&r.inner.bindings).len(), 2);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        r.route(&Dtab::empty(), &p("/svc/d")).await.unwrap();
+        assert_eq!(lock(&r.inner.bindings).len(), 1);
+        // The same name under another local dtab is another binding.
+        let local: Dtab = "/x=>/y".parse().unwrap();
+        r.route(&local, &p("/svc/d")).await.unwrap();
+        assert_eq!(lock(&r.inner.bindings).len(), 2);
+    }
+
+    #[test]
+    fn union_choice_follows_weights_and_keeps_failing_shares() {
+        let (_a, addr) = watch::channel(Addr::Pending);
+        let b = Bound {
+            id: p("/a"),
+            residual: Path::empty(),
+            addr,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let c = rt.block_on(async { BoundClient::new(&b) });
+        let t = NameTree::Union(vec![
+            Weighted::new(1.0, NameTree::Leaf(c)),
+            Weighted::new(1.0, NameTree::Neg),
+            Weighted::new(0.0, NameTree::Fail),
+        ]);
+        let mut ok = 0;
+        for _ in 0..1000 {
+            match choose(&t) {
+                Ok(_) => ok += 1,
+                Err(e) => assert_eq!(e, RouteFailure::Neg),
+            }
+        }
+        assert!((400..600).contains(&ok), "{ok}");
+    }
+}
