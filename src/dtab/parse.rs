@@ -203,8 +203,19 @@ fn describe(input: &str, e: pest::error::Error<Rule>, mode: Mode) -> Problem {
     };
     let offset = offset.min(input.len());
     let mut wants: Vec<Want> = Vec::new();
-    if let pest::error::ErrorVariant::ParsingError { positives, .. } = &e.variant {
-        wants.extend(positives.iter().filter_map(|r| want_of(*r)));
+    match &e.variant {
+        pest::error::ErrorVariant::ParsingError { positives, .. } => {
+            wants.extend(positives.iter().filter_map(|r| want_of(*r)));
+        }
+        // pest refuses to recurse further than the stack allows ("stack
+        // limit reached"), which only absurdly deep parentheses can cause.
+        pest::error::ErrorVariant::CustomError { message } => {
+            return Problem {
+                offset,
+                expected: "parentheses nested less deeply".into(),
+                context: Some(format!("(the parser's {message})")),
+            };
+        }
     }
     wants.sort();
     wants.dedup();
@@ -1037,5 +1048,38 @@ mod tests {
         // `#` after a weight starts a comment, so that `;` does not.
         let s = "/a#;b => /c; /d => 2#;\n* /e";
         assert_eq!(dentry_spans(s), [(0, 3), (4, 11), (12, 27)]);
+    }
+}
+
+#[cfg(test)]
+mod deep {
+    use super::*;
+
+    /// A request header can carry a dtab: deep nesting must fail or parse,
+    /// never overflow the stack of a (2 MiB) worker thread.
+    #[test]
+    fn deep_nesting_does_not_overflow_a_small_stack() {
+        for depth in [100usize, 1_000, 8_000, 50_000] {
+            let text = format!("/a => {}/b{}", "(".repeat(depth), ")".repeat(depth));
+            let r = std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || {
+                    let r = text.parse::<Dtab>().map(|d| d.to_string().len());
+                    r.map_err(|e| e.summary())
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            match r {
+                // Parentheses vanish: the show form is `/a=>/b`.
+                Ok(len) => assert_eq!(len, "/a=>/b".len(), "{depth}"),
+                Err(e) => assert!(
+                    e.contains(
+                        "expected parentheses nested less deeply (the parser's stack limit reached)"
+                    ),
+                    "{depth}: {e}"
+                ),
+            }
+        }
     }
 }
