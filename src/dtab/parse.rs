@@ -482,31 +482,42 @@ struct Invalid {
 }
 
 fn tree_of(p: Pair<'_, Rule>) -> Result<NameTree<Path>, Invalid> {
+    // Most trees have one member: allocate the Alt only for a second one.
+    let mut first = None;
     let mut alts: Vec<NameTree<Path>> = Vec::new();
     for c in p.into_inner() {
         if c.as_rule() == Rule::tree1 {
-            alts.push(tree1_of(c)?);
+            let t = tree1_of(c)?;
+            match first.take() {
+                None if alts.is_empty() => first = Some(t),
+                Some(f) => alts.extend([f, t]),
+                None => alts.push(t),
+            }
         }
     }
-    Ok(if alts.len() == 1 {
-        alts.pop().unwrap_or(NameTree::Neg)
-    } else {
-        NameTree::Alt(alts)
+    Ok(match first {
+        Some(t) => t,
+        None => NameTree::Alt(alts),
     })
 }
 
 fn tree1_of(p: Pair<'_, Rule>) -> Result<NameTree<Path>, Invalid> {
+    let mut first = None;
     let mut members: Vec<Weighted<Path>> = Vec::new();
     for c in p.into_inner() {
         if c.as_rule() == Rule::weighted {
-            members.push(weighted_of(c)?);
+            let w = weighted_of(c)?;
+            match first.take() {
+                None if members.is_empty() => first = Some(w),
+                Some(f) => members.extend([f, w]),
+                None => members.push(w),
+            }
         }
     }
-    Ok(if members.len() == 1 {
+    Ok(match first {
         // A weight on a lone member is dropped, as Finagle's parseTree1 does.
-        members.pop().map_or(NameTree::Neg, |w| w.tree)
-    } else {
-        NameTree::Union(members)
+        Some(w) => w.tree,
+        None => NameTree::Union(members),
     })
 }
 
