@@ -632,7 +632,9 @@ fn parse_dentry(s: &str, mode: Mode) -> Result<Dentry, ParseError> {
 
 impl FromStr for Dtab {
     type Err = ParseError;
-    /// Finagle's `Dtab.read`: the first error only; see [`Dtab::parse_all`].
+    /// Finagle's `Dtab.read`: one error only, the first syntax error (or,
+    /// when the syntax is right, the first weight too large for an f64); see
+    /// [`Dtab::parse_all`] for all of them in text order.
     fn from_str(s: &str) -> Result<Dtab, ParseError> {
         let p = parse_rule(Rule::dtab, Mode::Dtab, s)?;
         let mut dentries = Vec::new();
@@ -1044,6 +1046,18 @@ mod tests {
         );
         assert_eq!(Dtab::parse_all("/a=>/b;").unwrap().len(), 1);
         assert!(Dtab::parse_all("").unwrap().is_empty());
+        // A value error before a syntax error: `parse` reports the syntax
+        // error, `parse_all` both, in text order.
+        let text = format!("/a => 1{} * /b & /c;\n0", "0".repeat(400));
+        let errs = Dtab::parse_all(&text).unwrap_err();
+        let sums: Vec<String> = errs.iter().map(ParseError::summary).collect();
+        let first = text.parse::<Dtab>().unwrap_err().summary();
+        assert_eq!(sums.len(), 2, "{sums:?}");
+        assert!(
+            sums[0].starts_with("1:7: expected a weight small enough"),
+            "{sums:?}"
+        );
+        assert_eq!(sums[1], first);
         // `$#` starts a comment (Finagle eats whitespace after `$`).
         assert_eq!(
             Dtab::parse_all("/a => $# ; not a separator\n;/b=>/c")
