@@ -10,7 +10,6 @@
 //! [`RouterParams`] from the config and an implementation of [`Binder`]
 //! (the naming `Interpreter`) and hands both to [`Router::new`].
 
-mod balance;
 mod identify;
 mod router;
 
@@ -22,7 +21,8 @@ use tokio::sync::watch;
 use crate::dtab::{Dtab, NameTree, Path};
 use crate::naming::{Activity, Bound};
 
-pub use balance::{BoundClient, EndpointState, Outstanding};
+/// The client of one bound name lives in [`crate::client`]; routing hands it out.
+pub use crate::client::{Client as BoundClient, EndpointSet, EndpointState, Outstanding};
 pub use identify::{Identified, Identifier, Unidentified, identify, strip_segments};
 pub use router::{RouteError, Router};
 

@@ -19,8 +19,9 @@ use rand::Rng;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use super::balance::{BoundClient, EndpointSet};
 use super::{Binder, RouterParams};
+use super::{BoundClient, EndpointSet};
+use crate::client::ClientParams;
 use crate::dtab::{Dtab, NameTree, Path};
 use crate::naming::{Activity, Bound};
 
@@ -147,6 +148,7 @@ struct Binding {
 struct ClientCache {
     map: Mutex<HashMap<(Path, Path), Arc<BoundClient>>>,
     capacity: usize,
+    params: ClientParams,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -167,7 +169,7 @@ impl ClientCache {
             // Drop clients no cached binding refers to any more.
             map.retain(|_, c| Arc::strong_count(c) > 1);
         }
-        let c = BoundClient::new(bound);
+        let c = BoundClient::new(bound, self.params.clone());
         map.insert(key, c.clone());
         c
     }
@@ -194,6 +196,7 @@ impl Binding {
         rx: watch::Receiver<Activity<NameTree<Bound>>>,
         clients: Arc<ClientCache>,
         now_ms: u64,
+        updates: ::metrics::Counter,
     ) -> Binding {
         let mut follow = rx.clone();
         let initial = {
@@ -215,6 +218,7 @@ impl Binding {
                             }
                             let snapshot = follow.borrow_and_update().clone();
                             current.store(Arc::new(clients.resolve(&snapshot)));
+                            updates.increment(1);
                         }
                     }
                 }
@@ -237,6 +241,10 @@ impl Router {
     /// A router binding names with `binder`.
     pub fn new(params: RouterParams, binder: Arc<dyn Binder>) -> Router {
         let capacity = params.client_cache_capacity.max(1);
+        let client_params = ClientParams {
+            request_attempt_timeout: params.request_timeout,
+            ..ClientParams::new(params.protocol)
+        };
         Router {
             inner: Arc::new(Inner {
                 params,
@@ -245,6 +253,7 @@ impl Router {
                 clients: Arc::new(ClientCache {
                     map: Mutex::new(HashMap::new()),
                     capacity,
+                    params: client_params,
                 }),
                 epoch: Instant::now(),
             }),
@@ -285,6 +294,7 @@ impl Router {
             rx,
             self.inner.clients.clone(),
             now,
+            crate::telemetry::metrics::binding_updates(self.label()),
         ));
         let mut map = lock(&self.inner.bindings);
         if let Some(b) = map.get(&key) {
@@ -578,7 +588,9 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let c = rt.block_on(async { BoundClient::new(&b) });
+        let c = rt.block_on(async {
+            BoundClient::new(&b, ClientParams::new(super::super::Protocol::Http))
+        });
         let t = NameTree::Union(vec![
             Weighted::new(1.0, NameTree::Leaf(c)),
             Weighted::new(1.0, NameTree::Neg),
