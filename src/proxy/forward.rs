@@ -195,6 +195,7 @@ impl Forwarder {
 /// The proxy's error for a failed call, naming the logical and bound names.
 fn client_error(e: ClientError, dst: &Path, client: &Path) -> ProxyError {
     let (dst, client) = (dst.clone(), client.clone());
+    let e_text = e.to_string();
     match e {
         ClientError::Connect { tried, cause } => ProxyError::Connect {
             dst,
@@ -213,6 +214,12 @@ fn client_error(e: ClientError, dst: &Path, client: &Path) -> ProxyError {
             client,
             addr,
             cause,
+        },
+        ClientError::PoolExhausted { addr, .. } => ProxyError::PoolExhausted {
+            dst,
+            client,
+            addr,
+            cause: e_text,
         },
         ClientError::BadRequest(m) => ProxyError::BadRequest(m),
     }
