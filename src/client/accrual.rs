@@ -18,6 +18,10 @@ use super::params::FailureAccrual;
 /// Minimum responses before a success-rate policy may eject.
 const MIN_REQUESTS: u32 = 5;
 
+/// A probe whose outcome never came (its caller gave up and dropped it)
+/// stops blocking the next probe after this long.
+const PROBE_STALE: Duration = Duration::from_secs(30);
+
 /// An endpoint's health as the balancer sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
@@ -70,6 +74,8 @@ enum Memory {
 #[derive(Debug, Clone)]
 pub(crate) struct Accrual {
     health: Health,
+    /// When the current probe went out.
+    probe_since: Option<Instant>,
     memory: Memory,
     backoff: BackoffState,
 }
@@ -106,6 +112,7 @@ impl Accrual {
         };
         Accrual {
             health: Health::Available,
+            probe_since: None,
             memory,
             backoff: BackoffState::new(policy.backoff()),
         }
@@ -124,6 +131,11 @@ impl Accrual {
             Health::Available => true,
             Health::Ejected { until } if now >= until => {
                 self.health = Health::Probing;
+                self.probe_since = Some(now);
+                true
+            }
+            Health::Probing if self.probe_is_stale(now) => {
+                self.probe_since = Some(now);
                 true
             }
             Health::Ejected { .. } | Health::Probing => false,
@@ -135,8 +147,13 @@ impl Accrual {
         match self.health {
             Health::Available => true,
             Health::Ejected { until } => now >= until,
-            Health::Probing => false,
+            Health::Probing => self.probe_is_stale(now),
         }
+    }
+
+    fn probe_is_stale(&self, now: Instant) -> bool {
+        self.probe_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= PROBE_STALE)
     }
 
     /// Record one outcome at `now`.
@@ -279,6 +296,10 @@ mod tests {
         // One probe only.
         assert!(a.try_acquire(Instant::now()));
         assert_eq!(a.health(), Health::Probing);
+        assert!(!a.try_acquire(Instant::now()));
+        // A probe whose outcome never comes does not block the next forever.
+        tokio::time::advance(PROBE_STALE).await;
+        assert!(a.try_acquire(Instant::now()));
         assert!(!a.try_acquire(Instant::now()));
         assert_eq!(a.record(true, Instant::now()), Transition::Revived);
         assert_eq!(a.health(), Health::Available);
