@@ -101,11 +101,7 @@ impl Forwarder {
         let (client, _set) = match self.router.route(&local, &identified.path).await {
             Ok(r) => r,
             Err(error) => {
-                let detail = self
-                    .router
-                    .binder()
-                    .delegate(&local, &identified.path)
-                    .and_then(|v| serde_json::to_string_pretty(&v).ok());
+                let detail = self.router.binder().explain(&local, &identified.path);
                 return Err(ProxyError::Route { error, detail });
             }
         };

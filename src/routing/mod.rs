@@ -158,6 +158,13 @@ pub trait Binder: Send + Sync + 'static {
         let _ = (local, path);
         None
     }
+
+    /// The delegation trace for people, led by its first failing step, for
+    /// the body of a "no route" error; `None` when the binder cannot trace.
+    fn explain(&self, local: &Dtab, path: &Path) -> Option<String> {
+        let _ = (local, path);
+        None
+    }
 }
 
 /// The naming interpreter is the production binder.
@@ -168,5 +175,20 @@ impl Binder for crate::naming::Interpreter {
 
     fn base_dtab(&self) -> Dtab {
         self.dtab()
+    }
+
+    fn delegate(&self, local: &Dtab, path: &Path) -> Option<serde_json::Value> {
+        serde_json::to_value(crate::naming::Interpreter::delegate(self, local, path)).ok()
+    }
+
+    fn explain(&self, local: &Dtab, path: &Path) -> Option<String> {
+        let trace = crate::naming::Interpreter::delegate(self, local, path);
+        let first = trace
+            .first_failure()
+            .map_or_else(|| "none".to_string(), |n| n.step());
+        Some(format!(
+            "First failing step: {first}\nDelegation trace:\n{}",
+            trace.render()
+        ))
     }
 }

@@ -91,7 +91,7 @@ impl fmt::Display for RouteError {
             )?,
             RouteFailure::Neg => write!(
                 f,
-                "No route for {dst}: no dentry matches it (it binds to ~)"
+                "No route for {dst}: it binds to ~ (no dentry or namer leads it to an existing name)"
             )?,
             RouteFailure::Fail => write!(f, "No route for {dst}: it binds to a failure (!)")?,
             RouteFailure::Empty => write!(
