@@ -214,6 +214,7 @@ async fn a_backend_killed_under_load_costs_at_most_one_in_a_thousand() {
         failures.extend(t.await.unwrap());
     }
     let total = WORKERS * PER_WORKER;
+    eprintln!("{} of {total} failed: {failures:?}", failures.len());
     assert!(
         failures.len() * 1000 <= total,
         "{} of {total} failed: {failures:?}",

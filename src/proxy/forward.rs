@@ -191,7 +191,6 @@ impl Forwarder {
 /// The proxy's error for a failed call, naming the logical and bound names.
 fn client_error(e: ClientError, dst: &Path, client: &Path) -> ProxyError {
     let (dst, client) = (dst.clone(), client.clone());
-    let e_text = e.to_string();
     match e {
         ClientError::Connect { tried, cause } => ProxyError::Connect {
             dst,
@@ -211,11 +210,15 @@ fn client_error(e: ClientError, dst: &Path, client: &Path) -> ProxyError {
             addr,
             cause,
         },
-        ClientError::PoolExhausted { addr, .. } => ProxyError::PoolExhausted {
+        ClientError::PoolExhausted {
+            addr,
+            max_size,
+            max_waiters,
+        } => ProxyError::PoolExhausted {
             dst,
             client,
             addr,
-            cause: e_text,
+            cause: format!("connection pool exhausted ({max_size} in use, {max_waiters} waiting)"),
         },
         ClientError::BadRequest(m) => ProxyError::BadRequest(m),
     }
