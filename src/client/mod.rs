@@ -378,7 +378,7 @@ impl Client {
     /// to send); its version is set from the protocol. Headers are sent as
     /// given: the caller has already rewritten them.
     pub async fn call(&self, req: Request<CallBody>, ctx: &CallCtx) -> Result<Reply, ClientError> {
-        let (parts, mut body) = req.into_parts();
+        let (mut parts, mut body) = req.into_parts();
         let replayable = body.is_replayable();
         let set = self.endpoints();
         let params = &self.shared.params;
@@ -418,7 +418,12 @@ impl Client {
             *out.method_mut() = parts.method.clone();
             *out.uri_mut() = uri;
             *out.version_mut() = version;
-            *out.headers_mut() = parts.headers.clone();
+            // A request sent once needs no copy of its headers.
+            *out.headers_mut() = if replayable {
+                parts.headers.clone()
+            } else {
+                std::mem::take(&mut parts.headers)
+            };
 
             let start = tokio::time::Instant::now();
             let attempt = async {
