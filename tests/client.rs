@@ -488,3 +488,149 @@ async fn reset_connections_fail_the_attempt_and_count_against_the_endpoint() {
     }
     assert_eq!(endpoint_state(&p, "web", rude.addr)["state"], "ejected");
 }
+
+// === the real binary: YAML client config, admin view and logs ===
+
+/// `switchyard run -c <dir>/linkerd.yaml` with cwd `dir`, its announced
+/// router and admin addresses, and its stderr so far.
+struct Binary {
+    child: std::process::Child,
+    router: SocketAddr,
+    admin: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Binary {
+    fn start(dir: &std::path::Path, config: &str) -> Binary {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let cfg = dir.join("linkerd.yaml");
+        std::fs::write(&cfg, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["run", "-c"])
+            .arg(&cfg)
+            .args(["--threads", "2"])
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let log = Arc::new(Mutex::new(String::new()));
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log2.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        let announced = |line: &str, what: &str| -> Option<SocketAddr> {
+            if !line.contains(what) {
+                return None;
+            }
+            line.split(|c: char| c.is_whitespace() || c == '=' || c == '"')
+                .find_map(|w| w.parse::<SocketAddr>().ok())
+        };
+        let (mut router, mut admin) = (None, None);
+        while router.is_none() || admin.is_none() {
+            let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) else {
+                let _ = child.kill();
+                panic!("no listeners announced:\n{}", log.lock().unwrap());
+            };
+            router = router.or(announced(&line, "router listening"));
+            admin = admin.or(announced(&line, "admin listening"));
+        }
+        Binary {
+            child,
+            router: router.unwrap(),
+            admin: admin.unwrap(),
+            log,
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn yaml_static_client_config_ejects_and_admin_shows_it() {
+    let good = Switch::start("good").await;
+    let bad = Switch::start("bad").await;
+    bad.set(Mode::Status(500));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("disco")).unwrap();
+    std::fs::write(
+        dir.path().join("disco/web"),
+        format!(
+            "127.0.0.1 {}\n127.0.0.1 {}\n",
+            good.addr.port(),
+            bad.addr.port()
+        ),
+    )
+    .unwrap();
+    let config = "\
+admin:
+  ip: 127.0.0.1
+  port: 0
+namers:
+- kind: io.l5d.fs
+  rootDir: disco
+routers:
+- protocol: http
+  dtab: /svc => /#/io.l5d.fs
+  client:
+    kind: io.l5d.static
+    configs:
+    - prefix: /
+      loadBalancer:
+        kind: roundRobin
+    - prefix: /#/io.l5d.fs/{service}
+      failureAccrual:
+        kind: io.l5d.consecutiveFailures
+        failures: 2
+        backoff:
+          kind: constant
+          ms: 60000
+  servers:
+  - ip: 127.0.0.1
+    port: 0
+";
+    let bin = Binary::start(dir.path(), config);
+    let client = h1_client();
+    for _ in 0..10 {
+        get_status(&client, bin.router, "web").await;
+    }
+    // Round robin alternates until the bad one is out after two failures.
+    assert_eq!(bad.hits(), 2);
+    assert_eq!(good.hits(), 8);
+    let req = Request::builder()
+        .uri(format!("http://{}/client_state.json", bin.admin))
+        .body(empty())
+        .unwrap();
+    let (r, body) = send(&client, req).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let web = &state["http"]["/#/io.l5d.fs/web"];
+    assert_eq!(web["loadBalancer"], "roundRobin", "{state:#}");
+    assert_eq!(web["available"], 1, "{state:#}");
+    assert_eq!(web["ejections"], 1, "{state:#}");
+    let eps = web["endpoints"].as_array().unwrap();
+    let bad_ep = eps
+        .iter()
+        .find(|e| e["addr"] == bad.addr.to_string())
+        .unwrap();
+    assert_eq!(bad_ep["state"], "ejected", "{state:#}");
+    assert!(bad_ep["ejectedForMs"].as_u64().unwrap() > 50_000);
+    assert_eq!(bad_ep["failures"], 2);
+    let log = bin.log.lock().unwrap().clone();
+    assert!(
+        log.contains("endpoint ejected") && log.contains(&bad.addr.to_string()),
+        "{log}"
+    );
+}
