@@ -73,6 +73,15 @@ impl CallBody {
         !matches!(self, CallBody::Stream(_))
     }
 
+    /// A copy for another attempt, when replayable (cheap: `Bytes` is shared).
+    pub fn try_clone(&self) -> Option<CallBody> {
+        match self {
+            CallBody::Empty => Some(CallBody::Empty),
+            CallBody::Buffered(b) => Some(CallBody::Buffered(b.clone())),
+            CallBody::Stream(_) => None,
+        }
+    }
+
     /// The body for one send: a copy when replayable (cheap: `Bytes` is
     /// shared), else the stream itself (leaving `Empty` behind).
     fn for_send(&mut self) -> ProxyBody {
@@ -377,6 +386,21 @@ impl Client {
     /// `req`'s URI gives the path and query (and, for h2, the `:authority`
     /// to send); its version is set from the protocol. Headers are sent as
     /// given: the caller has already rewritten them.
+    ///
+    /// A service-level retry loop wraps it, reporting each response's class
+    /// (the default, when the report is just dropped, is 5xx = failure):
+    ///
+    /// ```text
+    /// let body = CallBody::Buffered(bytes);          // replayable
+    /// match client.call(req_with(body.try_clone()?), &CallCtx::new(dst)).await {
+    ///     Ok(Reply { response, report }) => {
+    ///         report.classify(if retryable_failure { ResponseClass::Failure } else { ResponseClass::Success });
+    ///         ...
+    ///     }
+    ///     Err(e) if e.never_reached_app() || e.is_timeout() => /* retry within the budget */,
+    ///     Err(e) => /* answer 502 */,
+    /// }
+    /// ```
     pub async fn call(&self, req: Request<CallBody>, ctx: &CallCtx) -> Result<Reply, ClientError> {
         let (mut parts, mut body) = req.into_parts();
         let replayable = body.is_replayable();
@@ -611,5 +635,48 @@ impl<B: Body<Data = Bytes>, G> Body for Guarded<B, G> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_empty_and_buffered_bodies_replay() {
+        assert!(CallBody::Empty.is_replayable());
+        let b = CallBody::Buffered(Bytes::from_static(b"x"));
+        assert!(matches!(b.try_clone(), Some(CallBody::Buffered(x)) if x == "x"));
+        let s = CallBody::Stream(Empty::new().map_err(|never| match never {}).boxed());
+        assert!(!s.is_replayable());
+        assert!(s.try_clone().is_none());
+    }
+
+    #[test]
+    fn default_class_is_by_status_and_errors_say_if_they_reached_the_app() {
+        assert_eq!(
+            ResponseClass::of_status(StatusCode::BAD_GATEWAY),
+            ResponseClass::Failure
+        );
+        assert_eq!(
+            ResponseClass::of_status(StatusCode::NOT_FOUND),
+            ResponseClass::Success
+        );
+        let addr: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let refused = ClientError::Connect {
+            tried: vec![addr],
+            cause: "refused".into(),
+        };
+        assert!(refused.never_reached_app() && !refused.is_timeout());
+        let t = ClientError::Timeout {
+            addr,
+            timeout: Duration::from_millis(5),
+        };
+        assert!(t.is_timeout() && !t.never_reached_app());
+        let up = ClientError::Upstream {
+            addr,
+            cause: "reset".into(),
+        };
+        assert!(!up.never_reached_app());
     }
 }
