@@ -21,6 +21,7 @@ mod node;
 mod schema;
 mod validate;
 
+pub use model::Telemeter;
 pub use model::{
     Admin, Backoff, BindingCache, Budget, Client, ClientConfig, ClientPrefix, ClientSettings,
     Config, DEFAULT_ADMIN_PORT, DEFAULT_BINDING_TIMEOUT, DEFAULT_DST_PREFIX,
