@@ -507,6 +507,7 @@ impl Client {
                         .stats
                         .requeues_total
                         .fetch_add(1, Ordering::Relaxed);
+                    crate::telemetry::metrics::requeue(&params.router, &self.id);
                 }
                 Err(e) => {
                     ep.record(ResponseClass::Failure);

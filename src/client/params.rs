@@ -485,6 +485,8 @@ impl ClientConfig {
 /// What a client needs to know, resolved once per bound name.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClientParams {
+    /// The label of the router the client belongs to (for metrics and logs).
+    pub router: String,
     /// The router's protocol: the upstream flavour (HTTP/1.1 or h2c).
     pub protocol: Protocol,
     /// `loadBalancer`.
@@ -503,6 +505,7 @@ impl ClientParams {
     /// Linkerd 1's defaults for a client of `protocol`.
     pub fn new(protocol: Protocol) -> ClientParams {
         ClientParams {
+            router: protocol.as_str().to_string(),
             protocol,
             load_balancer: LoadBalancer::default(),
             failure_accrual: FailureAccrual::default(),

@@ -149,6 +149,8 @@ struct Binding {
 struct ClientCache {
     map: Mutex<HashMap<(Path, Path), Arc<BoundClient>>>,
     capacity: usize,
+    /// The router's label, for the clients' metrics.
+    router: String,
     protocol: Protocol,
     config: ClientConfig,
     /// The router-level attempt timeout, when the client config sets none.
@@ -182,6 +184,7 @@ impl ClientCache {
     /// when the client is made.
     fn params_for(&self, id: &Path) -> ClientParams {
         let mut p = self.config.resolve(self.protocol, id);
+        p.router.clone_from(&self.router);
         if p.request_attempt_timeout.is_none() {
             p.request_attempt_timeout = self.attempt_timeout;
         }
@@ -257,6 +260,7 @@ impl Router {
         let clients = Arc::new(ClientCache {
             map: Mutex::new(HashMap::new()),
             capacity: params.client_cache_capacity.max(1),
+            router: params.label.clone(),
             protocol: params.protocol,
             config: params.client.clone(),
             attempt_timeout: params.request_timeout,
