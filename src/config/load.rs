@@ -303,11 +303,32 @@ impl Builder<'_> {
             })
             .collect();
         let client = match r.client {
-            None => model::Client::default(),
-            Some(raw::Client::Global { load_balancer }) => model::Client {
-                load_balancer: match load_balancer {
-                    None | Some(raw::LoadBalancer::P2c) => model::LoadBalancer::P2c,
-                },
+            None => model::ClientConfig::default(),
+            Some(raw::Client::Global(settings)) => {
+                self.client_settings(&format!("{at}.client"), &settings);
+                model::ClientConfig::Global(settings)
+            }
+            Some(raw::Client::Static { configs }) => model::ClientConfig::Static {
+                configs: configs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, c)| {
+                        let entry = format!("{at}.client.configs[{j}]");
+                        self.client_settings(&entry, &c.settings);
+                        let key = format!("{entry}.prefix");
+                        let prefix = match c.prefix.parse::<model::ClientPrefix>() {
+                            Ok(p) => p,
+                            Err(e) => {
+                                self.problem(&key, format!("{key}: {e}"));
+                                model::ClientPrefix::default()
+                            }
+                        };
+                        model::StaticClient {
+                            prefix,
+                            settings: c.settings,
+                        }
+                    })
+                    .collect(),
             },
         };
         model::Router {
@@ -391,6 +412,37 @@ impl Builder<'_> {
                 );
                 0.0
             }
+        }
+    }
+
+    /// Checks across a client's keys the schema cannot express.
+    fn client_settings(&mut self, at: &str, s: &model::ClientSettings) {
+        if let Some(fa) = &s.failure_accrual
+            && let model::Backoff::Jittered { min, max } = fa.backoff()
+            && min > max
+        {
+            let key = format!("{at}.failureAccrual.backoff");
+            self.problem(
+                &key,
+                format!(
+                    "{key}: minMs ({}) is greater than maxMs ({})",
+                    min.as_millis(),
+                    max.as_millis()
+                ),
+            );
+        }
+        if let Some(model::LoadBalancer::Aperture {
+            low_load,
+            high_load,
+            ..
+        }) = s.load_balancer
+            && low_load > high_load
+        {
+            let key = format!("{at}.loadBalancer");
+            self.problem(
+                &key,
+                format!("{key}: lowLoad ({low_load}) is greater than highLoad ({high_load})"),
+            );
         }
     }
 
