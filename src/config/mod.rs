@@ -18,6 +18,7 @@ use std::path::Path as FsPath;
 mod load;
 mod model;
 mod node;
+pub mod prefix;
 mod schema;
 mod validate;
 

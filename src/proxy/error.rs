@@ -79,6 +79,30 @@ pub enum ProxyError {
         /// `requestAttemptTimeoutMs`.
         timeout: Duration,
     },
+    /// The service's `totalTimeoutMs` passed before a response (retries included).
+    #[error(
+        "{dst} did not respond within totalTimeoutMs={}ms ({attempts} attempt(s))",
+        timeout.as_millis()
+    )]
+    TotalTimeout {
+        /// The logical name.
+        dst: Path,
+        /// `totalTimeoutMs`.
+        timeout: Duration,
+        /// Attempts made.
+        attempts: usize,
+    },
+    /// The deadline the caller propagated (`l5d-ctx-deadline`,
+    /// `grpc-timeout`) passed; when `attempts` is 0 the request was never sent.
+    #[error(
+        "The deadline for {dst} passed ({attempts} attempt(s)); it was set upstream (l5d-ctx-deadline or grpc-timeout)"
+    )]
+    DeadlineExceeded {
+        /// The logical name.
+        dst: Path,
+        /// Attempts made.
+        attempts: usize,
+    },
     /// The endpoint failed mid-exchange (reset, closed, protocol error).
     #[error("{addr} ({client}) failed while serving {dst}: {cause}")]
     Upstream {
@@ -116,7 +140,9 @@ impl ProxyError {
             | ProxyError::DtabHeader(_)
             | ProxyError::CallDepth { .. }
             | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Overloaded { .. }
+            | ProxyError::TotalTimeout { .. }
+            | ProxyError::DeadlineExceeded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Route { error, .. } if error.is_timeout() => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
