@@ -146,6 +146,7 @@ fn router_params(r: &config::Router) -> RouterParams {
     p.binding_cache_capacity = r.binding_cache.trees;
     p.client_cache_capacity = r.binding_cache.clients;
     p.binding_idle_ttl = r.binding_cache.idle_ttl;
+    p.service = r.service.clone();
     p
 }
 

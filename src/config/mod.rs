@@ -25,7 +25,7 @@ mod validate;
 pub use model::{
     Admin, BindingCache, Client, Config, DEFAULT_ADMIN_PORT, DEFAULT_BINDING_TIMEOUT,
     DEFAULT_DST_PREFIX, DEFAULT_SHUTDOWN_GRACE, FsNamer, Identifier, Interpreter, LoadBalancer,
-    Namer, Protocol, Router, Server,
+    Namer, Protocol, Router, Server, ServiceConfig,
 };
 pub use node::Pos;
 

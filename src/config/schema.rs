@@ -20,6 +20,8 @@ pub(crate) enum Ty {
     Bool,
     /// An integer within bounds (inclusive).
     Int { min: i128, max: i128 },
+    /// A number within bounds (inclusive).
+    Float { min: f64, max: f64 },
     /// A mapping with known keys.
     Obj(&'static Obj),
     /// A list of one type.
@@ -170,11 +172,11 @@ static ROUTER_KINDS: Kinded = Kinded {
                     opt("bindingCache", Ty::Obj(&BINDING_CACHE)),
                     req("servers", Ty::List(&Ty::Obj(&HTTP_SERVER))),
                     opt("client", Ty::Kinded(&HTTP_CLIENT)),
+                    opt("service", Ty::Kinded(&SERVICE)),
                     opt("maxCallDepth", POSITIVE),
                     opt("experimental", Ty::Bool),
                 ],
                 unsupported: &[
-                    "service",
                     "announcers",
                     "originator",
                     "timeoutMs",
@@ -209,11 +211,11 @@ static ROUTER_KINDS: Kinded = Kinded {
                     opt("bindingCache", Ty::Obj(&BINDING_CACHE)),
                     req("servers", Ty::List(&Ty::Obj(&H2_SERVER))),
                     opt("client", Ty::Kinded(&H2_CLIENT)),
+                    opt("service", Ty::Kinded(&SERVICE)),
                     opt("maxCallDepth", POSITIVE),
                     opt("experimental", Ty::Bool),
                 ],
                 unsupported: &[
-                    "service",
                     "announcers",
                     "originator",
                     "timeoutMs",
@@ -432,6 +434,169 @@ static LOAD_BALANCER: Kinded = Kinded {
     unsupported: &["ewma", "aperture", "heap", "roundRobin"],
 };
 
+// ----------------------------------------------------------------- services
+
+/// `service:` (per logical name): `io.l5d.global` or `io.l5d.static`.
+static SERVICE: Kinded = Kinded {
+    tag: "kind",
+    default: Some("io.l5d.global"),
+    kinds: &[
+        (
+            "io.l5d.global",
+            Obj {
+                fields: SERVICE_KEYS,
+                unsupported: &[],
+            },
+        ),
+        (
+            "io.l5d.static",
+            Obj {
+                fields: &[req("configs", Ty::List(&Ty::Obj(&SERVICE_ENTRY)))],
+                unsupported: &[],
+            },
+        ),
+    ],
+    unsupported: &[],
+};
+
+/// The keys a service config sets (global, or each static entry).
+const SERVICE_KEYS: &[Field] = &[
+    opt("responseClassifier", Ty::Kinded(&RESPONSE_CLASSIFIER)),
+    opt("retries", Ty::Obj(&RETRIES)),
+    opt("totalTimeoutMs", MILLIS),
+    opt("retryBufferSize", Ty::Obj(&RETRY_BUFFER_SIZE)),
+    opt("classificationTimeoutMs", MILLIS),
+];
+
+static SERVICE_ENTRY: Obj = Obj {
+    fields: &[
+        req("prefix", Ty::Str),
+        opt("responseClassifier", Ty::Kinded(&RESPONSE_CLASSIFIER)),
+        opt("retries", Ty::Obj(&RETRIES)),
+        opt("totalTimeoutMs", MILLIS),
+        opt("retryBufferSize", Ty::Obj(&RETRY_BUFFER_SIZE)),
+        opt("classificationTimeoutMs", MILLIS),
+    ],
+    unsupported: &[],
+};
+
+static RETRIES: Obj = Obj {
+    fields: &[
+        opt("budget", Ty::Obj(&BUDGET)),
+        opt("backoff", Ty::Kinded(&BACKOFF)),
+    ],
+    unsupported: &[],
+};
+
+/// A retry budget (`service.retries.budget`).
+pub(crate) static BUDGET: Obj = Obj {
+    fields: &[
+        opt(
+            "minRetriesPerSec",
+            Ty::Int {
+                min: 0,
+                max: i32::MAX as i128,
+            },
+        ),
+        opt(
+            "percentCanRetry",
+            Ty::Float {
+                min: 0.0,
+                max: 1000.0,
+            },
+        ),
+        opt("ttlSecs", POSITIVE),
+    ],
+    unsupported: &[],
+};
+
+/// A backoff (`service.retries.backoff`).
+pub(crate) static BACKOFF: Kinded = Kinded {
+    tag: "kind",
+    default: None,
+    kinds: &[
+        (
+            "constant",
+            Obj {
+                fields: &[opt("ms", MILLIS)],
+                unsupported: &[],
+            },
+        ),
+        (
+            "jittered",
+            Obj {
+                fields: &[req("minMs", MILLIS), req("maxMs", MILLIS)],
+                unsupported: &[],
+            },
+        ),
+    ],
+    unsupported: &[],
+};
+
+static RETRY_BUFFER_SIZE: Obj = Obj {
+    fields: &[
+        opt(
+            "requestBytes",
+            Ty::Int {
+                min: 0,
+                max: i32::MAX as i128,
+            },
+        ),
+        opt(
+            "responseBytes",
+            Ty::Int {
+                min: 0,
+                max: i32::MAX as i128,
+            },
+        ),
+    ],
+    unsupported: &[],
+};
+
+const NO_KEYS: Obj = Obj {
+    fields: &[],
+    unsupported: &[],
+};
+
+const GRPC_CLASSIFIER: Obj = Obj {
+    fields: &[opt("successStatusCodes", Ty::List(&GRPC_CODE))],
+    unsupported: &[],
+};
+
+const GRPC_CODE: Ty = Ty::Int { min: 0, max: 16 };
+
+static RESPONSE_CLASSIFIER: Kinded = Kinded {
+    tag: "kind",
+    default: None,
+    kinds: &[
+        ("io.l5d.http.nonRetryable5XX", NO_KEYS),
+        ("io.l5d.http.retryableRead5XX", NO_KEYS),
+        ("io.l5d.http.retryableIdempotent5XX", NO_KEYS),
+        ("io.l5d.http.retryableAll5XX", NO_KEYS),
+        ("io.l5d.http.allSuccessful", NO_KEYS),
+        ("io.l5d.h2.nonRetryable5XX", NO_KEYS),
+        ("io.l5d.h2.retryableRead5XX", NO_KEYS),
+        ("io.l5d.h2.retryableIdempotent5XX", NO_KEYS),
+        ("io.l5d.h2.retryableAll5XX", NO_KEYS),
+        ("io.l5d.h2.allSuccessful", NO_KEYS),
+        ("io.l5d.h2.grpc.default", GRPC_CLASSIFIER),
+        ("io.l5d.h2.grpc.compliant", GRPC_CLASSIFIER),
+        ("io.l5d.h2.grpc.alwaysRetryable", GRPC_CLASSIFIER),
+        ("io.l5d.h2.grpc.neverRetryable", GRPC_CLASSIFIER),
+        (
+            "io.l5d.h2.grpc.retryableStatusCodes",
+            Obj {
+                fields: &[
+                    req("retryableStatusCodes", Ty::List(&GRPC_CODE)),
+                    opt("successStatusCodes", Ty::List(&GRPC_CODE)),
+                ],
+                unsupported: &[],
+            },
+        ),
+    ],
+    unsupported: &[],
+};
+
 // --------------------------------------------------------------------- walk
 
 /// Walks a document against the tables.
@@ -502,6 +667,22 @@ impl<'a> Walker<'a> {
                     J::Null
                 } else {
                     node.value.to_json()
+                }
+            }
+            (Ty::Float { min, max }, Value::Int(_) | Value::Float(_)) => {
+                let f = match node.value {
+                    Value::Int(i) => i as f64,
+                    Value::Float(f) => f,
+                    _ => f64::NAN,
+                };
+                if !(f >= *min && f <= *max) {
+                    self.problem(
+                        node.pos,
+                        format!("{path}: expected a number from {min} to {max}, found {f}"),
+                    );
+                    J::Null
+                } else {
+                    serde_json::Number::from_f64(f).map_or(J::Null, J::Number)
                 }
             }
             (Ty::Obj(obj), Value::Map(entries)) => {
@@ -655,6 +836,7 @@ fn ty_words(ty: &Ty) -> String {
         Ty::Str => "a string".into(),
         Ty::Bool => "true or false".into(),
         Ty::Int { min, max } => int_words(*min, *max),
+        Ty::Float { min, max } => format!("a number from {min} to {max}"),
         Ty::Obj(_) | Ty::Kinded(_) => "a mapping".into(),
         Ty::List(_) => "a list".into(),
         Ty::OneOrList(_) => "a mapping or a list".into(),

@@ -129,6 +129,7 @@ struct Inner {
     binder: Arc<dyn Binder>,
     bindings: Mutex<HashMap<(String, Path), Arc<Binding>>>,
     clients: Arc<ClientCache>,
+    services: crate::service::Services,
     epoch: Instant,
 }
 
@@ -237,8 +238,11 @@ impl Router {
     /// A router binding names with `binder`.
     pub fn new(params: RouterParams, binder: Arc<dyn Binder>) -> Router {
         let capacity = params.client_cache_capacity.max(1);
+        let services =
+            crate::service::Services::new(params.service.clone(), params.binding_cache_capacity);
         Router {
             inner: Arc::new(Inner {
+                services,
                 params,
                 binder,
                 bindings: Mutex::new(HashMap::new()),
@@ -259,6 +263,11 @@ impl Router {
     /// The router's label.
     pub fn label(&self) -> &str {
         &self.inner.params.label
+    }
+
+    /// The router's services (policy per logical name), resolved once per name.
+    pub fn services(&self) -> &crate::service::Services {
+        &self.inner.services
     }
 
     /// The binder.
