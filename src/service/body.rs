@@ -108,6 +108,18 @@ impl ReplayBody {
         }
     }
 
+    /// Another handle on the same body, to make copies from; it takes
+    /// nothing (unlike [`replay`](ReplayBody::replay), which may take the
+    /// stream of a body too big to keep).
+    pub fn handle(&self) -> ReplayBody {
+        ReplayBody {
+            shared: self.shared.clone(),
+            pos: 0,
+            direct: false,
+            done: true,
+        }
+    }
+
     /// Whether a new copy would send the whole body again.
     pub fn can_replay(&self) -> bool {
         let s = lock(&self.shared);

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::Service;
 use super::body::ReplayBody;
 use super::classify::{L5D_SUCCESS_CLASS, ResponseClass};
+use crate::client::Report;
 use crate::proxy::{BoxError, ProxyBody, ProxyError};
 
 /// The most attempts one request makes, whatever the budget says.
@@ -41,11 +42,32 @@ pub struct Limit {
     pub why: Expiry,
 }
 
-/// The result of one attempt, as the client level reports it.
-pub type AttemptResult = Result<Response<ProxyBody>, ProxyError>;
+/// One attempt's response, and the client's report handle for its endpoint.
+pub struct Attempted {
+    /// The response.
+    pub response: Response<ProxyBody>,
+    /// Told how the service classified the response (failure accrual).
+    pub report: Option<Report>,
+}
+
+impl From<Response<ProxyBody>> for Attempted {
+    fn from(response: Response<ProxyBody>) -> Attempted {
+        Attempted {
+            response,
+            report: None,
+        }
+    }
+}
+
+/// The result of one attempt.
+pub type AttemptResult = Result<Attempted, ProxyError>;
+
+/// The result of a request.
+pub type CallResult = Result<Response<ProxyBody>, ProxyError>;
 
 /// Run the attempts of one request to `svc`. `attempt(body, n)` sends the
-/// `n`th attempt (1-based) with a fresh copy of the body. Returns the first
+/// `n`th attempt (1-based); `body` is a handle to make copies of the
+/// request body from (see [`ReplayBody::replay`]). Returns the first
 /// response or error that is not retried (a success, a non-retryable
 /// failure, or the last failure when retrying is not possible: body too big,
 /// budget spent, [`MAX_ATTEMPTS`]); a timeout when `limit` passes first.
@@ -55,9 +77,9 @@ pub async fn call<F, Fut>(
     body: ReplayBody,
     limit: Option<Limit>,
     attempt: F,
-) -> AttemptResult
+) -> CallResult
 where
-    F: FnMut(ProxyBody, usize) -> Fut,
+    F: FnMut(ReplayBody, usize) -> Fut,
     Fut: Future<Output = AttemptResult>,
 {
     svc.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -97,9 +119,9 @@ async fn attempts_loop<F, Fut>(
     body: ReplayBody,
     mut attempt: F,
     count: &std::sync::atomic::AtomicUsize,
-) -> AttemptResult
+) -> CallResult
 where
-    F: FnMut(ProxyBody, usize) -> Fut,
+    F: FnMut(ReplayBody, usize) -> Fut,
     Fut: Future<Output = AttemptResult>,
 {
     let p = &svc.params;
@@ -109,7 +131,7 @@ where
         n += 1;
         count.store(n, Ordering::Relaxed);
         svc.stats.attempts.fetch_add(1, Ordering::Relaxed);
-        let result = attempt(body.replay().boxed(), n).await;
+        let result = attempt(body.handle(), n).await;
         let (class, result) = classify(svc, method, result).await;
         if !class.is_retryable() {
             return result;
@@ -142,7 +164,7 @@ async fn classify(
     svc: &Service,
     method: &Method,
     result: AttemptResult,
-) -> (ResponseClass, AttemptResult) {
+) -> (ResponseClass, CallResult) {
     let c = &svc.params.response_classifier;
     match result {
         Err(e) => {
@@ -152,7 +174,10 @@ async fn classify(
             };
             (class, Err(e))
         }
-        Ok(resp) => {
+        Ok(Attempted {
+            response: resp,
+            report,
+        }) => {
             let (resp, class) = match c.classify_response(method, resp.status(), resp.headers()) {
                 Some(class) => (resp, class),
                 None => {
@@ -171,6 +196,13 @@ async fn classify(
                     }
                 }
             };
+            if let Some(r) = report {
+                r.classify(if class.is_success() {
+                    crate::client::ResponseClass::Success
+                } else {
+                    crate::client::ResponseClass::Failure
+                });
+            }
             let mut resp = resp;
             resp.headers_mut().insert(
                 L5D_SUCCESS_CLASS,
@@ -306,7 +338,7 @@ mod tests {
     fn status(s: u16) -> AttemptResult {
         let mut r = Response::new(Full::new(Bytes::new()).map_err(|n| match n {}).boxed());
         *r.status_mut() = StatusCode::from_u16(s).unwrap();
-        Ok(r)
+        Ok(r.into())
     }
 
     #[tokio::test(start_paused = true)]
@@ -323,7 +355,7 @@ mod tests {
         let r = call(&s, &Method::GET, body("hi"), None, |b, n| {
             let seen = seen.clone();
             async move {
-                let got = b.collect().await.unwrap().to_bytes();
+                let got = b.replay().collect().await.unwrap().to_bytes();
                 assert_eq!(got, "hi");
                 seen.fetch_add(1, Ordering::Relaxed);
                 if n < 3 { status(503) } else { status(200) }
@@ -429,9 +461,7 @@ mod tests {
             );
             let frames: Vec<Result<Frame<Bytes>, BoxError>> =
                 vec![Ok(Frame::data(Bytes::from("msg"))), Ok(Frame::trailers(t))];
-            Ok(Response::new(
-                StreamBody::new(futures_util::stream::iter(frames)).boxed(),
-            ))
+            Ok(Response::new(StreamBody::new(futures_util::stream::iter(frames)).boxed()).into())
         })
         .await
         .unwrap();
