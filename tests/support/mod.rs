@@ -142,6 +142,8 @@ impl Binder for TestBinder {
     }
 }
 
+pub mod backend;
+
 // === backends ===
 
 /// What a backend saw.
