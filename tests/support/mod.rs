@@ -143,6 +143,7 @@ impl Binder for TestBinder {
 }
 
 pub mod backend;
+pub mod process;
 
 // === backends ===
 
