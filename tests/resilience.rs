@@ -267,3 +267,74 @@ async fn deadlines_are_propagated_combined_and_enforced() {
     );
     assert_eq!(b.count(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_attempt_timeouts_are_retried() {
+    let b = FailingBackend::start(Mode::SlowNext {
+        n: 1,
+        delay: Duration::from_secs(2),
+    })
+    .await;
+    let binder = Arc::new(TestBinder::new(&format!("/svc/web=>{}", b.inet())));
+    let mut p = params(classifier(Classifier::RetryableRead5XX));
+    p.request_timeout = Some(Duration::from_millis(200));
+    let proxy = start_proxy(p, binder).await;
+    let (r, _) = get(proxy.addr, "web", "/", &[]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(b.count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_status_in_trailers_is_retried_and_grpc_timeout_written() {
+    use http_body_util::BodyExt;
+    let b = FailingBackend::start(Mode::GrpcStatusNext { n: 1, code: 14 }).await;
+    let binder = Arc::new(TestBinder::new(&format!("/svc/pkg.Svc=>{}", b.inet())));
+    let mut p = RouterParams::new(Protocol::H2);
+    p.identifiers = vec![switchyard::routing::Identifier::HeaderPath {
+        header: ":path".into(),
+        segments: None,
+    }];
+    p.service = ServiceConfig::global(ServiceOverrides {
+        total_timeout: Some(Duration::from_secs(5)),
+        ..classifier("io.l5d.h2.grpc.default".parse().unwrap())
+    });
+    let proxy = start_proxy(p, binder).await;
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("http://{}/pkg.Svc/Call", proxy.addr))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", "3S")
+        .body(full("\0\0\0\0\0"))
+        .unwrap();
+    let resp = h2_client().request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["l5d-success-class"], "1.0");
+    let c = resp.into_body().collect().await.unwrap();
+    assert_eq!(c.trailers().unwrap()["grpc-status"], "0");
+    assert_eq!(b.count(), 2);
+    // The stricter grpc-timeout (3 s) won over totalTimeoutMs (5 s).
+    let seen = b.received();
+    let t = seen[1].headers["grpc-timeout"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let left = switchyard::service::deadline::parse_grpc_timeout(&t).unwrap();
+    assert!(
+        left <= Duration::from_secs(3) && left > Duration::from_secs(2),
+        "{t}"
+    );
+    // A non-retryable code is the answer.
+    b.set(Mode::GrpcStatusNext { n: 1, code: 3 });
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("http://{}/pkg.Svc/Call", proxy.addr))
+        .header("content-type", "application/grpc")
+        .body(full("\0\0\0\0\0"))
+        .unwrap();
+    let resp = h2_client().request(req).await.unwrap();
+    assert_eq!(resp.headers()["l5d-success-class"], "0.0");
+    let c = resp.into_body().collect().await.unwrap();
+    assert_eq!(c.trailers().unwrap()["grpc-status"], "3");
+    assert_eq!(b.count(), 3);
+}

@@ -288,7 +288,7 @@ impl Body for Prefixed {
     }
 
     fn size_hint(&self) -> SizeHint {
-        let mut h = self
+        let rest = self
             .rest
             .as_ref()
             .map_or(SizeHint::with_exact(0), |b| b.size_hint());
@@ -297,10 +297,12 @@ impl Body for Prefixed {
             .iter()
             .filter_map(|f| f.as_ref().ok()?.data_ref().map(|d| d.len() as u64))
             .sum();
-        h.set_lower(h.lower() + kept);
-        if let Some(u) = h.upper() {
-            h.set_upper(u + kept);
+        // Upper first: SizeHint insists that lower never exceeds upper.
+        let mut h = SizeHint::new();
+        if let Some(u) = rest.upper() {
+            h.set_upper(u.saturating_add(kept));
         }
+        h.set_lower(rest.lower().saturating_add(kept));
         h
     }
 }
@@ -308,6 +310,23 @@ impl Body for Prefixed {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    #[test]
+    fn prefixed_size_hint_adds_the_kept_frames() {
+        let rest = Full::new(Bytes::from("abc"))
+            .map_err(|n| match n {})
+            .boxed();
+        let p = Prefixed {
+            frames: VecDeque::from([Ok(Frame::data(Bytes::from("xy")))]),
+            rest: Some(rest),
+        };
+        assert_eq!(p.size_hint().exact(), Some(5));
+        let p = Prefixed {
+            frames: VecDeque::from([Ok(Frame::data(Bytes::from("xy")))]),
+            rest: None,
+        };
+        assert_eq!(p.size_hint().exact(), Some(2));
+    }
     use std::sync::atomic::AtomicUsize;
 
     use http::StatusCode;

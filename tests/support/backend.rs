@@ -48,6 +48,11 @@ pub enum Mode {
     Hang,
     /// Answer 200 after this long.
     Sleep(Duration),
+    /// The next `n` requests are answered 200 after `delay`, then at once.
+    SlowNext { n: usize, delay: Duration },
+    /// gRPC: the next `n` calls end with `grpc-status: code` in trailers
+    /// (after a message), then with `grpc-status: 0`.
+    GrpcStatusNext { n: usize, code: u32 },
 }
 
 /// What one request looked like.
@@ -168,7 +173,14 @@ async fn answer(st: &State, req: Request<Incoming>) -> Result<Response<TestBody>
         let mut m = st.mode.lock().unwrap();
         let now = m.clone();
         match &mut *m {
-            Mode::FailNext { n, .. } | Mode::ResetNext(n) if *n > 0 => *n -= 1,
+            Mode::FailNext { n, .. }
+            | Mode::ResetNext(n)
+            | Mode::SlowNext { n, .. }
+            | Mode::GrpcStatusNext { n, .. }
+                if *n > 0 =>
+            {
+                *n -= 1
+            }
             _ => {}
         }
         now
@@ -210,6 +222,31 @@ async fn answer(st: &State, req: Request<Incoming>) -> Result<Response<TestBody>
         Mode::Sleep(d) => {
             tokio::time::sleep(d).await;
             ok()
+        }
+        Mode::SlowNext { n, delay } => {
+            if n > 0 {
+                tokio::time::sleep(delay).await;
+            }
+            ok()
+        }
+        Mode::GrpcStatusNext { n, code } => {
+            let code = if n > 0 { code } else { 0 };
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", code.to_string().parse().unwrap());
+            let frames: Vec<
+                Result<http_body::Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>,
+            > = vec![
+                Ok(http_body::Frame::data(Bytes::from(format!(
+                    "{}:{code}",
+                    st.name
+                )))),
+                Ok(http_body::Frame::trailers(trailers)),
+            ];
+            let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+            let mut r = Response::new(BodyExt::boxed(body));
+            r.headers_mut()
+                .insert("content-type", "application/grpc".parse().unwrap());
+            Ok(r)
         }
     }
 }
