@@ -172,7 +172,12 @@ async fn reset_connections_are_retried_for_reads_only() {
     b.set(Mode::ResetNext(1));
     let (r, _) = send(&h1_client(), post(&p, full("x"))).await;
     assert_eq!(r.status(), 502);
-    assert!(l5d_err(&r).contains("/svc/web"), "{}", l5d_err(&r));
+    let err = l5d_err(&r);
+    assert!(err.contains("/svc/web"), "{err}");
+    assert!(
+        err.contains("responseClassifier io.l5d.http.retryableRead5XX does not retry POST"),
+        "{err}"
+    );
     assert_eq!(b.count(), 3);
 }
 
@@ -202,7 +207,23 @@ async fn refused_connections_are_retried_and_marked_retryable() {
     let (r, _) = send(&h1_client(), post(&p, full("x"))).await;
     assert_eq!(r.status(), 502);
     assert_eq!(r.headers()["l5d-retryable"], "true");
-    assert!(l5d_err(&r).contains("Unable to connect"), "{}", l5d_err(&r));
+    let err = l5d_err(&r);
+    assert!(err.contains("Unable to connect"), "{err}");
+    // Retried up to the per-request limit, then within the budget's
+    // reserve (10/s × 10 s); each answer says why it stopped.
+    assert!(
+        err.contains("[25 attempt(s); not retried: attempt limit (25) reached]"),
+        "{err}"
+    );
+    for _ in 0..4 {
+        send(&h1_client(), post(&p, full("x"))).await;
+    }
+    let (r, _) = send(&h1_client(), post(&p, full("x"))).await;
+    let err = l5d_err(&r);
+    assert!(
+        err.contains("not retried: retry budget of /svc/web exhausted"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

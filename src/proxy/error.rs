@@ -103,6 +103,17 @@ pub enum ProxyError {
         /// Attempts made.
         attempts: usize,
     },
+    /// A retryable failure the service level did not retry (again), and why:
+    /// so a user can tell a spent budget from a body too big to replay.
+    #[error("{last} [{attempts} attempt(s); not retried: {reason}]")]
+    NotRetried {
+        /// Attempts made.
+        attempts: usize,
+        /// Why no further attempt was made.
+        reason: String,
+        /// The last attempt's failure.
+        last: Box<ProxyError>,
+    },
     /// The endpoint failed mid-exchange (reset, closed, protocol error).
     #[error("{addr} ({client}) failed while serving {dst}: {cause}")]
     Upstream {
@@ -136,6 +147,7 @@ impl ProxyError {
     /// The status Linkerd 1 answers with.
     pub fn status(&self) -> StatusCode {
         match self {
+            ProxyError::NotRetried { last, .. } => last.status(),
             ProxyError::Unidentified(_)
             | ProxyError::DtabHeader(_)
             | ProxyError::CallDepth { .. }
@@ -155,10 +167,13 @@ impl ProxyError {
 
     /// Whether the request surely never reached an application.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            ProxyError::Connect { .. } | ProxyError::Overloaded { .. }
-        )
+        match self {
+            ProxyError::NotRetried { last, .. } => last.is_retryable(),
+            _ => matches!(
+                self,
+                ProxyError::Connect { .. } | ProxyError::Overloaded { .. }
+            ),
+        }
     }
 
     /// The full text for the body: the message, then any detail.

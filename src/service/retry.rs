@@ -134,20 +134,39 @@ where
         let result = attempt(body.handle(), n).await;
         let (class, result) = classify(svc, method, result).await;
         if !class.is_retryable() {
-            return result;
+            // Say why an attempt failure was final, not just that it failed.
+            return result.map_err(|last| match reached_app(&last) {
+                Some(_) => ProxyError::NotRetried {
+                    attempts: n,
+                    reason: format!(
+                        "the request may have reached the application and responseClassifier {} does not retry {method}",
+                        p.response_classifier
+                    ),
+                    last: Box::new(last),
+                },
+                None => last,
+            });
         }
-        if n >= MAX_ATTEMPTS {
-            tracing::debug!(dst = %svc.name, n, "retryable failure: attempt limit reached");
-            return result;
-        }
-        if !body.can_replay() {
-            tracing::debug!(dst = %svc.name, "retryable failure: the body cannot be sent again");
-            return result;
-        }
-        if !svc.budget.try_withdraw() {
+        let stop = if n >= MAX_ATTEMPTS {
+            Some(format!("attempt limit ({MAX_ATTEMPTS}) reached"))
+        } else if !body.can_replay() {
+            Some(format!(
+                "the request body is larger than retryBufferSize.requestBytes ({} bytes)",
+                p.retry_buffer_size.request_bytes
+            ))
+        } else if !svc.budget.try_withdraw() {
             svc.stats.budget_exhausted.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(dst = %svc.name, "retryable failure: retry budget exhausted");
-            return result;
+            Some(format!("retry budget of {} exhausted", svc.name))
+        } else {
+            None
+        };
+        if let Some(reason) = stop {
+            tracing::debug!(dst = %svc.name, attempts = n, %reason, "retryable failure not retried");
+            return result.map_err(|last| ProxyError::NotRetried {
+                attempts: n,
+                reason,
+                last: Box::new(last),
+            });
         }
         // Let the failed response go (its connection returns to the pool).
         drop(result);
