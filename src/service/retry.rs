@@ -132,7 +132,10 @@ where
         count.store(n, Ordering::Relaxed);
         svc.stats.attempts.fetch_add(1, Ordering::Relaxed);
         let result = attempt(body.handle(), n).await;
-        let (class, result) = classify(svc, method, result).await;
+        // Holding a gRPC stream to read its trailers only pays when a
+        // retry could follow.
+        let may_retry = n < MAX_ATTEMPTS && body.can_replay() && svc.budget.balance() > 0;
+        let (class, result) = classify(svc, method, result, may_retry).await;
         if !class.is_retryable() {
             // Say why an attempt failure was final, not just that it failed.
             return result.map_err(|last| match reached_app(&last) {
@@ -183,6 +186,7 @@ async fn classify(
     svc: &Service,
     method: &Method,
     result: AttemptResult,
+    may_retry: bool,
 ) -> (ResponseClass, CallResult) {
     let c = &svc.params.response_classifier;
     match result {
@@ -199,6 +203,9 @@ async fn classify(
         }) => {
             let (resp, class) = match c.classify_response(method, resp.status(), resp.headers()) {
                 Some(class) => (resp, class),
+                // The trailers will tell, but no retry could follow: pass the
+                // stream on at once (the endpoint gets the status's class).
+                None if !may_retry => return (ResponseClass::Success, Ok(resp)),
                 None => {
                     let p = &svc.params;
                     let (resp, end) = peek_trailers(
