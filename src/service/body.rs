@@ -10,7 +10,7 @@
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -39,6 +39,9 @@ struct Shared {
     failed: Option<String>,
     /// A copy already streams the original past the limit.
     direct_taken: bool,
+    /// Copies waiting for the original: an abandoned attempt may still be
+    /// polling it, and only the last poller's waker is kept by the source.
+    waiters: Vec<Waker>,
     hint: SizeHint,
 }
 
@@ -84,6 +87,7 @@ impl ReplayBody {
                 overflowed: too_big,
                 failed: None,
                 direct_taken: false,
+                waiters: Vec::new(),
                 hint,
             })),
             pos: 0,
@@ -166,7 +170,18 @@ impl Body for ReplayBody {
             self.done = true;
             return Poll::Ready(None);
         };
-        match Pin::new(source).poll_frame(cx) {
+        let polled = Pin::new(source).poll_frame(cx);
+        if polled.is_pending() {
+            if !s.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                s.waiters.push(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        // Whatever came, the other copies may now go on.
+        for w in std::mem::take(&mut s.waiters) {
+            w.wake();
+        }
+        match polled {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
                 s.source = None;
@@ -289,6 +304,34 @@ mod tests {
         let first = b.replay();
         assert_eq!(read(first).await.unwrap().0.len(), 100);
         assert!(read(b.replay()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_copy_waiting_on_the_source_is_woken_when_another_reads_it() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+        let stream =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|f| (f, rx)) },
+            );
+        let b = ReplayBody::new(StreamBody::new(stream).boxed(), 64);
+        let mut old = b.replay();
+        let mut new = b.replay();
+        let new_read = tokio::spawn(async move {
+            let f = new.frame().await.unwrap().unwrap();
+            f.into_data().unwrap()
+        });
+        tokio::task::yield_now().await;
+        // The abandoned copy polls last, then data comes.
+        let old_read = tokio::spawn(async move { old.frame().await.map(|f| f.is_ok()) });
+        tokio::task::yield_now().await;
+        tx.send(Ok(Frame::data(Bytes::from("x")))).await.unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), new_read)
+            .await
+            .expect("the waiting copy was woken")
+            .unwrap();
+        assert_eq!(got, "x");
+        let _ = old_read.await;
     }
 
     #[tokio::test]
