@@ -15,16 +15,17 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use rand::Rng;
 
+use super::ProxyBody;
 use super::error::ProxyError;
 use super::headers::{
     self, L5D_CTX_DTAB, L5D_DST_CLIENT, L5D_DST_RESIDUAL, L5D_DST_SERVICE, L5D_REQID,
 };
-use super::{BoxError, ProxyBody};
 use crate::client::{CallBody, CallCtx, ClientError, Reply};
 use crate::dtab::Path;
 use crate::routing::{Protocol, Router, ServerParams, identify, strip_segments};
 use crate::service::retry::{self, Attempted, Expiry, Limit};
 use crate::service::{Deadline, ReplayBody, deadline};
+use crate::telemetry;
 
 /// Forwards the requests of one server.
 pub(crate) struct Forwarder {
@@ -99,6 +100,7 @@ impl Forwarder {
         let probe = Request::from_parts(parts, ());
         let identified = identify(&params.identifiers, &params.dst_prefix, &probe)?;
         let (mut parts, ()) = probe.into_parts();
+        telemetry::note_service(&parts.extensions, &identified.path);
 
         let dst = identified.path.clone();
         let svc = self.router.services().get(&dst);
@@ -173,10 +175,22 @@ impl Forwarder {
             .build()
             .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
 
+        // The first attempt's route, before the body: telemetry counts the
+        // body's bytes (once, as received) against it.
+        let first = match self.router.route(&local, &dst).await {
+            Ok((client, _set)) => client,
+            Err(error) => {
+                let detail = self.router.binder().explain(&local, &dst);
+                return Err(ProxyError::Route { error, detail });
+            }
+        };
+        telemetry::note_client(&parts.extensions, first.id());
+        let mut first = Some(first);
+
         // Kept up to retryBufferSize.requestBytes so it can be sent again.
         let empty = body.is_end_stream();
         let body = ReplayBody::new(
-            body.map_err(BoxError::from).boxed(),
+            telemetry::count_request_body(&parts.extensions, body),
             svc.params.retry_buffer_size.request_bytes,
         );
         let method = parts.method.clone();
@@ -185,14 +199,21 @@ impl Forwarder {
         let ctx = &ctx;
         let attempt = |body: ReplayBody, n: usize| {
             let uri = uri.clone();
+            let routed = first.take();
             async move {
-                // Each attempt routes again: a union may pick another branch.
-                let (client, _set) = match router.route(local, &ctx.dst).await {
-                    Ok(r) => r,
-                    Err(error) => {
-                        let detail = router.binder().explain(local, &ctx.dst);
-                        return Err(ProxyError::Route { error, detail });
-                    }
+                // A retry routes again: a union may pick another branch.
+                let client = match routed {
+                    Some(c) => c,
+                    None => match router.route(local, &ctx.dst).await {
+                        Ok((c, _set)) => {
+                            telemetry::note_client(&parts.extensions, c.id());
+                            c
+                        }
+                        Err(error) => {
+                            let detail = router.binder().explain(local, &ctx.dst);
+                            return Err(ProxyError::Route { error, detail });
+                        }
+                    },
                 };
                 let mut h = parts.headers.clone();
                 put(&mut h, L5D_DST_CLIENT, &client.id().to_string());
@@ -219,6 +240,19 @@ impl Forwarder {
             }
         };
         let response = retry::call(&svc, &method, body, limit, attempt).await?;
+        // Stats agree with the service's classifier (and downstream hops).
+        let success = response
+            .headers()
+            .get(crate::service::classify::L5D_SUCCESS_CLASS)
+            .is_none_or(|v| v.as_bytes() == b"1.0");
+        telemetry::note_class(
+            &parts.extensions,
+            if success {
+                telemetry::metrics::ResponseClass::Success
+            } else {
+                telemetry::metrics::ResponseClass::Failure
+            },
+        );
         let (mut rparts, rbody) = response.into_parts();
         headers::strip_hop_by_hop(&mut rparts.headers);
         headers::append_via(&mut rparts.headers);
