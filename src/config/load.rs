@@ -443,10 +443,10 @@ impl Builder<'_> {
                     ttl: b.ttl_secs.map_or(d.ttl, Duration::from_secs),
                 }),
                 backoff: r.backoff.map(|b| match b {
-                    raw::Backoff::Constant { ms } => Backoff::Constant {
+                    raw::RetryBackoff::Constant { ms } => Backoff::Constant {
                         ms: Duration::from_millis(ms.unwrap_or(0)),
                     },
-                    raw::Backoff::Jittered { min_ms, max_ms } => {
+                    raw::RetryBackoff::Jittered { min_ms, max_ms } => {
                         if min_ms > max_ms {
                             let key = format!("{at}.retries.backoff");
                             self.problem(

@@ -429,7 +429,7 @@ pub(crate) mod raw {
     #[serde(rename_all = "camelCase")]
     pub struct ServiceKeys {
         pub response_classifier: Option<ResponseClassifier>,
-        pub retries: Option<Retries>,
+        pub retries: Option<ServiceRetries>,
         pub total_timeout_ms: Option<u64>,
         pub retry_buffer_size: Option<RetryBufferSize>,
         pub classification_timeout_ms: Option<u64>,
@@ -452,14 +452,14 @@ pub(crate) mod raw {
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
-    pub struct Retries {
-        pub budget: Option<Budget>,
-        pub backoff: Option<Backoff>,
+    pub struct ServiceRetries {
+        pub budget: Option<RetryBudget>,
+        pub backoff: Option<RetryBackoff>,
     }
 
     #[derive(Debug, Clone, Copy, Deserialize)]
     #[serde(deny_unknown_fields, rename_all = "camelCase")]
-    pub struct Budget {
+    pub struct RetryBudget {
         pub min_retries_per_sec: Option<u32>,
         pub percent_can_retry: Option<f64>,
         pub ttl_secs: Option<u64>,
@@ -467,7 +467,7 @@ pub(crate) mod raw {
 
     #[derive(Debug, Clone, Copy, Deserialize)]
     #[serde(tag = "kind")]
-    pub enum Backoff {
+    pub enum RetryBackoff {
         #[serde(rename = "constant")]
         Constant { ms: Option<u64> },
         #[serde(rename = "jittered", rename_all = "camelCase")]

@@ -534,14 +534,14 @@ static SERVICE_ENTRY: Obj = Obj {
 
 static RETRIES: Obj = Obj {
     fields: &[
-        opt("budget", Ty::Obj(&BUDGET)),
-        opt("backoff", Ty::Kinded(&BACKOFF)),
+        opt("budget", Ty::Obj(&RETRY_BUDGET)),
+        opt("backoff", Ty::Kinded(&RETRY_BACKOFF)),
     ],
     unsupported: &[],
 };
 
 /// A retry budget (`service.retries.budget`).
-pub(crate) static BUDGET: Obj = Obj {
+pub(crate) static RETRY_BUDGET: Obj = Obj {
     fields: &[
         opt(
             "minRetriesPerSec",
@@ -563,7 +563,7 @@ pub(crate) static BUDGET: Obj = Obj {
 };
 
 /// A backoff (`service.retries.backoff`).
-pub(crate) static BACKOFF: Kinded = Kinded {
+pub(crate) static RETRY_BACKOFF: Kinded = Kinded {
     tag: "kind",
     default: None,
     kinds: &[
