@@ -149,6 +149,7 @@ fn router_params(r: &config::Router) -> RouterParams {
     p.client_cache_capacity = r.binding_cache.clients;
     p.binding_idle_ttl = r.binding_cache.idle_ttl;
     p.client = r.client.clone();
+    p.service = r.service.clone();
     p
 }
 

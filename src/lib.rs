@@ -33,6 +33,7 @@ pub mod dtab;
 pub mod naming;
 pub mod proxy;
 pub mod routing;
+pub mod service;
 
 pub mod admin;
 pub mod telemetry;

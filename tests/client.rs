@@ -385,7 +385,9 @@ async fn refused_connections_are_requeued_within_the_budget() {
         assert_eq!(body, "good");
     }
 
-    // With an empty budget (and no ejection) a refused request fails.
+    // With an empty budget (and no ejection) a refused request is not
+    // requeued by the client. (The service level may still retry it within
+    // its own retry budget, so the response can be a 200 or the 502.)
     let settings = ClientSettings {
         requeue_budget: Some(switchyard::client::Budget {
             min_retries_per_sec: 0,
@@ -396,21 +398,18 @@ async fn refused_connections_are_requeued_within_the_budget() {
         ..Default::default()
     };
     let p = start_proxy(params(settings), binder).await;
-    let mut exhausted = 0;
     for _ in 0..30 {
         let (status, _, err) = get_status(&client, p.addr, "web").await;
         if status != StatusCode::OK {
             assert_eq!(status, StatusCode::BAD_GATEWAY);
             assert!(err.contains("requeue budget exhausted"), "{err}");
-            exhausted += 1;
         }
     }
-    assert!(exhausted > 0);
     let state = p.router.client_state();
-    assert_eq!(
-        state["/#/test/web"]["requeueBudgetExhausted"], exhausted,
-        "{state:#}"
-    );
+    let exhausted = state["/#/test/web"]["requeueBudgetExhausted"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(exhausted > 0, "{state:#}");
 }
 
 #[tokio::test]

@@ -66,7 +66,7 @@ routers:
     let err = refused(&o);
     assert!(
         err.contains(
-            "linkerd.yaml:4:3: unknown key 'servres' in routers[0]; expected one of: protocol, label, dtab, dstPrefix, identifier, interpreter, bindingTimeoutMs, bindingCache, servers, client, maxCallDepth"
+            "linkerd.yaml:4:3: unknown key 'servres' in routers[0]; expected one of: protocol, label, dtab, dstPrefix, identifier, interpreter, bindingTimeoutMs, bindingCache, servers, client, service, maxCallDepth"
         ),
         "{err}"
     );
@@ -345,7 +345,7 @@ fn check_reads_stdin() {
     assert!(!out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "<stdin>:5:3: unknown key 'tls' in routers[0]; expected one of: protocol, label, dtab, dstPrefix, identifier, interpreter, bindingTimeoutMs, bindingCache, servers, client, maxCallDepth, experimental, httpAccessLog\n"
+        "<stdin>:5:3: unknown key 'tls' in routers[0]; expected one of: protocol, label, dtab, dstPrefix, identifier, interpreter, bindingTimeoutMs, bindingCache, servers, client, service, maxCallDepth, experimental, httpAccessLog\n"
     );
 }
 
@@ -499,18 +499,12 @@ fn linkerd_examples() {
             "linkerd__examples__proxy.yaml",
             Some(&["not supported yet: routers[0].client.configs[0].tls"]),
         ),
-        (
-            "linkerd__examples__retries.yaml",
-            Some(&["not supported yet: routers[0].service"]),
-        ),
+        ("linkerd__examples__retries.yaml", None),
         (
             "linkerd__examples__rewriting.yaml",
             Some(&["not supported yet: namers[1].kind: io.l5d.rewrite"]),
         ),
-        (
-            "linkerd__examples__service-options.yaml",
-            Some(&["not supported yet: routers[0].service"]),
-        ),
+        ("linkerd__examples__service-options.yaml", None),
         (
             "linkerd__examples__servicemesh.yaml",
             Some(&[

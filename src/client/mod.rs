@@ -65,12 +65,19 @@ pub enum CallBody {
     Buffered(Bytes),
     /// A streamed body: sent once, never requeued.
     Stream(ProxyBody),
+    /// A body the service level keeps up to its retry buffer: replayable
+    /// while it fits (each send streams a fresh copy).
+    Replay(crate::service::ReplayBody),
 }
 
 impl CallBody {
     /// Whether the body can be sent again.
     pub fn is_replayable(&self) -> bool {
-        !matches!(self, CallBody::Stream(_))
+        match self {
+            CallBody::Stream(_) => false,
+            CallBody::Replay(b) => b.can_replay(),
+            _ => true,
+        }
     }
 
     /// A copy for another attempt, when replayable (cheap: `Bytes` is shared).
@@ -78,7 +85,8 @@ impl CallBody {
         match self {
             CallBody::Empty => Some(CallBody::Empty),
             CallBody::Buffered(b) => Some(CallBody::Buffered(b.clone())),
-            CallBody::Stream(_) => None,
+            CallBody::Replay(b) if b.can_replay() => Some(CallBody::Replay(b.replay())),
+            CallBody::Replay(_) | CallBody::Stream(_) => None,
         }
     }
 
@@ -88,6 +96,7 @@ impl CallBody {
         match self {
             CallBody::Empty => Empty::new().map_err(|never| match never {}).boxed(),
             CallBody::Buffered(b) => Full::new(b.clone()).map_err(|never| match never {}).boxed(),
+            CallBody::Replay(b) => b.replay().boxed(),
             CallBody::Stream(_) => match std::mem::replace(self, CallBody::Empty) {
                 CallBody::Stream(s) => s,
                 _ => Empty::new().map_err(|never| match never {}).boxed(),
@@ -102,6 +111,7 @@ impl fmt::Debug for CallBody {
             CallBody::Empty => f.write_str("Empty"),
             CallBody::Buffered(b) => write!(f, "Buffered({} bytes)", b.len()),
             CallBody::Stream(_) => f.write_str("Stream"),
+            CallBody::Replay(_) => f.write_str("Replay"),
         }
     }
 }
@@ -490,6 +500,7 @@ impl Client {
                     let mut cause = e.cause;
                     tracing::debug!(dst = %ctx.dst, client = %self.id, %addr, %cause, "connect failed");
                     if !replayable
+                        || !body.is_replayable()
                         || tried.len() >= MAX_CONNECT_ATTEMPTS
                         || tried.len() >= set.endpoints().len()
                     {

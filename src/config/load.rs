@@ -331,8 +331,33 @@ impl Builder<'_> {
                     .collect(),
             },
         };
+        let service = match r.service {
+            None => model::ServiceConfig::default(),
+            Some(raw::Service::Global(keys)) => {
+                model::ServiceConfig::global(self.service_keys(&format!("{at}.service"), keys))
+            }
+            Some(raw::Service::Static { configs }) => {
+                let mut rules = Vec::new();
+                for (j, e) in configs.into_iter().enumerate() {
+                    let key = format!("{at}.service.configs[{j}]");
+                    let prefix = match e.prefix.parse() {
+                        Ok(p) => p,
+                        Err(err) => {
+                            self.problem(&format!("{key}.prefix"), format!("{key}.prefix: {err}"));
+                            continue;
+                        }
+                    };
+                    rules.push(crate::service::ServiceRule {
+                        prefix,
+                        overrides: self.service_keys(&key, e.keys),
+                    });
+                }
+                model::ServiceConfig::Static { configs: rules }
+            }
+        };
         model::Router {
             protocol,
+            service,
             label: r.label.unwrap_or_else(|| protocol.as_str().to_string()),
             dtab,
             dst_prefix,
@@ -443,6 +468,62 @@ impl Builder<'_> {
                 &key,
                 format!("{key}: lowLoad ({low_load}) is greater than highLoad ({high_load})"),
             );
+        }
+    }
+
+    /// One service entry's keys, checked and with their defaults.
+    fn service_keys(&mut self, at: &str, k: raw::ServiceKeys) -> crate::service::ServiceOverrides {
+        use crate::service::{
+            Backoff, BudgetConfig, Classifier, Retries, RetryBufferSize, ServiceOverrides,
+        };
+        let response_classifier = k.response_classifier.and_then(|c| {
+            match Classifier::from_kind(&c.kind, c.retryable_status_codes, c.success_status_codes) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    let key = format!("{at}.responseClassifier");
+                    self.problem(&key, format!("{key}: {e}"));
+                    None
+                }
+            }
+        });
+        let retries = k.retries.map(|r| {
+            let d = BudgetConfig::default();
+            Retries {
+                budget: r.budget.map(|b| BudgetConfig {
+                    min_retries_per_sec: b.min_retries_per_sec.unwrap_or(d.min_retries_per_sec),
+                    percent_can_retry: b.percent_can_retry.unwrap_or(d.percent_can_retry),
+                    ttl: b.ttl_secs.map_or(d.ttl, Duration::from_secs),
+                }),
+                backoff: r.backoff.map(|b| match b {
+                    raw::RetryBackoff::Constant { ms } => Backoff::Constant {
+                        ms: Duration::from_millis(ms.unwrap_or(0)),
+                    },
+                    raw::RetryBackoff::Jittered { min_ms, max_ms } => {
+                        if min_ms > max_ms {
+                            let key = format!("{at}.retries.backoff");
+                            self.problem(
+                                &key,
+                                format!("{key}: minMs ({min_ms}) must not exceed maxMs ({max_ms})"),
+                            );
+                        }
+                        Backoff::Jittered {
+                            min_ms: Duration::from_millis(min_ms),
+                            max_ms: Duration::from_millis(max_ms),
+                        }
+                    }
+                }),
+            }
+        });
+        let d = RetryBufferSize::default();
+        ServiceOverrides {
+            response_classifier,
+            retries,
+            total_timeout: k.total_timeout_ms.map(Duration::from_millis),
+            retry_buffer_size: k.retry_buffer_size.map(|r| RetryBufferSize {
+                request_bytes: r.request_bytes.unwrap_or(d.request_bytes),
+                response_bytes: r.response_bytes.unwrap_or(d.response_bytes),
+            }),
+            classification_timeout: k.classification_timeout_ms.map(Duration::from_millis),
         }
     }
 

@@ -18,6 +18,7 @@ use std::path::Path as FsPath;
 mod load;
 mod model;
 mod node;
+pub mod prefix;
 mod schema;
 mod validate;
 
@@ -26,7 +27,7 @@ pub use model::{
     Admin, Backoff, BindingCache, Budget, Client, ClientConfig, ClientPrefix, ClientSettings,
     Config, DEFAULT_ADMIN_PORT, DEFAULT_BINDING_TIMEOUT, DEFAULT_DST_PREFIX,
     DEFAULT_SHUTDOWN_GRACE, FailureAccrual, FsNamer, Identifier, Interpreter, LoadBalancer, Namer,
-    PoolParams, Protocol, Router, Server, StaticClient,
+    PoolParams, Protocol, Router, Server, ServiceConfig, StaticClient,
 };
 pub use node::Pos;
 

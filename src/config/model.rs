@@ -18,6 +18,7 @@ pub use crate::client::{
 };
 /// The runtime types double as the config's: what the file says is what runs.
 pub use crate::routing::{Identifier, Protocol};
+pub use crate::service::ServiceConfig;
 
 /// A whole config file.
 #[derive(Debug, Clone, Serialize)]
@@ -131,6 +132,8 @@ pub struct Router {
     pub servers: Vec<Server>,
     /// `client`.
     pub client: Client,
+    /// `service`: retries, classifier, timeouts per logical name.
+    pub service: ServiceConfig,
     /// `maxCallDepth`: Via hops before a request is refused (http 1000, h2 10).
     pub max_call_depth: u32,
     /// `httpAccessLog` (`h2AccessLog` for h2): the access log file, if any.
@@ -329,6 +332,7 @@ pub(crate) mod raw {
         pub binding_cache: Option<BindingCache>,
         pub servers: Vec<Server>,
         pub client: Option<Client>,
+        pub service: Option<Service>,
         pub max_call_depth: Option<u32>,
         #[allow(dead_code)]
         pub experimental: Option<bool>,
@@ -409,5 +413,70 @@ pub(crate) mod raw {
         pub prefix: String,
         #[serde(flatten)]
         pub settings: crate::client::ClientSettings,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(tag = "kind")]
+    pub enum Service {
+        #[serde(rename = "io.l5d.global")]
+        Global(ServiceKeys),
+        #[serde(rename = "io.l5d.static")]
+        Static { configs: Vec<ServiceEntry> },
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ServiceKeys {
+        pub response_classifier: Option<ResponseClassifier>,
+        pub retries: Option<ServiceRetries>,
+        pub total_timeout_ms: Option<u64>,
+        pub retry_buffer_size: Option<RetryBufferSize>,
+        pub classification_timeout_ms: Option<u64>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct ServiceEntry {
+        pub prefix: String,
+        #[serde(flatten)]
+        pub keys: ServiceKeys,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ResponseClassifier {
+        pub kind: String,
+        pub retryable_status_codes: Option<Vec<u32>>,
+        pub success_status_codes: Option<Vec<u32>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ServiceRetries {
+        pub budget: Option<RetryBudget>,
+        pub backoff: Option<RetryBackoff>,
+    }
+
+    #[derive(Debug, Clone, Copy, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct RetryBudget {
+        pub min_retries_per_sec: Option<u32>,
+        pub percent_can_retry: Option<f64>,
+        pub ttl_secs: Option<u64>,
+    }
+
+    #[derive(Debug, Clone, Copy, Deserialize)]
+    #[serde(tag = "kind")]
+    pub enum RetryBackoff {
+        #[serde(rename = "constant")]
+        Constant { ms: Option<u64> },
+        #[serde(rename = "jittered", rename_all = "camelCase")]
+        Jittered { min_ms: u64, max_ms: u64 },
+    }
+
+    #[derive(Debug, Clone, Copy, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct RetryBufferSize {
+        pub request_bytes: Option<usize>,
+        pub response_bytes: Option<usize>,
     }
 }

@@ -224,12 +224,12 @@ static ROUTER_KINDS: Kinded = Kinded {
                     opt("bindingCache", Ty::Obj(&BINDING_CACHE)),
                     req("servers", Ty::List(&Ty::Obj(&HTTP_SERVER))),
                     opt("client", Ty::Kinded(&HTTP_CLIENT)),
+                    opt("service", Ty::Kinded(&SERVICE)),
                     opt("maxCallDepth", POSITIVE),
                     opt("experimental", Ty::Bool),
                     opt("httpAccessLog", Ty::Str),
                 ],
                 unsupported: &[
-                    "service",
                     "announcers",
                     "originator",
                     "timeoutMs",
@@ -263,12 +263,12 @@ static ROUTER_KINDS: Kinded = Kinded {
                     opt("bindingCache", Ty::Obj(&BINDING_CACHE)),
                     req("servers", Ty::List(&Ty::Obj(&H2_SERVER))),
                     opt("client", Ty::Kinded(&H2_CLIENT)),
+                    opt("service", Ty::Kinded(&SERVICE)),
                     opt("maxCallDepth", POSITIVE),
                     opt("experimental", Ty::Bool),
                     opt("h2AccessLog", Ty::Str),
                 ],
                 unsupported: &[
-                    "service",
                     "announcers",
                     "originator",
                     "timeoutMs",
@@ -681,6 +681,169 @@ static HOST_CONNECTION_POOL: Obj = Obj {
             Ty::Int {
                 min: 0,
                 max: i32::MAX as i128,
+            },
+        ),
+    ],
+    unsupported: &[],
+};
+
+// ----------------------------------------------------------------- services
+
+/// `service:` (per logical name): `io.l5d.global` or `io.l5d.static`.
+static SERVICE: Kinded = Kinded {
+    tag: "kind",
+    default: Some("io.l5d.global"),
+    kinds: &[
+        (
+            "io.l5d.global",
+            Obj {
+                fields: SERVICE_KEYS,
+                unsupported: &[],
+            },
+        ),
+        (
+            "io.l5d.static",
+            Obj {
+                fields: &[req("configs", Ty::List(&Ty::Obj(&SERVICE_ENTRY)))],
+                unsupported: &[],
+            },
+        ),
+    ],
+    unsupported: &[],
+};
+
+/// The keys a service config sets (global, or each static entry).
+const SERVICE_KEYS: &[Field] = &[
+    opt("responseClassifier", Ty::Kinded(&RESPONSE_CLASSIFIER)),
+    opt("retries", Ty::Obj(&RETRIES)),
+    opt("totalTimeoutMs", MILLIS),
+    opt("retryBufferSize", Ty::Obj(&RETRY_BUFFER_SIZE)),
+    opt("classificationTimeoutMs", MILLIS),
+];
+
+static SERVICE_ENTRY: Obj = Obj {
+    fields: &[
+        req("prefix", Ty::Str),
+        opt("responseClassifier", Ty::Kinded(&RESPONSE_CLASSIFIER)),
+        opt("retries", Ty::Obj(&RETRIES)),
+        opt("totalTimeoutMs", MILLIS),
+        opt("retryBufferSize", Ty::Obj(&RETRY_BUFFER_SIZE)),
+        opt("classificationTimeoutMs", MILLIS),
+    ],
+    unsupported: &[],
+};
+
+static RETRIES: Obj = Obj {
+    fields: &[
+        opt("budget", Ty::Obj(&RETRY_BUDGET)),
+        opt("backoff", Ty::Kinded(&RETRY_BACKOFF)),
+    ],
+    unsupported: &[],
+};
+
+/// A retry budget (`service.retries.budget`).
+pub(crate) static RETRY_BUDGET: Obj = Obj {
+    fields: &[
+        opt(
+            "minRetriesPerSec",
+            Ty::Int {
+                min: 0,
+                max: i32::MAX as i128,
+            },
+        ),
+        opt(
+            "percentCanRetry",
+            Ty::Num {
+                min: 0.0,
+                max: 1000.0,
+            },
+        ),
+        opt("ttlSecs", POSITIVE),
+    ],
+    unsupported: &[],
+};
+
+/// A backoff (`service.retries.backoff`).
+pub(crate) static RETRY_BACKOFF: Kinded = Kinded {
+    tag: "kind",
+    default: None,
+    kinds: &[
+        (
+            "constant",
+            Obj {
+                fields: &[opt("ms", MILLIS)],
+                unsupported: &[],
+            },
+        ),
+        (
+            "jittered",
+            Obj {
+                fields: &[req("minMs", MILLIS), req("maxMs", MILLIS)],
+                unsupported: &[],
+            },
+        ),
+    ],
+    unsupported: &[],
+};
+
+static RETRY_BUFFER_SIZE: Obj = Obj {
+    fields: &[
+        opt(
+            "requestBytes",
+            Ty::Int {
+                min: 0,
+                max: i32::MAX as i128,
+            },
+        ),
+        opt(
+            "responseBytes",
+            Ty::Int {
+                min: 0,
+                max: i32::MAX as i128,
+            },
+        ),
+    ],
+    unsupported: &[],
+};
+
+const NO_KEYS: Obj = Obj {
+    fields: &[],
+    unsupported: &[],
+};
+
+const GRPC_CLASSIFIER: Obj = Obj {
+    fields: &[opt("successStatusCodes", Ty::List(&GRPC_CODE))],
+    unsupported: &[],
+};
+
+const GRPC_CODE: Ty = Ty::Int { min: 0, max: 16 };
+
+static RESPONSE_CLASSIFIER: Kinded = Kinded {
+    tag: "kind",
+    default: None,
+    kinds: &[
+        ("io.l5d.http.nonRetryable5XX", NO_KEYS),
+        ("io.l5d.http.retryableRead5XX", NO_KEYS),
+        ("io.l5d.http.retryableIdempotent5XX", NO_KEYS),
+        ("io.l5d.http.retryableAll5XX", NO_KEYS),
+        ("io.l5d.http.allSuccessful", NO_KEYS),
+        ("io.l5d.h2.nonRetryable5XX", NO_KEYS),
+        ("io.l5d.h2.retryableRead5XX", NO_KEYS),
+        ("io.l5d.h2.retryableIdempotent5XX", NO_KEYS),
+        ("io.l5d.h2.retryableAll5XX", NO_KEYS),
+        ("io.l5d.h2.allSuccessful", NO_KEYS),
+        ("io.l5d.h2.grpc.default", GRPC_CLASSIFIER),
+        ("io.l5d.h2.grpc.compliant", GRPC_CLASSIFIER),
+        ("io.l5d.h2.grpc.alwaysRetryable", GRPC_CLASSIFIER),
+        ("io.l5d.h2.grpc.neverRetryable", GRPC_CLASSIFIER),
+        (
+            "io.l5d.h2.grpc.retryableStatusCodes",
+            Obj {
+                fields: &[
+                    req("retryableStatusCodes", Ty::List(&GRPC_CODE)),
+                    opt("successStatusCodes", Ty::List(&GRPC_CODE)),
+                ],
+                unsupported: &[],
             },
         ),
     ],

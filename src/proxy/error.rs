@@ -92,6 +92,41 @@ pub enum ProxyError {
         /// What is full.
         cause: String,
     },
+    /// The service's `totalTimeoutMs` passed before a response (retries included).
+    #[error(
+        "{dst} did not respond within totalTimeoutMs={}ms ({attempts} attempt(s))",
+        timeout.as_millis()
+    )]
+    TotalTimeout {
+        /// The logical name.
+        dst: Path,
+        /// `totalTimeoutMs`.
+        timeout: Duration,
+        /// Attempts made.
+        attempts: usize,
+    },
+    /// The deadline the caller propagated (`l5d-ctx-deadline`,
+    /// `grpc-timeout`) passed; when `attempts` is 0 the request was never sent.
+    #[error(
+        "The deadline for {dst} passed ({attempts} attempt(s)); it was set upstream (l5d-ctx-deadline or grpc-timeout)"
+    )]
+    DeadlineExceeded {
+        /// The logical name.
+        dst: Path,
+        /// Attempts made.
+        attempts: usize,
+    },
+    /// A retryable failure the service level did not retry (again), and why:
+    /// so a user can tell a spent budget from a body too big to replay.
+    #[error("{last} [{attempts} attempt(s); not retried: {reason}]")]
+    NotRetried {
+        /// Attempts made.
+        attempts: usize,
+        /// Why no further attempt was made.
+        reason: String,
+        /// The last attempt's failure.
+        last: Box<ProxyError>,
+    },
     /// The endpoint failed mid-exchange (reset, closed, protocol error).
     #[error("{addr} ({client}) failed while serving {dst}: {cause}")]
     Upstream {
@@ -125,13 +160,15 @@ impl ProxyError {
     /// The status Linkerd 1 answers with.
     pub fn status(&self) -> StatusCode {
         match self {
+            ProxyError::NotRetried { last, .. } => last.status(),
             ProxyError::Unidentified(_)
             | ProxyError::DtabHeader(_)
             | ProxyError::CallDepth { .. }
             | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ProxyError::Overloaded { .. } | ProxyError::PoolExhausted { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::Overloaded { .. }
+            | ProxyError::PoolExhausted { .. }
+            | ProxyError::TotalTimeout { .. }
+            | ProxyError::DeadlineExceeded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Route { error, .. } if error.is_timeout() => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -144,12 +181,15 @@ impl ProxyError {
 
     /// Whether the request surely never reached an application.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            ProxyError::Connect { .. }
-                | ProxyError::Overloaded { .. }
-                | ProxyError::PoolExhausted { .. }
-        )
+        match self {
+            ProxyError::NotRetried { last, .. } => last.is_retryable(),
+            _ => matches!(
+                self,
+                ProxyError::Connect { .. }
+                    | ProxyError::Overloaded { .. }
+                    | ProxyError::PoolExhausted { .. }
+            ),
+        }
     }
 
     /// The full text for the body: the message, then any detail.

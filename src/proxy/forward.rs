@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::header::{HOST, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
-use http::{Request, Response, Version};
+use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -23,6 +23,8 @@ use super::headers::{
 use crate::client::{CallBody, CallCtx, ClientError, Reply};
 use crate::dtab::Path;
 use crate::routing::{Protocol, Router, ServerParams, identify, strip_segments};
+use crate::service::retry::{self, Attempted, Expiry, Limit};
+use crate::service::{Deadline, ReplayBody, deadline};
 use crate::telemetry;
 
 /// Forwards the requests of one server.
@@ -100,15 +102,36 @@ impl Forwarder {
         let (mut parts, ()) = probe.into_parts();
         telemetry::note_service(&parts.extensions, &identified.path);
 
-        let (client, _set) = match self.router.route(&local, &identified.path).await {
-            Ok(r) => r,
-            Err(error) => {
-                let detail = self.router.binder().explain(&local, &identified.path);
-                return Err(ProxyError::Route { error, detail });
+        let dst = identified.path.clone();
+        let svc = self.router.services().get(&dst);
+
+        // The deadline: the caller's (l5d-ctx-deadline, grpc-timeout on h2)
+        // and this service's totalTimeoutMs, the strictest. Past it, the
+        // request is not sent.
+        let grpc = params.protocol == Protocol::H2;
+        let now = deadline::now_ns();
+        let propagated = deadline::read_request(&parts.headers, grpc, now);
+        let total = svc.params.total_timeout.map(|t| Deadline::after(now, t));
+        let effective = Deadline::strictest(propagated.into_iter().chain(total));
+        let limit = match (effective, svc.params.total_timeout) {
+            (None, _) => None,
+            (Some(d), timeout) => {
+                let why = match (total, timeout) {
+                    (Some(t), Some(timeout)) if t.deadline <= d.deadline => {
+                        Expiry::TotalTimeout(timeout)
+                    }
+                    _ => Expiry::Propagated,
+                };
+                let Some(left) = d.remaining(now) else {
+                    svc.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                    return Err(retry::expired(&svc, why, 0));
+                };
+                Some(Limit {
+                    at: tokio::time::Instant::now() + left,
+                    why,
+                })
             }
         };
-
-        telemetry::note_client(&parts.extensions, client.id());
 
         // The request as the upstream sees it.
         let original_authority = parts.uri.authority().cloned();
@@ -124,8 +147,6 @@ impl Forwarder {
         headers::append_via(&mut parts.headers);
         let h = &mut parts.headers;
         put(h, L5D_DST_SERVICE, &identified.path.to_string());
-        put(h, L5D_DST_CLIENT, &client.id().to_string());
-        put(h, L5D_DST_RESIDUAL, &client.residual().to_string());
         if !h.contains_key(L5D_REQID) {
             let id: u64 = rand::rng().random();
             put(h, L5D_REQID, &format!("{id:016x}"));
@@ -133,30 +154,18 @@ impl Forwarder {
         if !local.is_empty() {
             put(h, L5D_CTX_DTAB, &local.to_string());
         }
-        let version = match params.protocol {
-            Protocol::Http => {
-                // Keep the host as sent; an h2 caller sent it as :authority.
-                if !h.contains_key(HOST)
-                    && let Some(a) = &original_authority
-                    && let Ok(v) = HeaderValue::from_str(a.as_str())
-                {
-                    h.insert(HOST, v);
-                }
-                Version::HTTP_11
-            }
-            Protocol::H2 => Version::HTTP_2,
-        };
-
-        // A request with no body can be sent again when a connection is refused.
-        let body = if body.is_end_stream() {
-            CallBody::Empty
-        } else {
-            CallBody::Stream(telemetry::count_request_body(&parts.extensions, body))
-        };
+        if params.protocol == Protocol::Http
+            && !h.contains_key(HOST)
+            && let Some(a) = &original_authority
+            && let Ok(v) = HeaderValue::from_str(a.as_str())
+        {
+            // Keep the host as sent; an h2 caller sent it as :authority.
+            h.insert(HOST, v);
+        }
         // HTTP/1.1 is addressed to the endpoint (Host carries the name);
         // HTTP/2 keeps the caller's :authority.
         let mut uri = Uri::builder();
-        if version == Version::HTTP_2
+        if params.protocol == Protocol::H2
             && let Some(a) = original_authority
         {
             uri = uri.scheme("http").authority(a);
@@ -165,30 +174,97 @@ impl Forwarder {
             .path_and_query(pq)
             .build()
             .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
-        let mut out = Request::new(body);
-        *out.method_mut() = parts.method;
-        *out.uri_mut() = uri;
-        *out.headers_mut() = parts.headers;
-        let dst = &identified.path;
-        let ctx = CallCtx::new(dst.clone());
-        match client.call(out, &ctx).await {
-            Ok(Reply { response, report }) => {
-                drop(report);
-                let (mut rparts, rbody) = response.into_parts();
-                headers::strip_hop_by_hop(&mut rparts.headers);
-                headers::append_via(&mut rparts.headers);
-                let rbody = match admitted {
-                    Some(slot) => Guarded {
-                        inner: rbody,
-                        _guard: slot,
-                    }
-                    .boxed(),
-                    None => rbody,
-                };
-                Ok(Response::from_parts(rparts, rbody))
+
+        // The first attempt's route, before the body: telemetry counts the
+        // body's bytes (once, as received) against it.
+        let first = match self.router.route(&local, &dst).await {
+            Ok((client, _set)) => client,
+            Err(error) => {
+                let detail = self.router.binder().explain(&local, &dst);
+                return Err(ProxyError::Route { error, detail });
             }
-            Err(e) => Err(client_error(e, dst, client.id())),
-        }
+        };
+        telemetry::note_client(&parts.extensions, first.id());
+        let mut first = Some(first);
+
+        // Kept up to retryBufferSize.requestBytes so it can be sent again.
+        let empty = body.is_end_stream();
+        let body = ReplayBody::new(
+            telemetry::count_request_body(&parts.extensions, body),
+            svc.params.retry_buffer_size.request_bytes,
+        );
+        let method = parts.method.clone();
+        let (parts, local, router) = (&parts, &local, &self.router);
+        let ctx = CallCtx::new(dst.clone());
+        let ctx = &ctx;
+        let attempt = |body: ReplayBody, n: usize| {
+            let uri = uri.clone();
+            let routed = first.take();
+            async move {
+                // A retry routes again: a union may pick another branch.
+                let client = match routed {
+                    Some(c) => c,
+                    None => match router.route(local, &ctx.dst).await {
+                        Ok((c, _set)) => {
+                            telemetry::note_client(&parts.extensions, c.id());
+                            c
+                        }
+                        Err(error) => {
+                            let detail = router.binder().explain(local, &ctx.dst);
+                            return Err(ProxyError::Route { error, detail });
+                        }
+                    },
+                };
+                let mut h = parts.headers.clone();
+                put(&mut h, L5D_DST_CLIENT, &client.id().to_string());
+                put(&mut h, L5D_DST_RESIDUAL, &client.residual().to_string());
+                if let Some(d) = effective {
+                    deadline::write_request(&mut h, &d, grpc, deadline::now_ns());
+                }
+                let mut out = Request::new(if empty {
+                    CallBody::Empty
+                } else {
+                    CallBody::Replay(body)
+                });
+                *out.method_mut() = parts.method.clone();
+                *out.uri_mut() = uri;
+                *out.headers_mut() = h;
+                tracing::trace!(dst = %ctx.dst, attempt = n, client = %client.id(), "attempt");
+                match client.call(out, ctx).await {
+                    Ok(Reply { response, report }) => Ok(Attempted {
+                        response,
+                        report: Some(report),
+                    }),
+                    Err(e) => Err(client_error(e, &ctx.dst, client.id())),
+                }
+            }
+        };
+        let response = retry::call(&svc, &method, body, limit, attempt).await?;
+        // Stats agree with the service's classifier (and downstream hops).
+        let success = response
+            .headers()
+            .get(crate::service::classify::L5D_SUCCESS_CLASS)
+            .is_none_or(|v| v.as_bytes() == b"1.0");
+        telemetry::note_class(
+            &parts.extensions,
+            if success {
+                telemetry::metrics::ResponseClass::Success
+            } else {
+                telemetry::metrics::ResponseClass::Failure
+            },
+        );
+        let (mut rparts, rbody) = response.into_parts();
+        headers::strip_hop_by_hop(&mut rparts.headers);
+        headers::append_via(&mut rparts.headers);
+        let rbody = match admitted {
+            Some(slot) => Guarded {
+                inner: rbody,
+                _guard: slot,
+            }
+            .boxed(),
+            None => rbody,
+        };
+        Ok(Response::from_parts(rparts, rbody))
     }
 }
 

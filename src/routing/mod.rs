@@ -98,6 +98,8 @@ pub struct RouterParams {
     pub client_cache_capacity: usize,
     /// `bindingCache.idleTtlSecs` (default 600 s).
     pub binding_idle_ttl: Duration,
+    /// `service`: retries, classifier and timeouts per logical name.
+    pub service: crate::service::ServiceConfig,
 }
 
 impl RouterParams {
@@ -115,6 +117,7 @@ impl RouterParams {
             binding_cache_capacity: 1000,
             client_cache_capacity: 1000,
             binding_idle_ttl: Duration::from_secs(600),
+            service: crate::service::ServiceConfig::default(),
         }
     }
 }

@@ -131,6 +131,7 @@ struct Inner {
     binder: Arc<dyn Binder>,
     bindings: Mutex<HashMap<(String, Path), Arc<Binding>>>,
     clients: Arc<ClientCache>,
+    services: crate::service::Services,
     epoch: Instant,
 }
 
@@ -257,6 +258,8 @@ impl Binding {
 impl Router {
     /// A router binding names with `binder`.
     pub fn new(params: RouterParams, binder: Arc<dyn Binder>) -> Router {
+        let services =
+            crate::service::Services::new(params.service.clone(), params.binding_cache_capacity);
         let clients = Arc::new(ClientCache {
             map: Mutex::new(HashMap::new()),
             capacity: params.client_cache_capacity.max(1),
@@ -267,6 +270,7 @@ impl Router {
         });
         Router {
             inner: Arc::new(Inner {
+                services,
                 params,
                 binder,
                 bindings: Mutex::new(HashMap::new()),
@@ -284,6 +288,11 @@ impl Router {
     /// The router's label.
     pub fn label(&self) -> &str {
         &self.inner.params.label
+    }
+
+    /// The router's services (policy per logical name), resolved once per name.
+    pub fn services(&self) -> &crate::service::Services {
+        &self.inner.services
     }
 
     /// The binder.

@@ -142,6 +142,9 @@ impl Binder for TestBinder {
     }
 }
 
+pub mod backend;
+pub mod process;
+
 // === backends ===
 
 /// What a backend saw.

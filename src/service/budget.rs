@@ -1,0 +1,227 @@
+//! Finagle's retry budget: a token bucket that every request fills a little
+//! and every retry drains, so retries stay a bounded fraction of traffic
+//! (plus a small reserve that lets a trickle of traffic retry at all).
+//!
+//! Semantics as Finagle's `RetryBudget(ttl, minRetriesPerSec, percentCanRetry)`:
+//! a request deposits one unit, a retry withdraws `1 / percentCanRetry` units,
+//! deposits and withdrawals expire after `ttl`, and a constant reserve of
+//! `minRetriesPerSec × ttl` retries is always available on top. So over any
+//! window of `ttl`, retries ≤ `percentCanRetry × requests + minRetriesPerSec × ttlSecs`.
+//!
+//! Time is tokio's clock, so tests can pause and advance it.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// `retries.budget` (also `client.requeueBudget`).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetConfig {
+    /// `minRetriesPerSec` (default 10): the reserve, in retries per second.
+    pub min_retries_per_sec: u32,
+    /// `percentCanRetry` (default 0.2): retries allowed per request (0..1000).
+    pub percent_can_retry: f64,
+    /// `ttlSecs` (default 10): how long deposits count.
+    #[serde(rename = "ttlSecs", serialize_with = "ser_secs")]
+    pub ttl: Duration,
+}
+
+fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
+impl Default for BudgetConfig {
+    fn default() -> BudgetConfig {
+        BudgetConfig {
+            min_retries_per_sec: 10,
+            percent_can_retry: 0.2,
+            ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Units are scaled so that fractional percentages stay exact enough.
+const SCALE: i64 = 1000;
+/// The window is kept in this many slices, each expiring as a whole.
+const SLICES: u32 = 10;
+
+/// A shared retry budget (one per logical name for service retries).
+#[derive(Debug)]
+pub struct RetryBudget {
+    deposit: i64,
+    withdrawal: i64,
+    reserve: i64,
+    slice: Duration,
+    slices: u64,
+    epoch: Instant,
+    /// (slice number, sum of deposits and withdrawals in it), oldest first.
+    window: Mutex<VecDeque<(u64, i64)>>,
+}
+
+impl RetryBudget {
+    /// A budget with `config`; its window starts now.
+    pub fn new(config: &BudgetConfig) -> RetryBudget {
+        let pct = if config.percent_can_retry.is_finite() {
+            config.percent_can_retry.clamp(0.0, 1000.0)
+        } else {
+            0.0
+        };
+        // A zero percentage: deposits are worthless, only the reserve pays.
+        let zero = pct == 0.0;
+        let withdrawal = if zero {
+            SCALE
+        } else {
+            ((SCALE as f64) / pct).round().max(1.0) as i64
+        };
+        let ttl = config.ttl.max(Duration::from_secs(1));
+        let reserve = i64::from(config.min_retries_per_sec)
+            .saturating_mul(ttl.as_secs() as i64)
+            .saturating_mul(withdrawal);
+        RetryBudget {
+            deposit: if zero { 0 } else { SCALE },
+            withdrawal,
+            reserve,
+            slice: ttl / SLICES,
+            slices: u64::from(SLICES),
+            epoch: Instant::now(),
+            window: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn now_slice(&self) -> u64 {
+        let nanos = self.slice.as_nanos().max(1);
+        (self.epoch.elapsed().as_nanos() / nanos) as u64
+    }
+
+    fn add(&self, amount: i64) {
+        let now = self.now_slice();
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        expire(&mut w, now, self.slices);
+        match w.back_mut() {
+            Some((s, sum)) if *s == now => *sum = sum.saturating_add(amount),
+            _ => w.push_back((now, amount)),
+        }
+    }
+
+    /// Record a request (call once per request, not per attempt).
+    pub fn deposit(&self) {
+        if self.deposit != 0 {
+            self.add(self.deposit);
+        }
+    }
+
+    /// Take one retry from the budget; `false` when it is exhausted.
+    pub fn try_withdraw(&self) -> bool {
+        let now = self.now_slice();
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        expire(&mut w, now, self.slices);
+        let sum: i64 = w.iter().map(|(_, v)| *v).sum();
+        if self.reserve.saturating_add(sum) < self.withdrawal {
+            return false;
+        }
+        match w.back_mut() {
+            Some((s, v)) if *s == now => *v = v.saturating_sub(self.withdrawal),
+            _ => w.push_back((now, -self.withdrawal)),
+        }
+        true
+    }
+
+    /// Retries that could be taken right now (for admin views and tests).
+    pub fn balance(&self) -> i64 {
+        let now = self.now_slice();
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        expire(&mut w, now, self.slices);
+        let sum: i64 = w.iter().map(|(_, v)| *v).sum();
+        (self.reserve.saturating_add(sum) / self.withdrawal).max(0)
+    }
+}
+
+fn expire(w: &mut VecDeque<(u64, i64)>, now: u64, slices: u64) {
+    while let Some((s, _)) = w.front() {
+        if now.saturating_sub(*s) >= slices {
+            w.pop_front();
+        } else {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(min: u32, pct: f64, ttl: u64) -> BudgetConfig {
+        BudgetConfig {
+            min_retries_per_sec: min,
+            percent_can_retry: pct,
+            ttl: Duration::from_secs(ttl),
+        }
+    }
+
+    fn drain(b: &RetryBudget) -> usize {
+        (0..100_000).take_while(|_| b.try_withdraw()).count()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reserve_alone_allows_min_retries_per_sec_times_ttl() {
+        let b = RetryBudget::new(&cfg(10, 0.2, 10));
+        assert_eq!(b.balance(), 100);
+        assert_eq!(drain(&b), 100);
+        assert!(!b.try_withdraw());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_request_pays_for_a_fraction_of_a_retry() {
+        let b = RetryBudget::new(&cfg(0, 0.2, 10));
+        assert!(!b.try_withdraw());
+        for _ in 0..100 {
+            b.deposit();
+        }
+        assert_eq!(drain(&b), 20);
+        // Deposits and withdrawals both expire after the ttl.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(b.balance(), 0);
+        for _ in 0..10 {
+            b.deposit();
+        }
+        assert_eq!(drain(&b), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reserve_refills_after_the_window() {
+        let b = RetryBudget::new(&cfg(1, 0.2, 2));
+        assert_eq!(drain(&b), 2);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(drain(&b), 0);
+        tokio::time::advance(Duration::from_millis(1100)).await;
+        assert_eq!(drain(&b), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_percent_means_only_the_reserve() {
+        let b = RetryBudget::new(&cfg(1, 0.0, 1));
+        for _ in 0..1000 {
+            b.deposit();
+        }
+        assert_eq!(drain(&b), 1);
+        let none = RetryBudget::new(&cfg(0, 0.0, 1));
+        assert!(!none.try_withdraw());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bound_holds_over_many_requests() {
+        let b = RetryBudget::new(&cfg(10, 0.2, 10));
+        let mut retries = 0;
+        for _ in 0..1000 {
+            b.deposit();
+            if b.try_withdraw() {
+                retries += 1;
+            }
+        }
+        assert!(retries <= 200 + 100, "{retries}");
+        assert!(retries >= 200, "{retries}");
+    }
+}

@@ -1,0 +1,147 @@
+//! Resilience with the real binary and real configs: deadlines across two
+//! chained switchyards, load shedding, config-driven retries.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::backend::{FailingBackend, Mode};
+use support::process::Switchyard;
+use support::*;
+
+fn config(dtab: &str, server_extra: &str, router_extra: &str) -> String {
+    format!(
+        "admin:\n  ip: 127.0.0.1\n  port: 0\n\
+         routers:\n- protocol: http\n  dtab: |\n    {dtab}\n{router_extra}  servers:\n  - ip: 127.0.0.1\n    port: 0\n{server_extra}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadline_set_at_the_first_hop_is_enforced_at_the_second() {
+    let slow = FailingBackend::start(Mode::Sleep(Duration::from_secs(3))).await;
+    let hop2 = Switchyard::start(
+        &config(
+            &format!("/svc => /$/inet/127.0.0.1/{};", slow.addr.port()),
+            "",
+            "",
+        ),
+        "info",
+    );
+    let hop1 = Switchyard::start(
+        &config(
+            &format!("/svc => /$/inet/127.0.0.1/{};", hop2.router.port()),
+            "",
+            "  service:\n    totalTimeoutMs: 400\n",
+        ),
+        "info",
+    );
+    let started = Instant::now();
+    let (r, _) = get(hop1.router, "web", "/", &[]).await;
+    assert_eq!(r.status(), 503, "{}", l5d_err(&r));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The deadline crossed the second hop: its backend got it, with at most
+    // the first hop's 400 ms.
+    slow.wait_for(1).await;
+    let d: switchyard::service::Deadline = slow.received()[0].headers["l5d-ctx-deadline"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(d.deadline - d.timestamp <= 400_000_000, "{d}");
+
+    // The second hop enforces such a deadline on its own. (In the chain both
+    // hops give up at the same instant and the first usually answers, so the
+    // second is asked directly with the header the first one writes.)
+    let now = switchyard::service::deadline::now_ns();
+    let live = format!("{now} {}", now + 300_000_000);
+    let started = Instant::now();
+    let (r, _) = get(hop2.router, "web", "/", &[("l5d-ctx-deadline", &live)]).await;
+    assert_eq!(r.status(), 503);
+    let err = l5d_err(&r);
+    assert!(
+        err.contains("The deadline for /svc/web passed (1 attempt(s))"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    slow.wait_for(2).await;
+
+    // A request whose deadline already passed is not sent by the second hop.
+    let now = switchyard::service::deadline::now_ns();
+    let past = format!("{} {}", now - 2_000_000_000, now - 1_000_000_000);
+    let (r, _) = get(hop2.router, "web", "/", &[("l5d-ctx-deadline", &past)]).await;
+    assert_eq!(r.status(), 503);
+    assert!(l5d_err(&r).contains("(0 attempt(s))"), "{}", l5d_err(&r));
+    assert_eq!(slow.count(), 2, "not sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrent_requests_sheds_the_excess_at_once() {
+    let b = FailingBackend::start(Mode::Sleep(Duration::from_millis(1500))).await;
+    let s = Switchyard::start(
+        &config(
+            &format!("/svc => /$/inet/127.0.0.1/{};", b.addr.port()),
+            "    maxConcurrentRequests: 2\n",
+            "",
+        ),
+        "info",
+    );
+    let addr = s.router;
+    let admitted: Vec<_> = (0..2)
+        .map(|i| tokio::spawn(async move { get(addr, "web", &format!("/{i}"), &[]).await }))
+        .collect();
+    b.wait_for(2).await;
+    let started = Instant::now();
+    let (r, _) = get(addr, "web", "/excess", &[]).await;
+    assert_eq!(r.status(), 503);
+    assert!(
+        l5d_err(&r).contains("Too many concurrent requests"),
+        "{}",
+        l5d_err(&r)
+    );
+    // Shed at once, without waiting for a slot.
+    assert!(started.elapsed() < Duration::from_millis(1000));
+    for t in admitted {
+        let (r, body) = t.await.unwrap();
+        assert_eq!((r.status().as_u16(), body.as_str()), (200, "backend"));
+    }
+    assert_eq!(b.count(), 2);
+    let (r, _) = get(addr, "web", "/", &[]).await;
+    assert_eq!(r.status(), 200, "slots are released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_retries_hide_a_flaky_backend() {
+    let b = FailingBackend::start(Mode::Fraction {
+        status: 503,
+        percent: 30,
+    })
+    .await;
+    let s = Switchyard::start(
+        &config(
+            &format!("/svc => /$/inet/127.0.0.1/{};", b.addr.port()),
+            "",
+            "  service:\n    kind: io.l5d.static\n    configs:\n    - prefix: /svc/web\n      \
+             responseClassifier:\n        kind: io.l5d.http.retryableRead5XX\n",
+        ),
+        "info",
+    );
+    for _ in 0..50 {
+        let (r, _) = get(s.router, "web", "/", &[]).await;
+        assert_eq!(r.status(), 200);
+    }
+    assert!(
+        b.count() > 50 && b.count() <= 50 + 10 + 100,
+        "{}",
+        b.count()
+    );
+    // Names the prefix does not match are not retried.
+    b.set(Mode::FailNext {
+        n: 1,
+        status: 503,
+        retryable: false,
+    });
+    let before = b.count();
+    let (r, _) = get(s.router, "other", "/", &[]).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(b.count(), before + 1);
+}
