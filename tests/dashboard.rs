@@ -12,7 +12,6 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -505,6 +504,26 @@ async fn dashboard_and_delegator_in_a_browser() {
         .await;
     assert!(trace.contains("/svc/web=>/$/inet/127.0.0.1/1"), "{trace}");
     browser.screenshot("delegator-extra-dtab").await;
+
+    // A bad dtab file: the dashboard shows the rejection and the dtab kept.
+    let tmp = dir.path().join(".routing.dtab.tmp");
+    std::fs::write(&tmp, "/svc => ;\n").expect("write bad dtab");
+    std::fs::rename(&tmp, dir.path().join("routing.dtab")).expect("replace dtab");
+    browser.open(&format!("{admin}/")).await;
+    let dtabs = browser
+        .wait_text("#dtabs", "the rejected reload", |t| {
+            t.contains("rejected at")
+        })
+        .await;
+    assert!(
+        dtabs.contains("routing.dtab:1:"),
+        "names file:line:col:\n{dtabs}"
+    );
+    assert!(
+        dtabs.contains("/svc=>/#/io.l5d.fs"),
+        "the last good dtab stays:\n{dtabs}"
+    );
+    browser.screenshot("dashboard-reload-rejected").await;
 
     drop(browser);
     drop(proxy);
