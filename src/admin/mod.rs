@@ -1,5 +1,6 @@
-//! The admin server: health, config, the dtab playground's JSON, client
-//! state, and graceful shutdown. It runs on its own listener and never sits
+//! The admin server: the dashboard (`/`) and dtab playground (`/delegator`)
+//! pages, health, config, the playground's JSON, client state, the routers'
+//! dtabs with their reload results, and graceful shutdown. It runs on its own listener and never sits
 //! on the request path; it reads the routers' caches.
 
 use std::collections::HashMap;
