@@ -26,7 +26,8 @@ const INET_REFRESH: Duration = Duration::from_secs(5);
 struct Runtime {
     routers: Vec<(Router, Vec<ServerParams>)>,
     /// Dtab file watchers stay alive as long as the routers serve.
-    dtab_files: Vec<DtabFileHandle>,
+    /// (router label, its dtab file watch).
+    dtab_files: Vec<(String, DtabFileHandle)>,
 }
 
 /// Run `config` until `shutdown` fires (SIGTERM, SIGINT or `POST
@@ -64,6 +65,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         routers: routers.iter().map(|r| r.router.clone()).collect(),
         config: serde_json::to_value(&config).unwrap_or_default(),
         shutdown: shutdown.clone(),
+        dtab_files: runtime
+            .dtab_files
+            .iter()
+            .map(|(label, h)| (label.clone(), h.clone()))
+            .collect(),
     };
 
     proxy::run(
@@ -100,7 +106,7 @@ fn build(config: &Config) -> anyhow::Result<Runtime> {
             config::Interpreter::Fs { dtab_file } => {
                 let (file, handle) = watch_dtab_file(dtab_file)
                     .with_context(|| format!("router {}: interpreter io.l5d.fs", r.label))?;
-                dtab_files.push(handle);
+                dtab_files.push((r.label.clone(), handle));
                 prepend(&r.dtab, file)
             }
         };

@@ -537,6 +537,7 @@ async fn admin_endpoints_and_shutdown() {
             routers: vec![p.router.clone()],
             config: serde_json::json!({"routers": [{"protocol": "http"}]}),
             shutdown: p.shutdown.clone(),
+            dtab_files: Default::default(),
         },
     ));
     let (r, _) = get(p.addr, "a", "/", &[]).await;
@@ -661,6 +662,7 @@ async fn run_serves_routers_and_admin_until_admin_shutdown() {
                 routers: vec![router],
                 config: serde_json::Value::Null,
                 shutdown: shutdown.clone(),
+                dtab_files: Default::default(),
             },
         )),
         shutdown,

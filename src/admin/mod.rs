@@ -1,5 +1,6 @@
-//! The admin server: health, config, the dtab playground's JSON, client
-//! state, and graceful shutdown. It runs on its own listener and never sits
+//! The admin server: the dashboard (`/`) and dtab playground (`/delegator`)
+//! pages, health, config, the playground's JSON, client state, the routers'
+//! dtabs with their reload results, and graceful shutdown. It runs on its own listener and never sits
 //! on the request path; it reads the routers' caches.
 
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::dtab::{Dtab, Path};
+use crate::naming::DtabFileHandle;
 use crate::proxy::Shutdown;
 use crate::routing::Router;
 
@@ -32,6 +34,9 @@ pub struct AdminState {
     pub config: serde_json::Value,
     /// Pulled by `POST /admin/shutdown`.
     pub shutdown: Shutdown,
+    /// The dtab file watch of each router whose interpreter reads one
+    /// (router label → handle), so `/dtabs.json` can show the last reload.
+    pub dtab_files: HashMap<String, DtabFileHandle>,
 }
 
 /// `admin` parameters that matter at runtime.
@@ -49,6 +54,8 @@ impl Default for AdminParams {
         }
     }
 }
+
+mod ui;
 
 type AdminBody = Full<Bytes>;
 
@@ -110,7 +117,7 @@ fn json(v: &serde_json::Value) -> Response<AdminBody> {
     r
 }
 
-const INDEX: &str = "/admin/ping\n/config.json\n/delegator.json?router=&path=&dtab=\n/client_state.json\n/bound-names.json\nPOST /admin/shutdown\n";
+const INDEX: &str = "/ (dashboard)\n/delegator (dtab playground)\n/dtabs.json\n/admin/ping\n/config.json\n/delegator.json?router=&path=&dtab=\n/client_state.json\n/bound-names.json\nPOST /admin/shutdown\n";
 
 async fn handle(st: &AdminState, req: Request<Incoming>) -> Response<AdminBody> {
     // Metrics, logging level, recent requests.
@@ -121,7 +128,16 @@ async fn handle(st: &AdminState, req: Request<Incoming>) -> Response<AdminBody> 
     let query = parse_query(req.uri().query().unwrap_or(""));
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/admin/ping") => text(StatusCode::OK, "pong"),
-        (&Method::GET, "/admin" | "/") => text(
+        (&Method::GET, "/" | "/index.html") => ui::page(ui::DASHBOARD),
+        (&Method::GET, "/delegator" | "/delegator.html") => ui::page(ui::DELEGATOR),
+        (&Method::GET, "/admin/ui/app.js") => {
+            ui::asset(ui::APP_JS, "text/javascript; charset=utf-8")
+        }
+        (&Method::GET, "/admin/ui/style.css") => {
+            ui::asset(ui::STYLE_CSS, "text/css; charset=utf-8")
+        }
+        (&Method::GET, "/dtabs.json") => json(&dtabs_json(st)),
+        (&Method::GET, "/admin") => text(
             StatusCode::OK,
             format!("{INDEX}{}", crate::telemetry::admin::INDEX),
         ),
@@ -193,6 +209,37 @@ async fn delegator(st: &AdminState, q: &HashMap<String, String>) -> Response<Adm
         }
     };
     json(&router.delegate_json(&local, &path).await)
+}
+
+/// Each router's base dtab as it is served now, with its file's reload
+/// counters and last outcome when the interpreter reads a dtab file.
+fn dtabs_json(st: &AdminState) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for r in &st.routers {
+        let label = r.label();
+        let mut v = serde_json::json!({ "dtab": r.binder().base_dtab().to_string() });
+        if let Some(h) = st.dtab_files.get(label) {
+            let stats = h.stats();
+            let last = stats.last.map(|l| {
+                let at_ms =
+                    l.at.duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0);
+                match l.result {
+                    Ok(()) => serde_json::json!({ "atMs": at_ms, "ok": true }),
+                    Err(e) => serde_json::json!({ "atMs": at_ms, "ok": false, "error": e }),
+                }
+            });
+            v["file"] = serde_json::json!({
+                "path": h.path().display().to_string(),
+                "reloads": stats.reloads,
+                "rejections": stats.rejections,
+                "last": last,
+            });
+        }
+        out.insert(label.to_string(), v);
+    }
+    serde_json::Value::Object(out)
 }
 
 /// `a=1&b=x%2Fy+z` → {a: 1, b: "x/y z"}.
