@@ -1,11 +1,38 @@
-//! Switchyard: a routing proxy driven by Finagle/Linkerd 1 delegation tables.
+//! Switchyard: a routing proxy for service-to-service traffic, driven by
+//! Finagle/Linkerd 1 delegation tables (dtabs).
+//!
+//! A request flows left to right; admin and telemetry stand at the side:
+//!
+//! ```text
+//!  config ──▶ dtab (parse) ──▶ naming (namers, live binding) ──▶ routing (identify → Dst → bound tree → client)
+//!                                                                      │
+//!                              proxy (accept, forward, Linkerd headers, errors) ◀──┘
+//!
+//!  at the side: admin (ping, config, delegator, client state, shutdown), telemetry (tracing)
+//! ```
+//!
+//! * [`config`]: Linkerd 1's YAML/JSON config, typed and validated, with
+//!   file:line:col errors.
+//! * [`dtab`]: the name algebra (Path, NameTree, Dentry, Dtab), its pest
+//!   grammar, Finagle's lookup/bind/simplify and the delegation trace. No I/O.
+//! * [`naming`]: namers (io.l5d.fs, /$/inet), the dtab file watcher and the
+//!   [`naming::Interpreter`], which keeps bound trees current as watches.
+//! * [`routing`]: identifiers, the per-router binding and client caches
+//!   (published with arc-swap), endpoint choice.
+//! * [`proxy`]: the HTTP/1.1 and HTTP/2 servers and forwarding, graceful shutdown.
+//! * [`admin`]: the admin server.
+//! * [`app`]: wires a config into all of the above; [`cli`]: the commands.
 #![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
 
-pub mod admin;
-pub mod cli;
 pub mod config;
 pub mod dtab;
 pub mod naming;
 pub mod proxy;
 pub mod routing;
+
+pub mod admin;
 pub mod telemetry;
+
+pub mod app;
+pub mod cli;

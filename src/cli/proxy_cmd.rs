@@ -1,6 +1,10 @@
-//! `switchyard run` and `switchyard check`. CONTRACT: filled in by the config/app work.
+//! `switchyard run` and `switchyard check`.
 
+use anyhow::Context as _;
 use clap::Args;
+
+use crate::config::{self, Config};
+use crate::telemetry::{self, LogFormat};
 
 /// `switchyard run [-c FILE] [--threads N]`
 #[derive(Debug, Args)]
@@ -11,6 +15,9 @@ pub struct RunArgs {
     /// Tokio worker threads (default: the number of cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Log lines as text or JSON (filter with RUST_LOG, default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 /// `switchyard check -c FILE`
@@ -21,8 +28,59 @@ pub struct CheckArgs {
     pub config: std::path::PathBuf,
 }
 
-pub fn run(_args: RunArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+/// Load and validate the config (every problem is listed before anything
+/// starts), then serve it on a tokio runtime of `--threads` workers.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format);
+    let config = match &args.config {
+        Some(path) => {
+            let config = config::load(path).map_err(|e| report(&e.0))?;
+            validated(config)?
+        }
+        None => default_config()?,
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        anyhow::ensure!(n > 0, "--threads must be at least 1");
+        runtime.worker_threads(n);
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(crate::app::run(config, crate::proxy::Shutdown::new()))
+}
+
+/// The embedded default config. Its namer directory (`./disco`) is created
+/// when missing, so the quick start works on a fresh checkout.
+fn default_config() -> anyhow::Result<Config> {
+    let config = config::default_config();
+    for n in &config.namers {
+        let config::Namer::Fs(fs) = n;
+        if !fs.root_dir.exists() {
+            std::fs::create_dir_all(&fs.root_dir)
+                .with_context(|| format!("cannot create {}", fs.root_dir.display()))?;
+            tracing::info!(dir = %fs.root_dir.display(), "created the io.l5d.fs directory");
+        }
+    }
+    validated(config)
+}
+
+fn validated(config: Config) -> anyhow::Result<Config> {
+    let problems = config::validate(&config);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(report(&problems))
+    }
+}
+
+/// Print every problem on stderr; the returned error carries no more text.
+fn report(problems: &[config::Problem]) -> anyhow::Error {
+    for p in problems {
+        eprintln!("{p}");
+    }
+    anyhow::anyhow!("")
 }
 
 /// Validate the config and everything it references; print `FILE: ok`, or
@@ -33,9 +91,6 @@ pub fn check(args: CheckArgs) -> anyhow::Result<()> {
         println!("{}: ok", args.config.display());
         return Ok(());
     }
-    for p in &problems {
-        eprintln!("{p}");
-    }
     // The problems are the message; main prints nothing more.
-    Err(anyhow::anyhow!(""))
+    Err(report(&problems))
 }

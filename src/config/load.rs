@@ -304,7 +304,7 @@ impl Builder<'_> {
         };
         model::Router {
             protocol,
-            label: r.label.unwrap_or_else(|| protocol.name().to_string()),
+            label: r.label.unwrap_or_else(|| protocol.as_str().to_string()),
             dtab,
             dst_prefix,
             identifiers,

@@ -12,6 +12,9 @@ use serde::{Serialize, Serializer};
 
 use crate::dtab::{Dtab, Path};
 
+/// The runtime types double as the config's: what the file says is what runs.
+pub use crate::routing::{Identifier, Protocol};
+
 /// A whole config file.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
@@ -95,49 +98,6 @@ pub struct FsNamer {
     pub root_dir: PathBuf,
 }
 
-/// `protocol:`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum Protocol {
-    /// HTTP/1.x.
-    #[serde(rename = "http")]
-    Http,
-    /// HTTP/2.
-    #[serde(rename = "h2")]
-    H2,
-}
-
-impl Protocol {
-    /// Linkerd's default server port for the protocol.
-    pub fn default_port(self) -> u16 {
-        match self {
-            Protocol::Http => 4140,
-            Protocol::H2 => 4142,
-        }
-    }
-
-    /// The protocol's name in the config (and the default router label).
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Http => "http",
-            Protocol::H2 => "h2",
-        }
-    }
-
-    /// Default `maxCallDepth` (Via hops before a request is refused).
-    pub fn default_max_call_depth(self) -> u32 {
-        match self {
-            Protocol::Http => 1000,
-            Protocol::H2 => 10,
-        }
-    }
-}
-
-impl std::fmt::Display for Protocol {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 /// An entry of `routers:`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -173,67 +133,6 @@ pub struct Router {
 pub const DEFAULT_DST_PREFIX: &str = "/svc";
 /// Default `bindingTimeoutMs`.
 pub const DEFAULT_BINDING_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// An identifier: how a request becomes a logical name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind")]
-pub enum Identifier {
-    /// `io.l5d.header.token {header}`: `/dstPrefix/<header value>`; default
-    /// header `Host` (http) or `:authority` (h2).
-    #[serde(rename = "io.l5d.header.token")]
-    HeaderToken {
-        /// `header`.
-        header: String,
-    },
-    /// `io.l5d.methodAndHost {httpUriInDst}`: `/dstPrefix/1.1/<METHOD>/<host>[/uri]`.
-    #[serde(rename = "io.l5d.methodAndHost", rename_all = "camelCase")]
-    MethodAndHost {
-        /// `httpUriInDst`; default false.
-        http_uri_in_dst: bool,
-    },
-    /// `io.l5d.path {segments, consume}`: `/dstPrefix/<first N segments>`.
-    #[serde(rename = "io.l5d.path")]
-    Path {
-        /// `segments`; default 1.
-        segments: usize,
-        /// `consume`: strip those segments before forwarding; default false.
-        consume: bool,
-    },
-    /// `io.l5d.header {header}`: the header value is a path; default
-    /// header `l5d-name`.
-    #[serde(rename = "io.l5d.header")]
-    Header {
-        /// `header`.
-        header: String,
-    },
-    /// `io.l5d.static {path}`: the same name for every request.
-    #[serde(rename = "io.l5d.static")]
-    Static {
-        /// `path`.
-        path: Path,
-    },
-    /// `io.l5d.header.path {header, segments}` (h2): a path from a header,
-    /// default `:path`.
-    #[serde(rename = "io.l5d.header.path")]
-    HeaderPath {
-        /// `header`.
-        header: String,
-        /// `segments`: how many are required and used; all when absent.
-        segments: Option<usize>,
-    },
-}
-
-impl Identifier {
-    /// Linkerd's default identifier for a protocol.
-    pub fn default_for(protocol: Protocol) -> Identifier {
-        Identifier::HeaderToken {
-            header: match protocol {
-                Protocol::Http => "Host".into(),
-                Protocol::H2 => ":authority".into(),
-            },
-        }
-    }
-}
 
 /// `interpreter:`: where the base dtab comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -138,7 +138,7 @@ enum Mode {
     DtabPiece,
 }
 
-const TREE_WORDS: &str = "a name tree (a path, '!', '~', '$' or '(')";
+const TREE_WORDS: &str = "a path, '!', '~', '$' or '('";
 const DENTRY_WORDS: &str = "a dentry such as /svc => /#/io.l5d.fs";
 
 /// Word groups, in the order they are listed in a message.
@@ -264,7 +264,7 @@ fn describe(input: &str, e: pest::error::Error<Rule>, mode: Mode) -> Problem {
     }
     if next == Some('.') && has(Want::Tree) {
         // Finagle's `parseNumber` rejects a lone `.`.
-        words = vec!["a weight such as 2, 2.5 or .5, or a name tree"];
+        words = vec!["a weight such as 2, 2.5 or .5"];
     }
     if words.is_empty() {
         words.push("valid dtab syntax");
@@ -326,6 +326,18 @@ fn hint(
         }
         Some(',') if matches!(mode, Mode::Dtab | Mode::DtabPiece) => {
             Some("dentries are separated by ';', not ','")
+        }
+        Some('/') if matches!(mode, Mode::Dtab | Mode::DtabPiece) && has(Want::Pipe) => {
+            Some("is the ';' between two dentries missing?")
+        }
+        Some('-' | '+') if has(Want::Tree) => Some("a weight has no sign"),
+        Some(c) if c.is_ascii_digit() && has(Want::Tree) && !has(Want::Weight) => {
+            Some("only one weight may stand before a tree")
+        }
+        Some(c)
+            if (has(Want::Dentry) || has(Want::Prefix)) && is_showable(c as u8) && c.is_ascii() =>
+        {
+            Some("a prefix starts with '/'")
         }
         _ => None,
     }
@@ -894,15 +906,15 @@ mod tests {
         );
         assert_eq!(
             err::<NameTree<Path>>(". * /a"),
-            "1:1: expected a weight such as 2, 2.5 or .5, or a name tree, found '.'"
+            "1:1: expected a weight such as 2, 2.5 or .5, found '.'"
         );
         assert_eq!(
             err::<NameTree<Path>>("2 * 3 * /a"),
-            "1:5: expected a name tree (a path, '!', '~', '$' or '('), found '3'"
+            "1:5: expected a path, '!', '~', '$' or '(' (only one weight may stand before a tree), found '3'"
         );
         assert_eq!(
             err::<NameTree<Path>>(""),
-            "1:1: expected a name tree (a path, '!', '~', '$' or '('), found end of input"
+            "1:1: expected a path, '!', '~', '$' or '(', found end of input"
         );
     }
 
@@ -988,7 +1000,7 @@ mod tests {
         let errs = Dtab::parse_all("/a => /b /c; /d => /e").unwrap_err();
         assert_eq!(
             errs[0].summary(),
-            "1:10: expected '|', '&' or ';', found '/'"
+            "1:10: expected '|', '&' or ';' (is the ';' between two dentries missing?), found '/'"
         );
         assert_eq!(
             errs[0].summary(),

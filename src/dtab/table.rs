@@ -1,10 +1,12 @@
 //! Dtabs: ordered lists of dentries, and Finagle's one-step `lookup`.
 //!
-//! Finagle's `Dtab.lookup` scans every dentry, last to first. A base dtab of a
-//! few thousand dentries is looked up on every binding, so we index the
-//! dentries by the first element of their prefix: a lookup only examines the
-//! dentries whose first prefix element is the path's first label, plus those
-//! whose prefix is `/` or starts with `*`. The result is exactly the scan's.
+//! Finagle's `Dtab.lookup` scans every dentry, last to first. A base dtab of
+//! a thousand dentries, most of them under `/svc`, is looked up on every
+//! binding, so the dentries are indexed by the literal elements their
+//! prefixes start with, in a trie: a lookup walks the path's labels down the
+//! trie and only examines the dentries on that walk (those whose literal
+//! start equals the path's, plus those with a `*` after such a start). The
+//! result is exactly the scan's: same dentries, same order.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -26,12 +28,54 @@ pub struct Dtab {
 #[derive(Default)]
 struct Inner {
     dentries: Vec<Dentry>,
-    /// Dentries whose prefix starts with a literal label, by that label; the
-    /// positions ascend.
-    by_first: HashMap<Label, Vec<u32>>,
-    /// Dentries whose prefix is `/` or starts with `*` (they may match any
-    /// path); ascending.
-    any_first: Vec<u32>,
+    index: Node,
+}
+
+/// A trie node for the literal path leading to it.
+#[derive(Default)]
+struct Node {
+    /// Dentries whose prefix is exactly the literal path to this node (they
+    /// match every path below it); ascending.
+    ends: Vec<u32>,
+    /// Dentries whose prefix is the literal path to this node followed by a
+    /// `*` and more (they must be checked in full); ascending.
+    wild: Vec<u32>,
+    /// The next literal element.
+    children: HashMap<Label, Node>,
+}
+
+impl Node {
+    fn insert(&mut self, i: u32, elems: &[PrefixElem]) {
+        let mut node = self;
+        for e in elems {
+            match e {
+                PrefixElem::Label(l) => node = node.children.entry(l.clone()).or_default(),
+                PrefixElem::Any => {
+                    node.wild.push(i);
+                    return;
+                }
+            }
+        }
+        node.ends.push(i);
+    }
+
+    /// Positions of the dentries that may match `path`, last first.
+    fn candidates(&self, path: &Path) -> Vec<u32> {
+        let mut out: Vec<u32> = Vec::new();
+        let mut node = self;
+        out.extend_from_slice(&node.ends);
+        out.extend_from_slice(&node.wild);
+        for l in path.elems() {
+            match node.children.get(l) {
+                Some(n) => node = n,
+                None => break,
+            }
+            out.extend_from_slice(&node.ends);
+            out.extend_from_slice(&node.wild);
+        }
+        out.sort_unstable_by(|a, b| b.cmp(a));
+        out
+    }
 }
 
 impl PartialEq for Dtab {
@@ -48,22 +92,13 @@ impl Dtab {
 
     /// A dtab from dentries, in order (builds the lookup index).
     pub fn new(dentries: Vec<Dentry>) -> Dtab {
-        let mut by_first: HashMap<Label, Vec<u32>> = HashMap::new();
-        let mut any_first = Vec::new();
+        let mut index = Node::default();
         for (i, d) in dentries.iter().enumerate() {
             // More than 4 billion dentries cannot be held in memory anyway.
-            let i = u32::try_from(i).unwrap_or(u32::MAX);
-            match d.prefix.elems().first() {
-                Some(PrefixElem::Label(l)) => by_first.entry(l.clone()).or_default().push(i),
-                Some(PrefixElem::Any) | None => any_first.push(i),
-            }
+            index.insert(u32::try_from(i).unwrap_or(u32::MAX), d.prefix.elems());
         }
         Dtab {
-            inner: Arc::new(Inner {
-                dentries,
-                by_first,
-                any_first,
-            }),
+            inner: Arc::new(Inner { dentries, index }),
         }
     }
 
@@ -103,21 +138,17 @@ impl Dtab {
         &'a self,
         path: &'a Path,
     ) -> impl Iterator<Item = (&'a Dentry, NameTree<Path>)> + 'a {
-        let literal: &[u32] = path
-            .elems()
-            .first()
-            .and_then(|l| self.inner.by_first.get(l))
-            .map_or(&[], Vec::as_slice);
-        Candidates {
-            dentries: &self.inner.dentries,
-            literal,
-            any: &self.inner.any_first,
-        }
-        .filter(move |d| d.prefix.matches(path))
-        .map(move |d| {
-            let residual = path.drop(d.prefix.len());
-            (d, d.dst.map(&mut |leaf: &Path| leaf.concat(&residual)))
-        })
+        let dentries = &self.inner.dentries;
+        self.inner
+            .index
+            .candidates(path)
+            .into_iter()
+            .filter_map(move |i| dentries.get(i as usize))
+            .filter(move |d| d.prefix.matches(path))
+            .map(move |d| {
+                let residual = path.drop(d.prefix.len());
+                (d, d.dst.map(&mut |leaf: &Path| leaf.concat(&residual)))
+            })
     }
 
     /// Finagle's `Dtab.lookup`: one rewrite step, unsimplified.
@@ -136,37 +167,6 @@ impl Dtab {
                 NameTree::Alt(all)
             }
         }
-    }
-}
-
-/// The dentries that may match a path, last first: the merge of two
-/// ascending position lists, walked from their ends.
-struct Candidates<'a> {
-    dentries: &'a [Dentry],
-    literal: &'a [u32],
-    any: &'a [u32],
-}
-
-impl<'a> Iterator for Candidates<'a> {
-    type Item = &'a Dentry;
-
-    fn next(&mut self) -> Option<&'a Dentry> {
-        let i = match (self.literal.split_last(), self.any.split_last()) {
-            (Some((&a, rest)), Some((&b, _))) if a > b => {
-                self.literal = rest;
-                a
-            }
-            (_, Some((&b, rest))) => {
-                self.any = rest;
-                b
-            }
-            (Some((&a, rest)), None) => {
-                self.literal = rest;
-                a
-            }
-            (None, None) => return None,
-        };
-        self.dentries.get(i as usize)
     }
 }
 
@@ -247,6 +247,13 @@ mod tests {
 
     #[test]
     fn index_merges_literal_and_wildcard_dentries_in_order() {
+        let d = dtab(
+            "/a/*/c=>/1; /a/b=>/2; /a=>/3; /a/b/*=>/4; /=>/5; /a/b/c=>/6; /b=>/7; /a/b/c/d=>/8",
+        );
+        assert_eq!(
+            d.lookup(&path("/a/b/c")).to_string(),
+            "/6 | /5/a/b/c | /4 | /3/b/c | /2/c | /1"
+        );
         let d = dtab("/*=>/w1; /a=>/l1; /=>/e; /b=>/other; /a/b=>/l2; /*/b=>/w2");
         assert_eq!(
             d.lookup(&path("/a/b")).to_string(),

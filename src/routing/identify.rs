@@ -12,53 +12,68 @@ use http::{Method, Request, Version};
 
 use crate::dtab::{Label, Path};
 
-/// One way of naming a request (Linkerd 1's `identifier.kind`).
-#[derive(Clone, Debug, PartialEq)]
+/// An identifier: how a request becomes a logical name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind")]
 pub enum Identifier {
-    /// `io.l5d.header.token`: one label from a header value (`Host` for
-    /// http, `:authority` for h2), port included as sent.
+    /// `io.l5d.header.token {header}`: `/dstPrefix/<header value>`; default
+    /// header `Host` (http) or `:authority` (h2).
+    #[serde(rename = "io.l5d.header.token")]
     HeaderToken {
-        /// The header to read; `:authority` reads the request URI's authority
-        /// (falling back to `Host`).
+        /// `header`.
         header: String,
     },
-    /// `io.l5d.methodAndHost`: `/1.1/GET/host[/uri...]`, host lower-cased.
+    /// `io.l5d.methodAndHost {httpUriInDst}`: `/dstPrefix/1.1/<METHOD>/<host>[/uri]`.
+    #[serde(rename = "io.l5d.methodAndHost", rename_all = "camelCase")]
     MethodAndHost {
-        /// Append the URI path segments (`httpUriInDst`).
+        /// `httpUriInDst`; default false.
         http_uri_in_dst: bool,
     },
-    /// `io.l5d.path`: the first `segments` segments of the URI path.
+    /// `io.l5d.path {segments, consume}`: `/dstPrefix/<first N segments>`.
+    #[serde(rename = "io.l5d.path")]
     Path {
-        /// How many segments name the service (default 1).
+        /// `segments`; default 1.
         segments: usize,
-        /// Strip those segments from the URI before forwarding.
+        /// `consume`: strip those segments before forwarding; default false.
         consume: bool,
     },
-    /// `io.l5d.header`: a header whose value is itself a path (default `l5d-name`).
+    /// `io.l5d.header {header}`: the header value is a path; default
+    /// header `l5d-name`.
+    #[serde(rename = "io.l5d.header")]
     Header {
-        /// The header to read.
+        /// `header`.
         header: String,
     },
-    /// `io.l5d.static`: the same name for every request.
+    /// `io.l5d.static {path}`: the same name for every request.
+    #[serde(rename = "io.l5d.static")]
     Static {
-        /// The name (appended to the router's `dstPrefix`).
+        /// `path`.
         path: Path,
     },
-    /// `io.l5d.header.path` (h2): the URI path (or another header) as a path,
-    /// as gRPC's `/pkg.Service/Method`, optionally only its first `segments`.
+    /// `io.l5d.header.path {header, segments}` (h2): a path from a header,
+    /// default `:path`.
+    #[serde(rename = "io.l5d.header.path")]
     HeaderPath {
-        /// The header to read; `:path` reads the request URI's path.
+        /// `header`.
         header: String,
-        /// Keep only this many leading segments.
+        /// `segments`: how many are required and used; all when absent.
         segments: Option<usize>,
     },
 }
 
 impl Identifier {
+    /// Linkerd's default identifier for a protocol.
+    pub fn default_for(protocol: super::Protocol) -> Identifier {
+        match protocol {
+            super::Protocol::Http => Identifier::default_http(),
+            super::Protocol::H2 => Identifier::default_h2(),
+        }
+    }
+
     /// The default identifier for http routers: `io.l5d.header.token` on `Host`.
     pub fn default_http() -> Identifier {
         Identifier::HeaderToken {
-            header: "host".to_string(),
+            header: "Host".to_string(),
         }
     }
 

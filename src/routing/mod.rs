@@ -27,21 +27,45 @@ pub use identify::{Identified, Identifier, Unidentified, identify, strip_segment
 pub use router::{RouteError, Router};
 
 /// The protocol a router speaks, which sets its server and client flavour.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Protocol {
     /// `protocol: http`: HTTP/1.x and h2c prior knowledge in; HTTP/1.1 out.
+    #[serde(rename = "http")]
     Http,
     /// `protocol: h2`: HTTP/2 (h2c prior knowledge) in and out, trailers kept (gRPC).
+    #[serde(rename = "h2")]
     H2,
 }
 
 impl Protocol {
-    /// Linkerd's name for it.
+    /// Linkerd's name for it (and the default router label).
     pub fn as_str(&self) -> &'static str {
         match self {
             Protocol::Http => "http",
             Protocol::H2 => "h2",
         }
+    }
+
+    /// Linkerd's default server port for the protocol.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Protocol::Http => 4140,
+            Protocol::H2 => 4142,
+        }
+    }
+
+    /// Default `maxCallDepth` (Via hops before a request is refused).
+    pub fn default_max_call_depth(self) -> u32 {
+        match self {
+            Protocol::Http => 1000,
+            Protocol::H2 => 10,
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -79,15 +103,9 @@ impl RouterParams {
             label: protocol.as_str().to_string(),
             protocol,
             dst_prefix: Path::from_strs(&["svc"]).unwrap_or_default(),
-            identifiers: vec![match protocol {
-                Protocol::Http => Identifier::default_http(),
-                Protocol::H2 => Identifier::default_h2(),
-            }],
+            identifiers: vec![Identifier::default_for(protocol)],
             binding_timeout: Duration::from_secs(10),
-            max_call_depth: match protocol {
-                Protocol::Http => 1000,
-                Protocol::H2 => 10,
-            },
+            max_call_depth: protocol.default_max_call_depth() as usize,
             request_timeout: None,
             binding_cache_capacity: 1000,
             client_cache_capacity: 1000,

@@ -1,0 +1,157 @@
+//! Wiring: a validated [`Config`] becomes namers, interpreters, routers, their
+//! servers and the admin server, all sharing one [`Shutdown`].
+//!
+//! This is the only module that knows both the config's shape and the
+//! runtime's types; everything else takes plain parameters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::AdminState;
+use crate::config::{self, Config};
+use crate::dtab::{Dtab, Path};
+use crate::naming::{DtabFileHandle, FsNamer, InetResolver, Interpreter, Namer, watch_dtab_file};
+use crate::proxy::{self, RouterServers, Shutdown};
+use crate::routing::{Router, RouterParams, ServerParams};
+
+/// How often `/$/inet` host names are resolved again (Linkerd 1's default).
+const INET_REFRESH: Duration = Duration::from_secs(5);
+
+/// Everything built from a config, before any listener is bound.
+struct Runtime {
+    routers: Vec<(Router, Vec<ServerParams>)>,
+    /// Dtab file watchers stay alive as long as the routers serve.
+    dtab_files: Vec<DtabFileHandle>,
+}
+
+/// Run `config` until `shutdown` fires (SIGTERM, SIGINT or `POST
+/// /admin/shutdown`), then drain for `admin.shutdownGraceMs` and return.
+///
+/// Each listener's address is logged as `router listening` / `admin
+/// listening`, so port 0 in the config can be used (tests do).
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let runtime = build(&config)?;
+
+    let mut routers = Vec::new();
+    for (router, params) in runtime.routers {
+        let mut servers = Vec::new();
+        for server in params {
+            let listener = TcpListener::bind(server.addr).await.with_context(|| {
+                format!(
+                    "router {}: cannot listen on {}",
+                    router.label(),
+                    server.addr
+                )
+            })?;
+            let addr = listener.local_addr()?;
+            tracing::info!(router = %router.label(), %addr, "router listening");
+            servers.push((listener, server));
+        }
+        routers.push(RouterServers { router, servers });
+    }
+
+    let admin_listener = TcpListener::bind(config.admin.addr)
+        .await
+        .with_context(|| format!("admin: cannot listen on {}", config.admin.addr))?;
+    tracing::info!(addr = %admin_listener.local_addr()?, "admin listening");
+    let state = AdminState {
+        routers: routers.iter().map(|r| r.router.clone()).collect(),
+        config: serde_json::to_value(&config).unwrap_or_default(),
+        shutdown: shutdown.clone(),
+    };
+
+    proxy::run(
+        routers,
+        Some((admin_listener, state)),
+        shutdown,
+        config.admin.shutdown_grace,
+    )
+    .await?;
+    // The dtab file watchers live until every server has drained.
+    drop(runtime.dtab_files);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn build(config: &Config) -> anyhow::Result<Runtime> {
+    let inet = InetResolver::new(INET_REFRESH);
+    let mut namers: Vec<(Path, Arc<dyn Namer>)> = Vec::new();
+    for n in &config.namers {
+        match n {
+            config::Namer::Fs(fs) => {
+                let namer = FsNamer::new(&fs.root_dir, fs.prefix.clone())
+                    .with_context(|| format!("namer {}", fs.prefix))?;
+                namers.push((fs.prefix.clone(), Arc::new(namer)));
+            }
+        }
+    }
+
+    let mut routers = Vec::new();
+    let mut dtab_files = Vec::new();
+    for r in &config.routers {
+        let base = match &r.interpreter {
+            config::Interpreter::Default => watch::channel(r.dtab.clone()).1,
+            config::Interpreter::Fs { dtab_file } => {
+                let (file, handle) = watch_dtab_file(dtab_file)
+                    .with_context(|| format!("router {}: interpreter io.l5d.fs", r.label))?;
+                dtab_files.push(handle);
+                prepend(&r.dtab, file)
+            }
+        };
+        let interpreter = Interpreter::with_inet(namers.clone(), base, inet.clone());
+        let params = router_params(r);
+        let servers = r.servers.iter().map(server_params).collect();
+        routers.push((Router::new(params, Arc::new(interpreter)), servers));
+    }
+    Ok(Runtime {
+        routers,
+        dtab_files,
+    })
+}
+
+/// The router's own `dtab` comes first, the file's dentries after it (so they
+/// win); the combination follows the file as it changes.
+fn prepend(router_dtab: &Dtab, mut file: watch::Receiver<Dtab>) -> watch::Receiver<Dtab> {
+    if router_dtab.is_empty() {
+        return file;
+    }
+    let first = router_dtab.concat(&file.borrow());
+    let (tx, rx) = watch::channel(first);
+    let router_dtab = router_dtab.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                biased;
+                _ = tx.closed() => return,
+                changed = file.changed() => if changed.is_err() { return },
+            }
+            let next = router_dtab.concat(&file.borrow_and_update());
+            tx.send_replace(next);
+        }
+    });
+    rx
+}
+
+fn router_params(r: &config::Router) -> RouterParams {
+    let mut p = RouterParams::new(r.protocol);
+    p.label = r.label.clone();
+    p.dst_prefix = r.dst_prefix.clone();
+    p.identifiers = r.identifiers.clone();
+    p.binding_timeout = r.binding_timeout;
+    p.max_call_depth = r.max_call_depth as usize;
+    p.binding_cache_capacity = r.binding_cache.trees;
+    p.client_cache_capacity = r.binding_cache.clients;
+    p.binding_idle_ttl = r.binding_cache.idle_ttl;
+    p
+}
+
+fn server_params(s: &config::Server) -> ServerParams {
+    let mut p = ServerParams::new(s.addr);
+    p.max_concurrent_requests = s.max_concurrent_requests.map(|n| n as usize);
+    p.clear_context = s.clear_context;
+    p
+}
