@@ -280,10 +280,15 @@ def run_oha(port: int, rate: int, duration: float, conns: int) -> dict:
         "p50_us": (pct.get("p50") or 0.0) * 1e6,
         "p99_us": (pct.get("p99") or 0.0) * 1e6,
         "p999_us": (pct.get("p99.9") or 0.0) * 1e6,
-        "rps": j["summary"].get("requestsPerSec") or 0.0,
+        # answered 200 per second (oha's requestsPerSec counts errors too)
+        "rps": ok / (j["summary"].get("total") or duration),
         "ok": ok,
         "requests": sum(int(v) for v in codes.values()),
-        "errors": sum(int(v) for v in j.get("errorDistribution", {}).values()),
+        # Requests still in flight when -z ends are aborted "due to deadline":
+        # that is how a timed run stops, not a failure of the server.
+        "errors": sum(
+            int(v) for k, v in j.get("errorDistribution", {}).items() if "deadline" not in k
+        ),
     }
 
 
@@ -525,7 +530,8 @@ def summarize(samples: dict[str, list[Sample]], args) -> dict:
             r = {}
             for key in ("p50_us", "p99_us", "p999_us", "rps", "cpu_us_per_req"):
                 r[key] = med([s.rates[rate][key] for s in ss])
-            r["errors"] = sum(s.rates[rate]["errors"] + s.rates[rate]["requests"] - s.rates[rate]["ok"] for s in ss)
+            r["errors"] = sum(s.rates[rate]["errors"] for s in ss)
+            r["non200"] = sum(s.rates[rate]["requests"] - s.rates[rate]["ok"] for s in ss)
             for key in ("p50_us", "p99_us", "p999_us"):
                 if base and n != "baseline":
                     pairs = [
@@ -561,7 +567,7 @@ def report(summary: dict, meta: dict, args) -> str:
     hi = max(rates)
     L.append(
         f"| proxy | throughput (req/s) | CPU µs/req (saturated) | CPU µs/req @ {hi:,} rps "
-        "| idle RSS (MB) | peak RSS (MB) | + 1,000 idle conns (MB) | start → first request (ms) |"
+        f"| idle RSS (MB) | peak RSS (MB) | + {args.idle_conns:,} idle conns (MB) | start → first request (ms) |"
     )
     L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
     for n, r in summary.items():
@@ -573,7 +579,8 @@ def report(summary: dict, meta: dict, args) -> str:
     L.append("")
     L.append(
         "Latency in µs at fixed rates (oha). Baseline: absolute; proxies: added over the baseline "
-        "of the same round (absolute in parentheses)."
+        "of the same round (absolute in parentheses). Where a server could not keep up with the "
+        "rate (achieved < 95 %, marked saturated), its latency is queueing delay, not its own cost."
     )
     L.append("")
     L.append("| proxy | rate (req/s) | achieved | p50 | p99 | p99.9 |")
@@ -587,7 +594,8 @@ def report(summary: dict, meta: dict, args) -> str:
                 cells = [
                     f"+{fmt(x['added_' + k])} ({fmt(x[k])})" for k in ("p50_us", "p99_us", "p999_us")
                 ]
-            L.append(f"| {n} | {rate:,} | {fmt(x['rps'])} | " + " | ".join(cells) + " |")
+            sat = " (saturated)" if x["rps"] is not None and x["rps"] < 0.95 * rate else ""
+            L.append(f"| {n} | {rate:,} | {fmt(x['rps'])}{sat} | " + " | ".join(cells) + " |")
     L.append("")
 
     sw = summary.get("switchyard")
@@ -598,7 +606,7 @@ def report(summary: dict, meta: dict, args) -> str:
         L.append("")
         L.append(
             f"| peer | CPU µs/req saturated | CPU µs/req @ {hi:,} | throughput | added p50 @ {lo:,} "
-            f"| added p50 @ {hi:,} | idle RSS | peak RSS | 1,000 conns RSS |"
+            f"| added p50 @ {hi:,} | idle RSS | peak RSS | {args.idle_conns:,} conns RSS |"
         )
         L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for n in peers:
@@ -625,7 +633,10 @@ def report(summary: dict, meta: dict, args) -> str:
         L.append("")
     if sw:
         L.append(targets_table(summary, args))
-    errs = {n: (r["errors_sat"], sum(x["errors"] for x in r["rates"].values())) for n, r in summary.items()}
+    errs = {
+        n: (r["errors_sat"], sum(x["errors"] + x["non200"] for x in r["rates"].values()))
+        for n, r in summary.items()
+    }
     bad = {n: e for n, e in errs.items() if e[0] or e[1]}
     if bad:
         L.append("")
@@ -671,7 +682,10 @@ def targets_table(summary: dict, args) -> str:
     check("peak RSS ≤ 20 MB", sw["peak_rss_mb"], 20.0, sw["peak_rss_mb"] is not None and sw["peak_rss_mb"] <= 20.0, " MB")
     check("idle RSS ≤ 10 MB", sw["idle_rss_mb"], 10.0, sw["idle_rss_mb"] is not None and sw["idle_rss_mb"] <= 10.0, " MB")
     check(
-        "1,000 idle connections add ≤ 10 MB", sw["conns_rss_mb"], 10.0,
+        f"{args.idle_conns:,} idle connections add ≤ 10 MB"
+        + ("" if args.idle_conns == 1000 else " (the target is for 1,000)"),
+        sw["conns_rss_mb"],
+        10.0,
         sw["conns_rss_mb"] is not None and sw["conns_rss_mb"] <= 10.0, " MB",
     )
     check("start → first request ≤ 50 ms", sw["start_ms"], 50.0, sw["start_ms"] is not None and sw["start_ms"] <= 50.0, " ms")
