@@ -566,16 +566,23 @@ def report(summary: dict, meta: dict, args) -> str:
     rates = args.rates
     hi = max(rates)
     L.append(
-        f"| proxy | throughput (req/s) | CPU µs/req (saturated) | CPU µs/req @ {hi:,} rps "
+        f"| proxy | throughput (req/s) | core use (%) | CPU µs/req (saturated) | CPU µs/req @ {hi:,} rps "
         f"| idle RSS (MB) | peak RSS (MB) | + {args.idle_conns:,} idle conns (MB) | start → first request (ms) |"
     )
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, r in summary.items():
+        use = r["rps"] * r["cpu_sat"] / 1e4 if r["rps"] is not None and r["cpu_sat"] is not None else None
         L.append(
-            f"| {n} | {fmt(r['rps'])} | {fmt(r['cpu_sat'], 1)} | {fmt(r['rates'][hi]['cpu_us_per_req'], 1)} "
+            f"| {n} | {fmt(r['rps'])} | {fmt(use)} | {fmt(r['cpu_sat'], 1)} | {fmt(r['rates'][hi]['cpu_us_per_req'], 1)} "
             f"| {fmt(r['idle_rss_mb'], 1)} | {fmt(r['peak_rss_mb'], 1)} | {fmt(r['conns_rss_mb'], 1)} "
             f"| {fmt(r['start_ms'], 1)} |"
         )
+    L.append("")
+    L.append(
+        "Core use = throughput × CPU per request: the share of one core the server got while saturated. "
+        "Well below 100 % means the machine (its other processes, the load generator, the backend), "
+        "not the server, limited the throughput; CPU µs/request is then the figure to compare."
+    )
     L.append("")
     L.append(
         "Latency in µs at fixed rates (oha). Baseline: absolute; proxies: added over the baseline "
