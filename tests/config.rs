@@ -118,7 +118,7 @@ routers:
 fn linkerd_keys_not_built_yet_are_refused_by_name() {
     let text = "\
 telemetry:
-- kind: io.l5d.prometheus
+- kind: io.l5d.influxdb
 namers:
 - kind: io.l5d.k8s
 routers:
@@ -136,7 +136,7 @@ routers:
 ";
     let err = check_text("l.yaml", text).stderr;
     for want in [
-        "l.yaml:1:1: not supported yet: telemetry",
+        "l.yaml:2:9: not supported yet: telemetry[0].kind: io.l5d.influxdb",
         "l.yaml:4:9: not supported yet: namers[0].kind: io.l5d.k8s",
         "l.yaml:6:13: not supported yet: routers[0].protocol: thrift",
         "l.yaml:11:5: not supported yet: routers[1].client.tls",
@@ -200,12 +200,12 @@ routers:
 ";
     let err = check_text("l.yaml", text).stderr;
     assert!(
-        err.contains("l.yaml:5:13: routers[0].dtab: expected a name tree"),
+        err.contains("l.yaml:5:13: routers[0].dtab: expected a path, '!', '~', '$' or '('"),
         "{err}"
     );
     assert!(err.contains("found '^'"), "{err}");
     assert!(
-        err.contains("l.yaml:9:18: routers[1].dtab: expected a name tree"),
+        err.contains("l.yaml:9:18: routers[1].dtab: expected a path, '!', '~', '$' or '('"),
         "{err}"
     );
 }
@@ -258,7 +258,7 @@ routers:
     .unwrap();
     let err = check_in(dir.path(), Path::new("l.yaml")).stderr;
     assert!(
-        err.contains("dtabs/default.dtab:2:7: expected a name tree"),
+        err.contains("dtabs/default.dtab:2:7: expected a path, '!', '~', '$' or '('"),
         "{err}"
     );
     assert!(err.contains("(the dtabFile of routers[0])"), "{err}");
@@ -300,7 +300,7 @@ routers:
     .stderr;
     for want in [
         "l.yaml:6:3: namers[1]: duplicate namer prefix /io.l5d.fs (also namers[0])",
-        "l.yaml:11:17: routers[0].dtab: expected a name tree",
+        "l.yaml:11:17: routers[0].dtab: expected a path, '!', '~', '$' or '('",
         "l.yaml:16:10: routers[1]: duplicate router label 'web' (also routers[0])",
         "l.yaml:17:14: routers[1].dstPrefix: expected a path",
         "l.yaml:19:11: routers[1].servers[0]: port 4140 is already used by routers[0].servers[0]",
@@ -345,7 +345,7 @@ fn check_reads_stdin() {
     assert!(!out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "<stdin>:5:3: unknown key 'tls' in routers[0]; expected one of: protocol, label, dtab, dstPrefix, identifier, interpreter, bindingTimeoutMs, bindingCache, servers, client, maxCallDepth, experimental\n"
+        "<stdin>:5:3: unknown key 'tls' in routers[0]; expected one of: protocol, label, dtab, dstPrefix, identifier, interpreter, bindingTimeoutMs, bindingCache, servers, client, maxCallDepth, experimental, httpAccessLog\n"
     );
 }
 
@@ -422,13 +422,16 @@ fn linkerd_examples() {
             Some(&[
                 "not supported yet: admin.workerThreads",
                 "not supported yet: admin.security",
-                "not supported yet: telemetry",
                 "not supported yet: routers[2].interpreter.kind: io.l5d.namerd",
             ]),
         ),
         (
             "linkerd__examples__client-options.yaml",
-            Some(&["not supported yet: routers[0].client.kind: io.l5d.static"]),
+            Some(&[
+                "not supported yet: routers[0].client.configs[1].failFast",
+                "not supported yet: routers[0].client.configs[2].socketOptions",
+                "not supported yet: routers[0].client.configs[3].tls",
+            ]),
         ),
         (
             "linkerd__examples__consul.yaml",
@@ -438,7 +441,6 @@ fn linkerd_examples() {
         (
             "linkerd__examples__h2.yaml",
             Some(&[
-                "not supported yet: routers[0].h2AccessLog",
                 "not supported yet: routers[0].h2AccessLogRollPolicy",
                 "not supported yet: routers[0].h2AccessLogAppend",
                 "not supported yet: routers[0].h2AccessLogRotateCount",
@@ -451,7 +453,6 @@ fn linkerd_examples() {
         (
             "linkerd__examples__http.yaml",
             Some(&[
-                "not supported yet: routers[0].httpAccessLog",
                 "not supported yet: routers[0].httpAccessLogRollPolicy",
                 "not supported yet: routers[0].httpAccessLogAppend",
                 "not supported yet: routers[0].httpAccessLogRotateCount",
@@ -478,14 +479,7 @@ fn linkerd_examples() {
                 "not supported yet: namers[1].kind: io.l5d.k8s.external",
             ]),
         ),
-        (
-            "linkerd__examples__loadbalancer.yaml",
-            Some(&[
-                "not supported yet: routers[0].client.loadBalancer.maxEffort",
-                "not supported yet: routers[0].client.hostConnectionPool",
-                "not supported yet: routers[0].client.failureAccrual",
-            ]),
-        ),
+        ("linkerd__examples__loadbalancer.yaml", None),
         (
             "linkerd__examples__mutualTls.yaml",
             Some(&[
@@ -503,14 +497,11 @@ fn linkerd_examples() {
         ),
         (
             "linkerd__examples__proxy.yaml",
-            Some(&["not supported yet: routers[0].client.kind: io.l5d.static"]),
+            Some(&["not supported yet: routers[0].client.configs[0].tls"]),
         ),
         (
             "linkerd__examples__retries.yaml",
-            Some(&[
-                "not supported yet: routers[0].service",
-                "not supported yet: routers[0].client.kind: io.l5d.static",
-            ]),
+            Some(&["not supported yet: routers[0].service"]),
         ),
         (
             "linkerd__examples__rewriting.yaml",
@@ -531,7 +522,7 @@ fn linkerd_examples() {
         (
             "linkerd__examples__tls.yaml",
             Some(&[
-                "not supported yet: routers[0].client.kind: io.l5d.static",
+                "not supported yet: routers[0].client.configs[0].tls",
                 "not supported yet: routers[0].servers[0].tls",
             ]),
         ),
@@ -541,7 +532,7 @@ fn linkerd_examples() {
             Some(&[
                 "unknown key 'storage' at the top level",
                 "unknown key 'interfaces' at the top level",
-                "not supported yet: telemetry",
+                "not supported yet: telemetry[1].kind: io.l5d.influxdb",
                 "missing key 'routers' at the top level",
             ]),
         ),
@@ -629,5 +620,170 @@ fn linkerd_examples() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn client_configs_global_and_static() {
+    use switchyard::client::{Backoff, Budget, ClientConfig, FailureAccrual, LoadBalancer};
+    let text = "\
+routers:
+- protocol: http
+  client:
+    kind: io.l5d.static
+    configs:
+    - prefix: /
+      requestAttemptTimeoutMs: 1000
+      loadBalancer:
+        kind: ewma
+        decayTimeMs: 5000
+      requeueBudget:
+        minRetriesPerSec: 3
+        percentCanRetry: 0.5
+        ttlSecs: 20
+    - prefix: /#/io.l5d.fs/{service}
+      failureAccrual:
+        kind: io.l5d.successRateWindowed
+        successRate: 0.9
+        window: 30
+        backoff:
+          kind: constant
+          ms: 1000
+    - prefix: /$/inet/*/8080
+      loadBalancer:
+        kind: aperture
+        lowLoad: 1
+        highLoad: 3.5
+      hostConnectionPool:
+        maxSize: 10
+        maxWaiters: 0
+        idleTimeMs: 500
+  servers:
+  - port: 0
+- protocol: h2
+  client:
+    loadBalancer:
+      kind: roundRobin
+    failureAccrual:
+      kind: none
+  servers:
+  - port: 0
+";
+    let c = config::parse_str(text, "c.yaml").unwrap();
+    let http = &c.routers[0].client;
+    let fs = http.resolve(Protocol::Http, &"/#/io.l5d.fs/web".parse().unwrap());
+    assert_eq!(
+        fs.load_balancer,
+        LoadBalancer::Ewma {
+            max_effort: 5,
+            decay_time: Duration::from_millis(5000)
+        }
+    );
+    assert_eq!(fs.request_attempt_timeout, Some(Duration::from_secs(1)));
+    assert_eq!(
+        fs.requeue_budget,
+        Budget {
+            min_retries_per_sec: 3,
+            percent_can_retry: 0.5,
+            ttl: Duration::from_secs(20)
+        }
+    );
+    assert_eq!(
+        fs.failure_accrual,
+        FailureAccrual::SuccessRateWindowed {
+            success_rate: 0.9,
+            window: Duration::from_secs(30),
+            backoff: Backoff::Constant {
+                ms: Duration::from_secs(1)
+            }
+        }
+    );
+    let inet = http.resolve(Protocol::Http, &"/$/inet/127.0.0.1/8080".parse().unwrap());
+    assert!(matches!(
+        inet.load_balancer,
+        LoadBalancer::Aperture { low_load, high_load, min_aperture: 1, .. }
+            if low_load == 1.0 && high_load == 3.5
+    ));
+    assert_eq!(inet.host_connection_pool.max_size, Some(10));
+    assert_eq!(inet.host_connection_pool.max_waiters, Some(0));
+    assert_eq!(
+        inet.host_connection_pool.idle_time,
+        Some(Duration::from_millis(500))
+    );
+    assert_eq!(inet.failure_accrual, FailureAccrual::default());
+    let h2 = &c.routers[1].client;
+    assert!(matches!(h2, ClientConfig::Global(_)));
+    let any = h2.resolve(Protocol::H2, &"/x".parse().unwrap());
+    assert_eq!(
+        any.load_balancer,
+        LoadBalancer::RoundRobin { max_effort: 5 }
+    );
+    assert_eq!(any.failure_accrual, FailureAccrual::None {});
+    // /config.json shows what was written, with Linkerd's names.
+    let j = serde_json::to_value(&c).unwrap();
+    let cl = &j["routers"][0]["client"];
+    assert_eq!(cl["kind"], "io.l5d.static");
+    assert_eq!(cl["configs"][1]["prefix"], "/#/io.l5d.fs/{service}");
+    assert_eq!(cl["configs"][1]["failureAccrual"]["window"], 30);
+    assert_eq!(cl["configs"][0]["requestAttemptTimeoutMs"], 1000);
+}
+
+#[test]
+fn client_config_errors_are_placed() {
+    let text = "\
+routers:
+- protocol: http
+  client:
+    kind: io.l5d.static
+    configs:
+    - prefix: web
+      loadBalancer:
+        kind: leastConn
+    - prefix: /
+      failureAccrual:
+        kind: io.l5d.consecutiveFailures
+      requeueBudget:
+        percentCanRetry: -1
+      tls:
+        commonName: x
+    - prefix: /
+      failureAccrual:
+        kind: io.l5d.successRate
+        successRate: 2
+        requests: 10
+        backoff:
+          kind: jittered
+          minMs: 10
+          maxMs: 5
+  servers:
+  - port: 0
+";
+    let err = check_text("c.yaml", text).stderr;
+    for want in [
+        "c.yaml:8:15: unknown kind 'leastConn' in routers[0].client.configs[0].loadBalancer; expected one of: p2c, ewma, aperture, heap, roundRobin",
+        "c.yaml:11:9: missing key 'failures' in routers[0].client.configs[1].failureAccrual",
+        "c.yaml:13:26: routers[0].client.configs[1].requeueBudget.percentCanRetry: expected a number from 0 to 1000, found -1",
+        "c.yaml:14:7: not supported yet: routers[0].client.configs[1].tls",
+        "c.yaml:19:22: routers[0].client.configs[2].failureAccrual.successRate: expected a number from 0 to 1, found 2",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in\n{err}");
+    }
+    assert_eq!(err.lines().count(), 5, "{err}");
+    // Once the schema is satisfied, the values are checked too.
+    let text = text
+        .replace("kind: leastConn", "kind: p2c")
+        .replace(
+            "        kind: io.l5d.consecutiveFailures\n",
+            "        kind: io.l5d.consecutiveFailures\n        failures: 2\n",
+        )
+        .replace("percentCanRetry: -1", "percentCanRetry: 1")
+        .replace("      tls:\n        commonName: x\n", "")
+        .replace("successRate: 2", "successRate: 0.5");
+    let err = check_text("c.yaml", &text).stderr;
+    for want in [
+        "c.yaml:6:15: routers[0].client.configs[0].prefix: expected a path starting with '/'",
+        "routers[0].client.configs[2].failureAccrual.backoff: minMs (10) is greater than maxMs (5)",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in\n{err}");
     }
 }

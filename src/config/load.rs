@@ -174,10 +174,18 @@ impl Builder<'_> {
             .enumerate()
             .map(|(i, r)| self.router(i, r))
             .collect();
+        let telemetry = f
+            .telemetry
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| self.telemeter(i, t))
+            .collect();
         model::Config {
             admin,
             namers,
             routers,
+            telemetry,
             source: self.source.to_string(),
         }
     }
@@ -295,11 +303,32 @@ impl Builder<'_> {
             })
             .collect();
         let client = match r.client {
-            None => model::Client::default(),
-            Some(raw::Client::Global { load_balancer }) => model::Client {
-                load_balancer: match load_balancer {
-                    None | Some(raw::LoadBalancer::P2c) => model::LoadBalancer::P2c,
-                },
+            None => model::ClientConfig::default(),
+            Some(raw::Client::Global(settings)) => {
+                self.client_settings(&format!("{at}.client"), &settings);
+                model::ClientConfig::Global(settings)
+            }
+            Some(raw::Client::Static { configs }) => model::ClientConfig::Static {
+                configs: configs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, c)| {
+                        let entry = format!("{at}.client.configs[{j}]");
+                        self.client_settings(&entry, &c.settings);
+                        let key = format!("{entry}.prefix");
+                        let prefix = match c.prefix.parse::<model::ClientPrefix>() {
+                            Ok(p) => p,
+                            Err(e) => {
+                                self.problem(&key, format!("{key}: {e}"));
+                                model::ClientPrefix::default()
+                            }
+                        };
+                        model::StaticClient {
+                            prefix,
+                            settings: c.settings,
+                        }
+                    })
+                    .collect(),
             },
         };
         model::Router {
@@ -318,6 +347,102 @@ impl Builder<'_> {
             max_call_depth: r
                 .max_call_depth
                 .unwrap_or(protocol.default_max_call_depth()),
+            access_log: r.http_access_log.or(r.h2_access_log).map(PathBuf::from),
+        }
+    }
+
+    fn telemeter(&mut self, i: usize, t: raw::Telemeter) -> model::Telemeter {
+        let at = format!("telemetry[{i}]");
+        match t {
+            raw::Telemeter::Prometheus { path, prefix } => {
+                let path = path.unwrap_or_else(|| "/admin/metrics/prometheus".into());
+                if !path.starts_with('/') {
+                    self.problem(
+                        &format!("{at}.path"),
+                        format!("{at}.path: expected a path starting with '/', found '{path}'"),
+                    );
+                }
+                let prefix = prefix.unwrap_or_default();
+                let valid = prefix.chars().enumerate().all(|(j, c)| {
+                    c == '_' || c.is_ascii_alphabetic() || (j > 0 && c.is_ascii_digit())
+                });
+                if !valid {
+                    self.problem(
+                        &format!("{at}.prefix"),
+                        format!("{at}.prefix: expected letters, digits and '_' (a metric name prefix), found '{prefix}'"),
+                    );
+                }
+                model::Telemeter::Prometheus { path, prefix }
+            }
+            raw::Telemeter::Zipkin {
+                host,
+                port,
+                sample_rate,
+            } => model::Telemeter::Zipkin {
+                host: host.unwrap_or_else(|| "localhost".into()),
+                port: port.unwrap_or(9411),
+                sample_rate: match sample_rate {
+                    None => 0.001,
+                    Some(v) => self.rate(&format!("{at}.sampleRate"), &v),
+                },
+            },
+            raw::Telemeter::RecentRequests {
+                sample_rate,
+                capacity,
+            } => model::Telemeter::RecentRequests {
+                sample_rate: self.rate(&format!("{at}.sampleRate"), &sample_rate),
+                capacity: capacity.unwrap_or(10),
+            },
+        }
+    }
+
+    /// A sample rate: a number from 0 to 1.
+    fn rate(&mut self, key: &str, v: &serde_json::Value) -> f64 {
+        let n = match v {
+            serde_json::Value::Number(n) => n.as_f64(),
+            serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        match n {
+            Some(r) if (0.0..=1.0).contains(&r) => r,
+            _ => {
+                self.problem(
+                    key,
+                    format!("{key}: expected a number from 0 to 1, found {v}"),
+                );
+                0.0
+            }
+        }
+    }
+
+    /// Checks across a client's keys the schema cannot express.
+    fn client_settings(&mut self, at: &str, s: &model::ClientSettings) {
+        if let Some(fa) = &s.failure_accrual
+            && let model::Backoff::Jittered { min, max } = fa.backoff()
+            && min > max
+        {
+            let key = format!("{at}.failureAccrual.backoff");
+            self.problem(
+                &key,
+                format!(
+                    "{key}: minMs ({}) is greater than maxMs ({})",
+                    min.as_millis(),
+                    max.as_millis()
+                ),
+            );
+        }
+        if let Some(model::LoadBalancer::Aperture {
+            low_load,
+            high_load,
+            ..
+        }) = s.load_balancer
+            && low_load > high_load
+        {
+            let key = format!("{at}.loadBalancer");
+            self.problem(
+                &key,
+                format!("{key}: lowLoad ({low_load}) is greater than highLoad ({high_load})"),
+            );
         }
     }
 

@@ -12,6 +12,10 @@ use serde::{Serialize, Serializer};
 
 use crate::dtab::{Dtab, Path};
 
+pub use crate::client::{
+    Backoff, Budget, ClientConfig, ClientPrefix, ClientSettings, FailureAccrual, LoadBalancer,
+    PoolParams, StaticClient,
+};
 /// The runtime types double as the config's: what the file says is what runs.
 pub use crate::routing::{Identifier, Protocol};
 
@@ -24,6 +28,8 @@ pub struct Config {
     pub namers: Vec<Namer>,
     /// The routers, in file order (at least one).
     pub routers: Vec<Router>,
+    /// `telemetry:` (metrics exposition, tracing, recent requests).
+    pub telemetry: Vec<Telemeter>,
     /// Where the config came from (a file name, `<stdin>`, `<default config>`),
     /// for messages.
     #[serde(skip)]
@@ -127,6 +133,41 @@ pub struct Router {
     pub client: Client,
     /// `maxCallDepth`: Via hops before a request is refused (http 1000, h2 10).
     pub max_call_depth: u32,
+    /// `httpAccessLog` (`h2AccessLog` for h2): the access log file, if any.
+    #[serde(rename = "httpAccessLog", skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<PathBuf>,
+}
+
+/// An entry of `telemetry:`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind")]
+pub enum Telemeter {
+    /// `io.l5d.prometheus`: the text exposition on the admin server.
+    #[serde(rename = "io.l5d.prometheus")]
+    Prometheus {
+        /// `path`; default `/admin/metrics/prometheus`.
+        path: String,
+        /// `prefix` prepended to metric names; default none.
+        prefix: String,
+    },
+    /// `io.l5d.zipkin`: spans to a Zipkin v2 HTTP collector.
+    #[serde(rename = "io.l5d.zipkin", rename_all = "camelCase")]
+    Zipkin {
+        /// `host`; default `localhost`.
+        host: String,
+        /// `port`; default 9411 (the HTTP collector's; Linkerd's 9410 was Scribe).
+        port: u16,
+        /// `sampleRate`; default 0.001.
+        sample_rate: f64,
+    },
+    /// `io.l5d.recentRequests`: `/requests`.
+    #[serde(rename = "io.l5d.recentRequests", rename_all = "camelCase")]
+    RecentRequests {
+        /// `sampleRate` (required).
+        sample_rate: f64,
+        /// `capacity`; default 10.
+        capacity: usize,
+    },
 }
 
 /// Default `dstPrefix`.
@@ -191,23 +232,9 @@ pub struct Server {
     pub clear_context: bool,
 }
 
-/// A router's `client:` (`kind: io.l5d.global`, the default).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Client {
-    /// `loadBalancer`; default p2c.
-    pub load_balancer: LoadBalancer,
-}
-
-/// `loadBalancer:`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind")]
-pub enum LoadBalancer {
-    /// `p2c`: power of two choices, least outstanding requests.
-    #[default]
-    #[serde(rename = "p2c")]
-    P2c,
-}
+/// A router's `client:`; `kind: io.l5d.global` (the default) or
+/// `io.l5d.static` with `configs` by bound-name prefix.
+pub type Client = ClientConfig;
 
 fn ser_display<T: std::fmt::Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
@@ -245,6 +272,28 @@ pub(crate) mod raw {
         pub routers: Vec<Router>,
         #[allow(dead_code)]
         pub usage: Option<serde_json::Value>,
+        pub telemetry: Option<Vec<Telemeter>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(tag = "kind")]
+    pub enum Telemeter {
+        #[serde(rename = "io.l5d.prometheus")]
+        Prometheus {
+            path: Option<String>,
+            prefix: Option<String>,
+        },
+        #[serde(rename = "io.l5d.zipkin", rename_all = "camelCase")]
+        Zipkin {
+            host: Option<String>,
+            port: Option<u16>,
+            sample_rate: Option<serde_json::Value>,
+        },
+        #[serde(rename = "io.l5d.recentRequests", rename_all = "camelCase")]
+        RecentRequests {
+            sample_rate: serde_json::Value,
+            capacity: Option<usize>,
+        },
     }
 
     #[derive(Debug, Deserialize)]
@@ -283,6 +332,8 @@ pub(crate) mod raw {
         pub max_call_depth: Option<u32>,
         #[allow(dead_code)]
         pub experimental: Option<bool>,
+        pub http_access_log: Option<String>,
+        pub h2_access_log: Option<String>,
     }
 
     #[derive(Debug, Clone, Copy, Deserialize)]
@@ -347,14 +398,16 @@ pub(crate) mod raw {
     #[derive(Debug, Deserialize)]
     #[serde(tag = "kind")]
     pub enum Client {
-        #[serde(rename = "io.l5d.global", rename_all = "camelCase")]
-        Global { load_balancer: Option<LoadBalancer> },
+        #[serde(rename = "io.l5d.global")]
+        Global(crate::client::ClientSettings),
+        #[serde(rename = "io.l5d.static")]
+        Static { configs: Vec<StaticClient> },
     }
 
-    #[derive(Debug, Clone, Copy, Deserialize)]
-    #[serde(tag = "kind")]
-    pub enum LoadBalancer {
-        #[serde(rename = "p2c")]
-        P2c,
+    #[derive(Debug, Deserialize)]
+    pub struct StaticClient {
+        pub prefix: String,
+        #[serde(flatten)]
+        pub settings: crate::client::ClientSettings,
     }
 }

@@ -20,6 +20,8 @@ pub(crate) enum Ty {
     Bool,
     /// An integer within bounds (inclusive).
     Int { min: i128, max: i128 },
+    /// A number (integer or decimal) within bounds (inclusive).
+    Num { min: f64, max: f64 },
     /// A mapping with known keys.
     Obj(&'static Obj),
     /// A list of one type.
@@ -96,8 +98,60 @@ pub(crate) static FILE: Obj = Obj {
         req("routers", Ty::List(&ROUTER)),
         // Linkerd's anonymous usage report: accepted, never sent.
         opt("usage", Ty::Any),
+        opt("telemetry", Ty::List(&TELEMETER)),
     ],
-    unsupported: &["telemetry", "tracers"],
+    unsupported: &["tracers"],
+};
+
+// ---------------------------------------------------------------- telemetry
+
+static TELEMETER: Ty = Ty::Kinded(&TELEMETER_KINDS);
+
+/// A sample rate: a number from 0 to 1, checked when the config is typed
+/// (the walk has no float type).
+const RATE: Ty = Ty::Any;
+
+static TELEMETER_KINDS: Kinded = Kinded {
+    tag: "kind",
+    default: None,
+    kinds: &[
+        (
+            "io.l5d.prometheus",
+            Obj {
+                fields: &[opt("path", Ty::Str), opt("prefix", Ty::Str)],
+                unsupported: &[],
+            },
+        ),
+        (
+            "io.l5d.zipkin",
+            Obj {
+                fields: &[
+                    opt("host", Ty::Str),
+                    opt("port", PORT),
+                    opt("sampleRate", RATE),
+                ],
+                unsupported: &["initialBufferSize", "maxBufferSize"],
+            },
+        ),
+        (
+            "io.l5d.recentRequests",
+            Obj {
+                fields: &[req("sampleRate", RATE), opt("capacity", POSITIVE)],
+                unsupported: &[],
+            },
+        ),
+    ],
+    unsupported: &[
+        "io.l5d.influxdb",
+        "io.l5d.statsd",
+        "io.l5d.tracelog",
+        "io.l5d.zipkin.kafka",
+        "io.zipkin.http",
+        "io.zipkin.kafka",
+        "io.l5d.opencensus",
+        "io.l5d.dogstatsd",
+        "io.l5d.istio",
+    ],
 };
 
 static ADMIN: Obj = Obj {
@@ -172,13 +226,13 @@ static ROUTER_KINDS: Kinded = Kinded {
                     opt("client", Ty::Kinded(&HTTP_CLIENT)),
                     opt("maxCallDepth", POSITIVE),
                     opt("experimental", Ty::Bool),
+                    opt("httpAccessLog", Ty::Str),
                 ],
                 unsupported: &[
                     "service",
                     "announcers",
                     "originator",
                     "timeoutMs",
-                    "httpAccessLog",
                     "httpAccessLogRollPolicy",
                     "httpAccessLogAppend",
                     "httpAccessLogRotateCount",
@@ -211,13 +265,13 @@ static ROUTER_KINDS: Kinded = Kinded {
                     opt("client", Ty::Kinded(&H2_CLIENT)),
                     opt("maxCallDepth", POSITIVE),
                     opt("experimental", Ty::Bool),
+                    opt("h2AccessLog", Ty::Str),
                 ],
                 unsupported: &[
                     "service",
                     "announcers",
                     "originator",
                     "timeoutMs",
-                    "h2AccessLog",
                     "h2AccessLogRollPolicy",
                     "h2AccessLogAppend",
                     "h2AccessLogRotateCount",
@@ -366,70 +420,271 @@ static INTERPRETER: Kinded = Kinded {
 
 // ------------------------------------------------------------------ clients
 
+/// Client keys supported, common to http and h2 (an `io.l5d.global` client
+/// or an `io.l5d.static` entry).
+const CLIENT_FIELDS: &[Field] = &[
+    opt("loadBalancer", Ty::Kinded(&LOAD_BALANCER)),
+    opt("failureAccrual", Ty::Kinded(&FAILURE_ACCRUAL)),
+    opt("requeueBudget", Ty::Obj(&BUDGET)),
+    opt("requestAttemptTimeoutMs", MILLIS),
+    opt("hostConnectionPool", Ty::Obj(&HOST_CONNECTION_POOL)),
+];
+
+/// An `io.l5d.static` entry: a prefix and the client keys.
+const STATIC_ENTRY_FIELDS: &[Field] = &[
+    req("prefix", Ty::Str),
+    opt("loadBalancer", Ty::Kinded(&LOAD_BALANCER)),
+    opt("failureAccrual", Ty::Kinded(&FAILURE_ACCRUAL)),
+    opt("requeueBudget", Ty::Obj(&BUDGET)),
+    opt("requestAttemptTimeoutMs", MILLIS),
+    opt("hostConnectionPool", Ty::Obj(&HOST_CONNECTION_POOL)),
+];
+
 /// Client keys of Linkerd 1 common to http and h2, not supported yet.
 macro_rules! client_unsupported {
     ($($extra:literal),*) => {
         &[
-            "failureAccrual",
-            "requeueBudget",
             "failFast",
-            "requestAttemptTimeoutMs",
-            "hostConnectionPool",
             "clientSession",
             "tls",
             "socketOptions",
             "forwardClientCert",
             "requestAuthorizers",
-            "prefix",
             $($extra),*
         ]
     };
 }
 
+const HTTP_CLIENT_UNSUPPORTED: &[&str] = client_unsupported!();
+const H2_CLIENT_UNSUPPORTED: &[&str] = client_unsupported!(
+    "windowUpdateRatio",
+    "headerTableBytes",
+    "initialStreamWindowBytes",
+    "maxFrameBytes",
+    "maxHeaderListByts",
+    "maxHeaderListBytes"
+);
+
+static HTTP_STATIC_ENTRY: Obj = Obj {
+    fields: STATIC_ENTRY_FIELDS,
+    unsupported: HTTP_CLIENT_UNSUPPORTED,
+};
+
+static H2_STATIC_ENTRY: Obj = Obj {
+    fields: STATIC_ENTRY_FIELDS,
+    unsupported: H2_CLIENT_UNSUPPORTED,
+};
+
 static HTTP_CLIENT: Kinded = Kinded {
     tag: "kind",
     default: Some("io.l5d.global"),
-    kinds: &[(
-        "io.l5d.global",
-        Obj {
-            fields: &[opt("loadBalancer", Ty::Kinded(&LOAD_BALANCER))],
-            unsupported: client_unsupported!(),
-        },
-    )],
-    unsupported: &["io.l5d.static"],
+    kinds: &[
+        (
+            "io.l5d.global",
+            Obj {
+                fields: CLIENT_FIELDS,
+                unsupported: HTTP_CLIENT_UNSUPPORTED,
+            },
+        ),
+        (
+            "io.l5d.static",
+            Obj {
+                fields: &[req("configs", Ty::List(&Ty::Obj(&HTTP_STATIC_ENTRY)))],
+                unsupported: &[],
+            },
+        ),
+    ],
+    unsupported: &[],
 };
 
 static H2_CLIENT: Kinded = Kinded {
     tag: "kind",
     default: Some("io.l5d.global"),
-    kinds: &[(
-        "io.l5d.global",
-        Obj {
-            fields: &[opt("loadBalancer", Ty::Kinded(&LOAD_BALANCER))],
-            unsupported: client_unsupported!(
-                "windowUpdateRatio",
-                "headerTableBytes",
-                "initialStreamWindowBytes",
-                "maxFrameBytes",
-                "maxHeaderListByts",
-                "maxHeaderListBytes"
-            ),
-        },
-    )],
-    unsupported: &["io.l5d.static"],
+    kinds: &[
+        (
+            "io.l5d.global",
+            Obj {
+                fields: CLIENT_FIELDS,
+                unsupported: H2_CLIENT_UNSUPPORTED,
+            },
+        ),
+        (
+            "io.l5d.static",
+            Obj {
+                fields: &[req("configs", Ty::List(&Ty::Obj(&H2_STATIC_ENTRY)))],
+                unsupported: &[],
+            },
+        ),
+    ],
+    unsupported: &[],
+};
+
+const MAX_EFFORT: Field = opt("maxEffort", POSITIVE);
+const RATIO: Ty = Ty::Num { min: 0.0, max: 1.0 };
+const LOAD: Ty = Ty::Num {
+    min: 0.0,
+    max: f64::MAX,
 };
 
 static LOAD_BALANCER: Kinded = Kinded {
     tag: "kind",
     default: None,
-    kinds: &[(
-        "p2c",
-        Obj {
-            fields: &[],
-            unsupported: &["maxEffort", "enableProbation"],
-        },
-    )],
-    unsupported: &["ewma", "aperture", "heap", "roundRobin"],
+    kinds: &[
+        (
+            "p2c",
+            Obj {
+                fields: &[MAX_EFFORT],
+                unsupported: &["enableProbation"],
+            },
+        ),
+        (
+            "ewma",
+            Obj {
+                fields: &[MAX_EFFORT, opt("decayTimeMs", MILLIS)],
+                unsupported: &["enableProbation"],
+            },
+        ),
+        (
+            "aperture",
+            Obj {
+                fields: &[
+                    MAX_EFFORT,
+                    opt("smoothWindowMs", MILLIS),
+                    opt("lowLoad", LOAD),
+                    opt("highLoad", LOAD),
+                    opt("minAperture", POSITIVE),
+                ],
+                unsupported: &["enableProbation"],
+            },
+        ),
+        (
+            "heap",
+            Obj {
+                fields: &[],
+                unsupported: &["enableProbation"],
+            },
+        ),
+        (
+            "roundRobin",
+            Obj {
+                fields: &[MAX_EFFORT],
+                unsupported: &["enableProbation"],
+            },
+        ),
+    ],
+    unsupported: &[],
+};
+
+static BACKOFF: Kinded = Kinded {
+    tag: "kind",
+    default: None,
+    kinds: &[
+        (
+            "constant",
+            Obj {
+                fields: &[opt("ms", MILLIS)],
+                unsupported: &[],
+            },
+        ),
+        (
+            "jittered",
+            Obj {
+                fields: &[req("minMs", MILLIS), req("maxMs", MILLIS)],
+                unsupported: &[],
+            },
+        ),
+    ],
+    unsupported: &[],
+};
+
+static FAILURE_ACCRUAL: Kinded = Kinded {
+    tag: "kind",
+    default: None,
+    kinds: &[
+        (
+            "io.l5d.consecutiveFailures",
+            Obj {
+                fields: &[
+                    req("failures", POSITIVE),
+                    opt("backoff", Ty::Kinded(&BACKOFF)),
+                ],
+                unsupported: &[],
+            },
+        ),
+        (
+            "io.l5d.successRate",
+            Obj {
+                fields: &[
+                    req("successRate", RATIO),
+                    req("requests", POSITIVE),
+                    opt("backoff", Ty::Kinded(&BACKOFF)),
+                ],
+                unsupported: &[],
+            },
+        ),
+        (
+            "io.l5d.successRateWindowed",
+            Obj {
+                fields: &[
+                    req("successRate", RATIO),
+                    req("window", POSITIVE),
+                    opt("backoff", Ty::Kinded(&BACKOFF)),
+                ],
+                unsupported: &[],
+            },
+        ),
+        (
+            "none",
+            Obj {
+                fields: &[],
+                unsupported: &[],
+            },
+        ),
+    ],
+    unsupported: &[],
+};
+
+static BUDGET: Obj = Obj {
+    fields: &[
+        opt(
+            "minRetriesPerSec",
+            Ty::Int {
+                min: 0,
+                max: i32::MAX as i128,
+            },
+        ),
+        opt(
+            "percentCanRetry",
+            Ty::Num {
+                min: 0.0,
+                max: 1000.0,
+            },
+        ),
+        opt("ttlSecs", Ty::Int { min: 1, max: 60 }),
+    ],
+    unsupported: &[],
+};
+
+static HOST_CONNECTION_POOL: Obj = Obj {
+    fields: &[
+        opt(
+            "minSize",
+            Ty::Int {
+                min: 0,
+                max: i32::MAX as i128,
+            },
+        ),
+        opt("maxSize", POSITIVE),
+        opt("idleTimeMs", MILLIS),
+        opt(
+            "maxWaiters",
+            Ty::Int {
+                min: 0,
+                max: i32::MAX as i128,
+            },
+        ),
+    ],
+    unsupported: &[],
 };
 
 // --------------------------------------------------------------------- walk
@@ -502,6 +757,22 @@ impl<'a> Walker<'a> {
                     J::Null
                 } else {
                     node.value.to_json()
+                }
+            }
+            (Ty::Num { min, max }, Value::Int(_) | Value::Float(_)) => {
+                let x = match node.value {
+                    Value::Int(i) => i as f64,
+                    Value::Float(f) => f,
+                    _ => f64::NAN,
+                };
+                if x.is_nan() || x < *min || x > *max {
+                    self.problem(
+                        node.pos,
+                        format!("{path}: expected {}, found {x}", num_words(*min, *max)),
+                    );
+                    J::Null
+                } else {
+                    serde_json::Number::from_f64(x).map_or(J::Null, J::Number)
                 }
             }
             (Ty::Obj(obj), Value::Map(entries)) => {
@@ -650,8 +921,13 @@ fn int_words(min: i128, max: i128) -> String {
     }
 }
 
+fn num_words(min: f64, max: f64) -> String {
+    format!("a number from {min} to {max}")
+}
+
 fn ty_words(ty: &Ty) -> String {
     match ty {
+        Ty::Num { min, max } => num_words(*min, *max),
         Ty::Str => "a string".into(),
         Ty::Bool => "true or false".into(),
         Ty::Int { min, max } => int_words(*min, *max),

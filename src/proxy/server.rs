@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use super::forward::Forwarder;
 use crate::routing::{Protocol, Router, ServerParams};
+use crate::telemetry::ServerTelemetry;
 
 /// A shutdown trigger shared by every server and the admin endpoint.
 ///
@@ -103,6 +104,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let protocol = router.params().protocol;
     let label = router.label().to_string();
+    let clear_context = server.clear_context;
     let forwarder = Arc::new(Forwarder::new(router, server));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new());
@@ -112,6 +114,7 @@ pub async fn serve(
     }
     let graceful = GracefulShutdown::new();
     let local = listener.local_addr()?;
+    let telemetry = Arc::new(ServerTelemetry::new(&label, local, clear_context));
     tracing::info!(router = %label, addr = %local, "serving");
     loop {
         let accepted = tokio::select! {
@@ -130,15 +133,21 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let fw = forwarder.clone();
-        let svc = service_fn(move |req: hyper::Request<Incoming>| {
-            let fw = fw.clone();
-            async move { Ok::<_, Infallible>(fw.handle(req).await) }
+        let tel = telemetry.clone();
+        let open = telemetry.connection();
+        let svc = service_fn(move |mut req: hyper::Request<Incoming>| {
+            let (fw, tel) = (fw.clone(), tel.clone());
+            async move {
+                let started = tel.start(&mut req, peer);
+                Ok::<_, Infallible>(tel.finish(started, fw.handle(req).await))
+            }
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), svc)
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
+            let _open = open;
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }

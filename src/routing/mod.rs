@@ -10,7 +10,6 @@
 //! [`RouterParams`] from the config and an implementation of [`Binder`]
 //! (the naming `Interpreter`) and hands both to [`Router::new`].
 
-mod balance;
 mod identify;
 mod router;
 
@@ -19,10 +18,12 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::client::ClientConfig;
 use crate::dtab::{Dtab, NameTree, Path};
 use crate::naming::{Activity, Bound};
 
-pub use balance::{BoundClient, EndpointState, Outstanding};
+/// The client of one bound name lives in [`crate::client`]; routing hands it out.
+pub use crate::client::{Client as BoundClient, EndpointSet, EndpointState, Outstanding};
 pub use identify::{Identified, Identifier, Unidentified, identify, strip_segments};
 pub use router::{RouteError, Router};
 
@@ -85,8 +86,11 @@ pub struct RouterParams {
     pub binding_timeout: Duration,
     /// `maxCallDepth` (http 1000, h2 10): more `Via` entries than this is a loop.
     pub max_call_depth: usize,
-    /// `client.requestAttemptTimeoutMs`: time allowed for the response headers.
+    /// A default attempt timeout for clients whose config sets no
+    /// `requestAttemptTimeoutMs`.
     pub request_timeout: Option<Duration>,
+    /// `client`: the parameters of each bound name's client.
+    pub client: ClientConfig,
     /// `bindingCache.trees`: cached (local dtab, name) bindings (default 1000).
     pub binding_cache_capacity: usize,
     /// `bindingCache.clients`: cached clients per bound name (default 1000);
@@ -107,6 +111,7 @@ impl RouterParams {
             binding_timeout: Duration::from_secs(10),
             max_call_depth: protocol.default_max_call_depth() as usize,
             request_timeout: None,
+            client: ClientConfig::default(),
             binding_cache_capacity: 1000,
             client_cache_capacity: 1000,
             binding_idle_ttl: Duration::from_secs(600),
@@ -153,6 +158,13 @@ pub trait Binder: Send + Sync + 'static {
         let _ = (local, path);
         None
     }
+
+    /// The delegation trace for people, led by its first failing step, for
+    /// the body of a "no route" error; `None` when the binder cannot trace.
+    fn explain(&self, local: &Dtab, path: &Path) -> Option<String> {
+        let _ = (local, path);
+        None
+    }
 }
 
 /// The naming interpreter is the production binder.
@@ -163,5 +175,20 @@ impl Binder for crate::naming::Interpreter {
 
     fn base_dtab(&self) -> Dtab {
         self.dtab()
+    }
+
+    fn delegate(&self, local: &Dtab, path: &Path) -> Option<serde_json::Value> {
+        serde_json::to_value(crate::naming::Interpreter::delegate(self, local, path)).ok()
+    }
+
+    fn explain(&self, local: &Dtab, path: &Path) -> Option<String> {
+        let trace = crate::naming::Interpreter::delegate(self, local, path);
+        let first = trace
+            .first_failure()
+            .map_or_else(|| "none".to_string(), |n| n.step());
+        Some(format!(
+            "First failing step: {first}\nDelegation trace:\n{}",
+            trace.render()
+        ))
     }
 }

@@ -19,8 +19,10 @@ use rand::Rng;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use super::balance::{BoundClient, EndpointSet};
+use super::Protocol;
 use super::{Binder, RouterParams};
+use super::{BoundClient, EndpointSet};
+use crate::client::{ClientConfig, ClientParams};
 use crate::dtab::{Dtab, NameTree, Path};
 use crate::naming::{Activity, Bound};
 
@@ -89,7 +91,7 @@ impl fmt::Display for RouteError {
             )?,
             RouteFailure::Neg => write!(
                 f,
-                "No route for {dst}: no dentry matches it (it binds to ~)"
+                "No route for {dst}: it binds to ~ (no dentry or namer leads it to an existing name)"
             )?,
             RouteFailure::Fail => write!(f, "No route for {dst}: it binds to a failure (!)")?,
             RouteFailure::Empty => write!(
@@ -147,6 +149,12 @@ struct Binding {
 struct ClientCache {
     map: Mutex<HashMap<(Path, Path), Arc<BoundClient>>>,
     capacity: usize,
+    /// The router's label, for the clients' metrics.
+    router: String,
+    protocol: Protocol,
+    config: ClientConfig,
+    /// The router-level attempt timeout, when the client config sets none.
+    attempt_timeout: Option<Duration>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -167,9 +175,20 @@ impl ClientCache {
             // Drop clients no cached binding refers to any more.
             map.retain(|_, c| Arc::strong_count(c) > 1);
         }
-        let c = BoundClient::new(bound);
+        let c = BoundClient::new(bound, self.params_for(&bound.id));
         map.insert(key, c.clone());
         c
+    }
+
+    /// The parameters of the client for the bound name `id`, resolved once
+    /// when the client is made.
+    fn params_for(&self, id: &Path) -> ClientParams {
+        let mut p = self.config.resolve(self.protocol, id);
+        p.router.clone_from(&self.router);
+        if p.request_attempt_timeout.is_none() {
+            p.request_attempt_timeout = self.attempt_timeout;
+        }
+        p
     }
 
     fn resolve(&self, act: &Activity<NameTree<Bound>>) -> ClientTree {
@@ -194,6 +213,7 @@ impl Binding {
         rx: watch::Receiver<Activity<NameTree<Bound>>>,
         clients: Arc<ClientCache>,
         now_ms: u64,
+        updates: ::metrics::Counter,
     ) -> Binding {
         let mut follow = rx.clone();
         let initial = {
@@ -215,6 +235,7 @@ impl Binding {
                             }
                             let snapshot = follow.borrow_and_update().clone();
                             current.store(Arc::new(clients.resolve(&snapshot)));
+                            updates.increment(1);
                         }
                     }
                 }
@@ -236,16 +257,20 @@ impl Binding {
 impl Router {
     /// A router binding names with `binder`.
     pub fn new(params: RouterParams, binder: Arc<dyn Binder>) -> Router {
-        let capacity = params.client_cache_capacity.max(1);
+        let clients = Arc::new(ClientCache {
+            map: Mutex::new(HashMap::new()),
+            capacity: params.client_cache_capacity.max(1),
+            router: params.label.clone(),
+            protocol: params.protocol,
+            config: params.client.clone(),
+            attempt_timeout: params.request_timeout,
+        });
         Router {
             inner: Arc::new(Inner {
                 params,
                 binder,
                 bindings: Mutex::new(HashMap::new()),
-                clients: Arc::new(ClientCache {
-                    map: Mutex::new(HashMap::new()),
-                    capacity,
-                }),
+                clients,
                 epoch: Instant::now(),
             }),
         }
@@ -285,6 +310,7 @@ impl Router {
             rx,
             self.inner.clients.clone(),
             now,
+            crate::telemetry::metrics::binding_updates(self.label()),
         ));
         let mut map = lock(&self.inner.bindings);
         if let Some(b) = map.get(&key) {
@@ -578,7 +604,9 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let c = rt.block_on(async { BoundClient::new(&b) });
+        let c = rt.block_on(async {
+            BoundClient::new(&b, ClientParams::new(super::super::Protocol::Http))
+        });
         let t = NameTree::Union(vec![
             Weighted::new(1.0, NameTree::Leaf(c)),
             Weighted::new(1.0, NameTree::Neg),

@@ -19,8 +19,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::ProxyBody;
+use super::params::PoolParams;
+use crate::proxy::ProxyBody;
 use crate::routing::Protocol;
+
+/// Idle connections are closed after this when `idleTimeMs` is unset.
+const DEFAULT_IDLE: Duration = Duration::from_secs(60);
 
 /// How long to wait for a TCP connection to an endpoint.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,18 +50,25 @@ pub(crate) struct H2Pool {
 }
 
 impl Upstream {
-    pub(crate) fn new(protocol: Protocol) -> Upstream {
+    /// Connections for `protocol`; HTTP/1.1 keeps at most
+    /// `hostConnectionPool.maxSize` idle connections per endpoint and closes
+    /// them after `idleTimeMs` (60 s when unset).
+    pub(crate) fn new(protocol: Protocol, pool: &PoolParams) -> Upstream {
         match protocol {
             Protocol::Http => {
                 let mut connector = HttpConnector::new();
                 connector.set_nodelay(true);
                 connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-                let client = Client::builder(TokioExecutor::new())
+                let mut builder = Client::builder(TokioExecutor::new());
+                builder
                     .pool_timer(TokioTimer::new())
                     .timer(TokioTimer::new())
-                    .pool_idle_timeout(Duration::from_secs(60))
-                    .set_host(false)
-                    .build(connector);
+                    .pool_idle_timeout(pool.idle_time.unwrap_or(DEFAULT_IDLE))
+                    .set_host(false);
+                if let Some(max) = pool.max_size {
+                    builder.pool_max_idle_per_host(max as usize);
+                }
+                let client = builder.build(connector);
                 Upstream::Http1(Box::new(client))
             }
             Protocol::H2 => Upstream::Http2(H2Pool::default()),
