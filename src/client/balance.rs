@@ -59,6 +59,8 @@ pub(crate) struct Shared {
     pub(crate) params: ClientParams,
     pub(crate) budget: RetryBudget,
     pub(crate) stats: ClientStats,
+    /// Prometheus handles, made once per client.
+    pub(crate) metrics: crate::telemetry::metrics::ClientMetrics,
     /// Requests in flight across all endpoints (aperture's load).
     outstanding: AtomicUsize,
     /// Round robin's position.
@@ -83,6 +85,7 @@ impl Shared {
             _ => 1,
         };
         Arc::new(Shared {
+            metrics: crate::telemetry::metrics::ClientMetrics::new(&params.router, &id),
             id,
             budget: RetryBudget::new(&params.requeue_budget),
             params,
@@ -214,14 +217,21 @@ impl EndpointState {
         let now = Instant::now();
         let mut a = lock(&self.accrual);
         let t = a.record(success, now);
-        self.available
-            .store(a.health() == Health::Available, Ordering::Relaxed);
+        let now_available = a.health() == Health::Available;
+        let was_available = self.available.swap(now_available, Ordering::Relaxed);
         drop(a);
+        let gauges = &self.shared.metrics.gauges;
+        match (was_available, now_available) {
+            (true, false) => gauges.available.decrement(1.0),
+            (false, true) => gauges.available.increment(1.0),
+            _ => {}
+        }
         let stats = &self.shared.stats;
         match t {
             Transition::None => {}
             Transition::Ejected { for_, reason } => {
                 stats.ejections_total.fetch_add(1, Ordering::Relaxed);
+                self.shared.metrics.ejections.increment(1);
                 tracing::info!(
                     client = %self.shared.id,
                     endpoint = %self.addr,
@@ -232,6 +242,7 @@ impl EndpointState {
             }
             Transition::Revived => {
                 stats.revivals_total.fetch_add(1, Ordering::Relaxed);
+                self.shared.metrics.revivals.increment(1);
                 tracing::info!(client = %self.shared.id, endpoint = %self.addr, "endpoint revived");
             }
         }
@@ -390,6 +401,18 @@ impl EndpointSet {
             EndpointSet::Bound { endpoints, .. } => endpoints,
             _ => &[],
         }
+    }
+
+    /// Set the client's balancer gauges from this set: its size and the
+    /// endpoints failure accrual has in rotation (ejections and revivals
+    /// then move the second one).
+    pub(crate) fn publish_gauges(&self, shared: &Shared) {
+        let endpoints = self.endpoints();
+        let in_rotation = endpoints
+            .iter()
+            .filter(|e| e.available.load(Ordering::Relaxed))
+            .count();
+        shared.metrics.gauges.set(endpoints.len(), in_rotation);
     }
 
     /// Endpoints in rotation now.

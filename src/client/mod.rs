@@ -297,6 +297,7 @@ impl Client {
         let mut rx = bound.addr.clone();
         let initial =
             EndpointSet::from_addr(&rx.borrow_and_update(), &EndpointSet::Pending, &shared);
+        initial.publish_gauges(&shared);
         let set = Arc::new(ArcSwap::from_pointee(initial));
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -313,6 +314,7 @@ impl Client {
                             }
                             let addr = rx.borrow_and_update().clone();
                             let next = EndpointSet::from_addr(&addr, &set.load(), &shared);
+                            next.publish_gauges(&shared);
                             set.store(Arc::new(next));
                         }
                     }
@@ -518,7 +520,7 @@ impl Client {
                         .stats
                         .requeues_total
                         .fetch_add(1, Ordering::Relaxed);
-                    crate::telemetry::metrics::requeue(&params.router, &self.id);
+                    self.shared.metrics.requeues.increment(1);
                 }
                 Err(e) => {
                     ep.record(ResponseClass::Failure);

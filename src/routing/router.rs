@@ -259,7 +259,8 @@ impl Router {
     /// A router binding names with `binder`.
     pub fn new(params: RouterParams, binder: Arc<dyn Binder>) -> Router {
         let services =
-            crate::service::Services::new(params.service.clone(), params.binding_cache_capacity);
+            crate::service::Services::new(params.service.clone(), params.binding_cache_capacity)
+                .for_router(&params.label);
         let clients = Arc::new(ClientCache {
             map: Mutex::new(HashMap::new()),
             capacity: params.client_cache_capacity.max(1),

@@ -51,6 +51,8 @@ pub struct Service {
     pub budget: RetryBudget,
     /// Counters, for the admin and for tests.
     pub stats: ServiceStats,
+    /// Its Prometheus counters (retries, budget exhaustion).
+    pub metrics: crate::telemetry::metrics::ServiceMetrics,
 }
 
 /// What a service has done.
@@ -84,8 +86,15 @@ impl ServiceStats {
 impl Service {
     /// The service `name` with `params`, its budget starting now.
     pub fn new(name: Path, params: ServiceParams) -> Service {
+        Service::in_router("", name, params)
+    }
+
+    /// The service `name` of the router labelled `router` (its metrics
+    /// carry the label).
+    pub fn in_router(router: &str, name: Path, params: ServiceParams) -> Service {
         Service {
             budget: RetryBudget::new(&params.budget),
+            metrics: crate::telemetry::metrics::ServiceMetrics::new(router, &name),
             name,
             params,
             stats: ServiceStats::default(),
@@ -96,6 +105,7 @@ impl Service {
 /// A router's services by logical name, each resolved once from the
 /// `service:` config; bounded, dropping services no request holds.
 pub struct Services {
+    router: String,
     config: ServiceConfig,
     capacity: usize,
     map: Mutex<HashMap<Path, Arc<Service>>>,
@@ -105,10 +115,17 @@ impl Services {
     /// Services for `config`, at most `capacity` of them cached.
     pub fn new(config: ServiceConfig, capacity: usize) -> Services {
         Services {
+            router: String::new(),
             config,
             capacity: capacity.max(1),
             map: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Label the services' metrics with `router`.
+    pub fn for_router(mut self, router: &str) -> Services {
+        self.router = router.to_string();
+        self
     }
 
     /// The router's `service:` config.
@@ -130,7 +147,11 @@ impl Services {
                 map.remove(&k);
             }
         }
-        let s = Arc::new(Service::new(name.clone(), self.config.resolve(name)));
+        let s = Arc::new(Service::in_router(
+            &self.router,
+            name.clone(),
+            self.config.resolve(name),
+        ));
         map.insert(name.clone(), s.clone());
         s
     }

@@ -159,6 +159,7 @@ where
             ))
         } else if !svc.budget.try_withdraw() {
             svc.stats.budget_exhausted.fetch_add(1, Ordering::Relaxed);
+            svc.metrics.budget_exhausted.increment(1);
             Some(format!("retry budget of {} exhausted", svc.name))
         } else {
             None
@@ -173,6 +174,7 @@ where
         }
         // Let the failed response go (its connection returns to the pool).
         drop(result);
+        svc.metrics.retries.increment(1);
         let wait = waits.next().unwrap_or_default();
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;

@@ -608,6 +608,64 @@ pub fn failure_accrual_revival(router: &str, client: &Path) {
     .increment(1);
 }
 
+/// The retry counters of one (router, service), made once with the service
+/// and reused by every request to it.
+pub struct ServiceMetrics {
+    /// `retries_total`.
+    pub retries: Counter,
+    /// `retry_budget_exhausted_total`.
+    pub budget_exhausted: Counter,
+}
+
+impl ServiceMetrics {
+    /// The counters of `service` in `router`.
+    pub fn new(router: &str, service: &Path) -> ServiceMetrics {
+        let labels = router_labels(router, "service", &service.to_string());
+        ServiceMetrics {
+            retries: metrics::counter!(name(names::RETRIES), labels.clone()),
+            budget_exhausted: metrics::counter!(name(names::RETRY_BUDGET_EXHAUSTED), labels),
+        }
+    }
+}
+
+impl std::fmt::Debug for ServiceMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceMetrics").finish_non_exhaustive()
+    }
+}
+
+/// The metrics of one (router, client), made once with the client and
+/// shared by its endpoints: requeues, failure accrual, balancer gauges.
+pub struct ClientMetrics {
+    /// `requeues_total`.
+    pub requeues: Counter,
+    /// `failure_accrual_ejections_total`.
+    pub ejections: Counter,
+    /// `failure_accrual_revivals_total`.
+    pub revivals: Counter,
+    /// `loadbalancer_endpoints` and `loadbalancer_available_endpoints`.
+    pub gauges: ClientGauges,
+}
+
+impl ClientMetrics {
+    /// The metrics of `client` in `router`.
+    pub fn new(router: &str, client: &Path) -> ClientMetrics {
+        let labels = router_labels(router, "client", &client.to_string());
+        ClientMetrics {
+            requeues: metrics::counter!(name(names::REQUEUES), labels.clone()),
+            ejections: metrics::counter!(name(names::FA_EJECTIONS), labels.clone()),
+            revivals: metrics::counter!(name(names::FA_REVIVALS), labels),
+            gauges: ClientGauges::new(router, client),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientMetrics").finish_non_exhaustive()
+    }
+}
+
 /// A client's load-balancer gauges; make one when the client is made and set
 /// it when its endpoint set or ejections change.
 pub struct ClientGauges {
