@@ -466,8 +466,12 @@ async fn attempt_timeout_from_client_config() {
     };
     let p = start_proxy(params(settings), binder).await;
     let (status, _, err) = get_status(&h1_client(), p.addr, "web").await;
-    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    // As in Linkerd 1: a timeout is 503, with l5d-err naming the name, the
+    // endpoint and the timeout.
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(err.contains("within 100ms"), "{err}");
+    assert!(err.contains("/svc/web"), "{err}");
+    assert!(err.contains(&slow.addr.to_string()), "{err}");
 }
 
 #[tokio::test]

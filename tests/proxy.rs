@@ -799,7 +799,7 @@ async fn h2_routers_chain_by_authority() {
 }
 
 #[tokio::test]
-async fn upstream_reset_and_timeout_are_502() {
+async fn upstream_reset_is_502_and_attempt_timeout_503() {
     // A server that accepts and hangs up at once.
     let rude = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let rude_addr = rude.local_addr().unwrap();
@@ -829,8 +829,13 @@ async fn upstream_reset_and_timeout_are_502() {
         l5d_err(&r)
     );
 
+    // A timeout answers 503, as in Linkerd 1; l5d-err names the name, the
+    // endpoint and the timeout.
     let (r, body) = get(p.addr, "slow", "/slow", &[]).await;
-    assert_eq!(r.status(), 502, "{body}");
-    assert!(l5d_err(&r).contains("did not respond"), "{}", l5d_err(&r));
+    assert_eq!(r.status(), 503, "{body}");
+    let err = l5d_err(&r);
+    assert!(err.contains("did not respond to /svc/slow"), "{err}");
+    assert!(err.contains(&slow.addr.to_string()), "{err}");
+    assert!(err.contains("within 100ms"), "{err}");
     rude_task.abort();
 }

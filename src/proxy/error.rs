@@ -167,15 +167,15 @@ impl ProxyError {
             | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::Overloaded { .. }
             | ProxyError::PoolExhausted { .. }
+            | ProxyError::Timeout { .. }
             | ProxyError::TotalTimeout { .. }
             | ProxyError::DeadlineExceeded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Route { error, .. } if error.is_timeout() => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ProxyError::Route { .. }
-            | ProxyError::Connect { .. }
-            | ProxyError::Timeout { .. }
-            | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Route { .. } | ProxyError::Connect { .. } | ProxyError::Upstream { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
         }
     }
 
