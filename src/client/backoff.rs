@@ -1,23 +1,31 @@
-//! The wait before an ejected endpoint is probed again.
+//! The wait before an ejected endpoint is probed again: the failure
+//! accrual `backoff:` schedule, walked by the same decorrelated-jitter
+//! logic as service retries ([`crate::service::backoff`]).
 
 use std::time::Duration;
 
-use rand::Rng;
-
 use super::params::Backoff;
+use crate::service::backoff::{Backoff as Schedule, Waits};
 
 /// Where a backoff schedule stands: the next wait, then the one after.
 #[derive(Debug, Clone)]
 pub(crate) struct BackoffState {
-    schedule: Backoff,
-    prev: Option<Duration>,
+    schedule: Schedule,
+    waits: Waits,
 }
 
 impl BackoffState {
     pub(crate) fn new(schedule: Backoff) -> BackoffState {
+        let schedule = match schedule {
+            Backoff::Constant { ms } => Schedule::Constant { ms },
+            Backoff::Jittered { min, max } => Schedule::Jittered {
+                min_ms: min,
+                max_ms: max,
+            },
+        };
         BackoffState {
+            waits: schedule.waits(),
             schedule,
-            prev: None,
         }
     }
 
@@ -25,31 +33,12 @@ impl BackoffState {
     /// `minMs`, each next one random between `minMs` and three times the
     /// previous, never above `maxMs`.
     pub(crate) fn next_wait(&mut self) -> Duration {
-        let d = match self.schedule {
-            Backoff::Constant { ms } => ms,
-            Backoff::Jittered { min, max } => {
-                let (lo, hi) = (min.min(max), max.max(min));
-                match self.prev {
-                    None => lo,
-                    Some(prev) => {
-                        let top = prev.saturating_mul(3).min(hi).max(lo);
-                        let (a, b) = (lo.as_millis() as u64, top.as_millis() as u64);
-                        if b > a {
-                            Duration::from_millis(rand::rng().random_range(a..=b))
-                        } else {
-                            lo
-                        }
-                    }
-                }
-            }
-        };
-        self.prev = Some(d);
-        d
+        self.waits.next().unwrap_or_default()
     }
 
     /// Start over (the endpoint came back).
     pub(crate) fn reset(&mut self) {
-        self.prev = None;
+        self.waits = self.schedule.waits();
     }
 }
 

@@ -26,11 +26,11 @@ use tokio::time::Instant;
 
 use super::ResponseClass;
 use super::accrual::{Accrual, Health, Transition};
-use super::budget::RetryBudget;
 use super::ewma::PeakEwma;
 use super::params::{ClientParams, LoadBalancer};
 use crate::dtab::Path;
 use crate::naming::Addr;
+use crate::service::RetryBudget;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

@@ -16,7 +16,6 @@
 mod accrual;
 mod backoff;
 mod balance;
-mod budget;
 mod ewma;
 mod params;
 mod upstream;
@@ -37,10 +36,10 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full};
 use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 
+pub use crate::service::RetryBudget;
 pub use accrual::Health;
 use balance::Shared;
 pub use balance::{ClientStats, EndpointSet, EndpointState, Outstanding};
-pub use budget::RetryBudget;
 pub use params::{
     Backoff, Budget, ClientConfig, ClientParams, ClientPrefix, ClientSettings, FailureAccrual,
     LoadBalancer, PoolParams, PrefixElem, PrefixError, StaticClient,

@@ -222,42 +222,9 @@ impl FailureAccrual {
     }
 }
 
-/// A retry budget (`requeueBudget:`; Finagle's `RetryBudget`): each request
-/// deposits `percentCanRetry` of a retry, on top of a reserve of
-/// `minRetriesPerSec` per second; deposits expire after `ttlSecs`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Budget {
-    /// `minRetriesPerSec` (10).
-    #[serde(default = "default_min_retries")]
-    pub min_retries_per_sec: u32,
-    /// `percentCanRetry` (0.2).
-    #[serde(default = "default_percent")]
-    pub percent_can_retry: f64,
-    /// `ttlSecs` (10).
-    #[serde(rename = "ttlSecs", with = "secs", default = "default_ttl")]
-    pub ttl: Duration,
-}
-
-fn default_min_retries() -> u32 {
-    10
-}
-fn default_percent() -> f64 {
-    0.2
-}
-fn default_ttl() -> Duration {
-    Duration::from_secs(10)
-}
-
-impl Default for Budget {
-    fn default() -> Budget {
-        Budget {
-            min_retries_per_sec: default_min_retries(),
-            percent_can_retry: default_percent(),
-            ttl: default_ttl(),
-        }
-    }
-}
+/// A retry budget (`requeueBudget:`; Finagle's `RetryBudget`): the same
+/// config as a service's `retries.budget`.
+pub use crate::service::budget::BudgetConfig as Budget;
 
 /// `hostConnectionPool:`, per endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]

@@ -16,21 +16,33 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// `retries.budget` (also `client.requeueBudget`).
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+/// `retries.budget` and `client.requeueBudget`: the one budget config
+/// (missing keys take the defaults).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct BudgetConfig {
     /// `minRetriesPerSec` (default 10): the reserve, in retries per second.
     pub min_retries_per_sec: u32,
     /// `percentCanRetry` (default 0.2): retries allowed per request (0..1000).
     pub percent_can_retry: f64,
     /// `ttlSecs` (default 10): how long deposits count.
-    #[serde(rename = "ttlSecs", serialize_with = "ser_secs")]
+    #[serde(rename = "ttlSecs", with = "secs")]
     pub ttl: Duration,
 }
 
-fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_secs())
+/// `ttlSecs` as whole seconds.
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
 }
 
 impl Default for BudgetConfig {
@@ -48,7 +60,8 @@ const SCALE: i64 = 1000;
 /// The window is kept in this many slices, each expiring as a whole.
 const SLICES: u32 = 10;
 
-/// A shared retry budget (one per logical name for service retries).
+/// A shared retry budget: one per logical name for service retries, one
+/// per client for requeues.
 #[derive(Debug)]
 pub struct RetryBudget {
     deposit: i64,
@@ -223,5 +236,53 @@ mod tests {
         }
         assert!(retries <= 200 + 100, "{retries}");
         assert!(retries >= 200, "{retries}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_percent_reserve_is_restored_when_withdrawals_expire() {
+        let b = RetryBudget::new(&cfg(2, 0.0, 10));
+        assert_eq!(b.balance(), 20);
+        assert_eq!(drain(&b), 20);
+        assert!(!b.try_withdraw());
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(b.balance(), 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deposits_earn_percent_can_retry_and_expire() {
+        let b = RetryBudget::new(&cfg(0, 0.2, 10));
+        assert!(!b.try_withdraw());
+        for _ in 0..10 {
+            b.deposit();
+        }
+        assert_eq!(b.balance(), 2);
+        assert!(b.try_withdraw());
+        assert!(b.try_withdraw());
+        assert!(!b.try_withdraw());
+        for _ in 0..100 {
+            b.deposit();
+        }
+        assert_eq!(b.balance(), 20);
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(b.balance(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn default_budget() {
+        let b = RetryBudget::new(&BudgetConfig::default());
+        assert_eq!(b.balance(), 100);
+    }
+
+    #[test]
+    fn config_keys_take_defaults() {
+        let c: BudgetConfig = serde_json::from_str(r#"{"ttlSecs": 3}"#).unwrap();
+        assert_eq!(c, cfg(10, 0.2, 3));
+        let c: BudgetConfig =
+            serde_json::from_str(r#"{"minRetriesPerSec": 1, "percentCanRetry": 0.5}"#).unwrap();
+        assert_eq!(c, cfg(1, 0.5, 10));
+        assert_eq!(
+            serde_json::to_value(cfg(1, 0.5, 10)).unwrap(),
+            serde_json::json!({"minRetriesPerSec": 1, "percentCanRetry": 0.5, "ttlSecs": 10})
+        );
     }
 }

@@ -11,7 +11,7 @@
 //! * [`params`]: the router's `service:` config and each name's effective
 //!   [`ServiceParams`], resolved once per name and cached in [`Services`].
 //! * [`classify`]: response classifiers, `l5d-retryable`, `l5d-success-class`.
-//! * [`budget`]: Finagle's retry budget (also usable for requeues).
+//! * [`budget`]: Finagle's retry budget, for retries and for the clients' requeues.
 //! * [`backoff`]: constant and decorrelated-jitter waits.
 //! * [`deadline`]: `l5d-ctx-deadline` and `grpc-timeout`.
 //! * [`body`]: request bodies kept up to `retryBufferSize.requestBytes`.

@@ -21,13 +21,13 @@
 //! | `response_body_bytes_total` | counter | router, server, service, client | response body bytes sent back |
 //! | `open_connections` | gauge | router, server | client connections open now |
 //! | `connections_total` | counter | router, server | client connections accepted |
-//! | `retries_total` | counter | router, service | retries ([`retry`]) |
-//! | `retry_budget_exhausted_total` | counter | router, service | retries refused by the budget ([`retry_budget_exhausted`]) |
-//! | `requeues_total` | counter | router, client | requests sent again after a connection failure ([`requeue`]) |
+//! | `retries_total` | counter | router, service | retries ([`ServiceMetrics`]) |
+//! | `retry_budget_exhausted_total` | counter | router, service | retries refused by the budget ([`ServiceMetrics`]) |
+//! | `requeues_total` | counter | router, client | requests sent again after a connection failure ([`ClientMetrics`]) |
 //! | `loadbalancer_endpoints` | gauge | router, client | endpoints in the balancer ([`ClientGauges`]) |
 //! | `loadbalancer_available_endpoints` | gauge | router, client | endpoints not ejected ([`ClientGauges`]) |
-//! | `failure_accrual_ejections_total` | counter | router, client | endpoints ejected ([`failure_accrual_ejection`]) |
-//! | `failure_accrual_revivals_total` | counter | router, client | endpoints revived ([`failure_accrual_revival`]) |
+//! | `failure_accrual_ejections_total` | counter | router, client | endpoints ejected ([`ClientMetrics`]) |
+//! | `failure_accrual_revivals_total` | counter | router, client | endpoints revived ([`ClientMetrics`]) |
 //! | `binding_updates_total` | counter | router | bound trees published by binding watches |
 //! | `namer_updates_total` | counter | namer | address sets changed by a namer |
 //! | `dtab_reloads_total` | counter | file | dtab file edits applied |
@@ -560,52 +560,6 @@ fn router_labels(router: &str, k: &'static str, v: &str) -> Vec<Label> {
         Label::new("router", router.to_string()),
         Label::new(k, v.to_string()),
     ]
-}
-
-/// A request to `service` (a logical name) of `router` is retried.
-/// Call site: the retry filter, once per retry.
-pub fn retry(router: &str, service: &Path) {
-    metrics::counter!(
-        name(names::RETRIES),
-        router_labels(router, "service", &service.to_string())
-    )
-    .increment(1);
-}
-
-/// A retry to `service` was not made because the retry budget was spent.
-pub fn retry_budget_exhausted(router: &str, service: &Path) {
-    metrics::counter!(
-        name(names::RETRY_BUDGET_EXHAUSTED),
-        router_labels(router, "service", &service.to_string())
-    )
-    .increment(1);
-}
-
-/// A request to `client` (a bound name) is sent again after a connection failure.
-pub fn requeue(router: &str, client: &Path) {
-    metrics::counter!(
-        name(names::REQUEUES),
-        router_labels(router, "client", &client.to_string())
-    )
-    .increment(1);
-}
-
-/// Failure accrual ejected an endpoint of `client`.
-pub fn failure_accrual_ejection(router: &str, client: &Path) {
-    metrics::counter!(
-        name(names::FA_EJECTIONS),
-        router_labels(router, "client", &client.to_string())
-    )
-    .increment(1);
-}
-
-/// An ejected endpoint of `client` was revived.
-pub fn failure_accrual_revival(router: &str, client: &Path) {
-    metrics::counter!(
-        name(names::FA_REVIVALS),
-        router_labels(router, "client", &client.to_string())
-    )
-    .increment(1);
 }
 
 /// The retry counters of one (router, service), made once with the service
