@@ -621,12 +621,13 @@ impl Drop for Waiting<'_> {
 }
 
 pin_project_lite::pin_project! {
-    /// A response body that holds a guard (the endpoint's outstanding count)
-    /// until it is finished or dropped.
-    struct Guarded<B, G> {
+    /// A body that holds a guard (an endpoint's outstanding count, a
+    /// server's admission slot) until it is finished or dropped, so load is
+    /// counted for as long as the response streams.
+    pub(crate) struct Guarded<B, G> {
         #[pin]
-        inner: B,
-        _guard: G,
+        pub(crate) inner: B,
+        pub(crate) _guard: G,
     }
 }
 
