@@ -30,6 +30,7 @@ pub mod dtab;
 pub mod naming;
 pub mod proxy;
 pub mod routing;
+pub mod tls;
 
 pub mod admin;
 pub mod telemetry;
