@@ -159,6 +159,7 @@ impl Builder<'_> {
                 shutdown_grace: a
                     .shutdown_grace_ms
                     .map_or(model::DEFAULT_SHUTDOWN_GRACE, Duration::from_millis),
+                tls: a.tls.and_then(|t| self.server_tls("admin.tls", t)),
             },
         };
         let namers = f
@@ -292,14 +293,18 @@ impl Builder<'_> {
                 ),
                 max_concurrent_requests: s.max_concurrent_requests,
                 clear_context: s.clear_context.unwrap_or(false),
+                tls: s
+                    .tls
+                    .and_then(|t| self.server_tls(&format!("{at}.servers[{j}].tls"), t)),
             })
             .collect();
         let client = match r.client {
             None => model::Client::default(),
-            Some(raw::Client::Global { load_balancer }) => model::Client {
+            Some(raw::Client::Global { load_balancer, tls }) => model::Client {
                 load_balancer: match load_balancer {
                     None | Some(raw::LoadBalancer::P2c) => model::LoadBalancer::P2c,
                 },
+                tls: tls.and_then(|t| self.client_tls(&format!("{at}.client.tls"), t)),
             },
         };
         model::Router {
@@ -353,6 +358,68 @@ impl Builder<'_> {
                 segments,
             },
         }
+    }
+
+    /// `protocols: [TLSv1.2, ...]`.
+    fn tls_protocols(&mut self, key: &str, list: Option<Vec<String>>) -> Vec<model::TlsVersion> {
+        let mut out = Vec::new();
+        for (k, p) in list.unwrap_or_default().into_iter().enumerate() {
+            match p.parse::<model::TlsVersion>() {
+                Ok(v) => out.push(v),
+                Err(e) => self.problem(
+                    &format!("{key}.protocols[{k}]"),
+                    format!("{key}.protocols[{k}]: {e}"),
+                ),
+            }
+        }
+        out
+    }
+
+    /// `servers[].tls` / `admin.tls`; `None` when `enabled: false`.
+    fn server_tls(&mut self, key: &str, t: raw::ServerTls) -> Option<model::ServerTlsSettings> {
+        if t.enabled == Some(false) {
+            return None;
+        }
+        let settings = model::ServerTlsSettings {
+            cert_path: PathBuf::from(t.cert_path),
+            key_path: PathBuf::from(t.key_path),
+            intermediate_certs_path: t.intermediate_certs_path.map(PathBuf::from),
+            ca_cert_path: t.ca_cert_path.map(PathBuf::from),
+            require_client_auth: t.require_client_auth.unwrap_or(false),
+            protocols: self.tls_protocols(key, t.protocols),
+        };
+        if let Err(e) = settings.check() {
+            self.problem(key, format!("{key}: {e}"));
+        }
+        Some(settings)
+    }
+
+    /// `client.tls`; `None` when `enabled: false`.
+    fn client_tls(&mut self, key: &str, t: raw::ClientTls) -> Option<model::ClientTlsSettings> {
+        if t.enabled == Some(false) {
+            return None;
+        }
+        let settings = model::ClientTlsSettings {
+            common_name: t.common_name,
+            trust_certs_bundle: t.trust_certs_bundle.map(PathBuf::from),
+            trust_certs: t
+                .trust_certs
+                .unwrap_or_default()
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            disable_validation: t.disable_validation.unwrap_or(false),
+            client_auth: t.client_auth.map(|a| model::ClientAuth {
+                cert_path: PathBuf::from(a.cert_path),
+                key_path: PathBuf::from(a.key_path),
+                intermediate_certs_path: a.intermediate_certs_path.map(PathBuf::from),
+            }),
+            protocols: self.tls_protocols(key, t.protocols),
+        };
+        if let Err(e) = settings.check() {
+            self.problem(key, e.to_string().replacen("client.tls", key, 1));
+        }
+        Some(settings)
     }
 
     /// Parse a dtab written in the file, errors placed in the file.

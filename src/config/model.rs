@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 use crate::dtab::{Dtab, Path};
+pub use crate::tls::{ClientAuth, ClientTlsSettings, ServerTlsSettings, TlsVersion};
 
 /// The runtime types double as the config's: what the file says is what runs.
 pub use crate::routing::{Identifier, Protocol};
@@ -47,6 +48,9 @@ pub struct Admin {
     /// `shutdownGraceMs`; default 10 s.
     #[serde(rename = "shutdownGraceMs", serialize_with = "ser_ms")]
     pub shutdown_grace: Duration,
+    /// `tls`: serve the admin endpoints over TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServerTlsSettings>,
 }
 
 /// Default admin address, as Linkerd 1: loopback, port 9990.
@@ -59,6 +63,7 @@ impl Default for Admin {
         Admin {
             addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_ADMIN_PORT),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            tls: None,
         }
     }
 }
@@ -189,6 +194,9 @@ pub struct Server {
     pub max_concurrent_requests: Option<u32>,
     /// `clearContext`: strip `l5d-*` headers from inbound requests; default false.
     pub clear_context: bool,
+    /// `tls`: terminate TLS on this server (absent, or `enabled: false`: plaintext).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServerTlsSettings>,
 }
 
 /// A router's `client:` (`kind: io.l5d.global`, the default).
@@ -197,6 +205,9 @@ pub struct Server {
 pub struct Client {
     /// `loadBalancer`; default p2c.
     pub load_balancer: LoadBalancer,
+    /// `tls`: originate TLS to every endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClientTlsSettings>,
 }
 
 /// `loadBalancer:`.
@@ -253,6 +264,7 @@ pub(crate) mod raw {
         pub ip: Option<String>,
         pub port: Option<u16>,
         pub shutdown_grace_ms: Option<u64>,
+        pub tls: Option<ServerTls>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -342,13 +354,49 @@ pub(crate) mod raw {
         pub port: Option<u16>,
         pub max_concurrent_requests: Option<u32>,
         pub clear_context: Option<bool>,
+        pub tls: Option<ServerTls>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct ServerTls {
+        pub enabled: Option<bool>,
+        pub cert_path: String,
+        pub key_path: String,
+        pub intermediate_certs_path: Option<String>,
+        pub ca_cert_path: Option<String>,
+        pub require_client_auth: Option<bool>,
+        pub protocols: Option<Vec<String>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct ClientTls {
+        pub enabled: Option<bool>,
+        pub common_name: Option<String>,
+        pub trust_certs_bundle: Option<String>,
+        pub trust_certs: Option<Vec<String>>,
+        pub disable_validation: Option<bool>,
+        pub client_auth: Option<ClientAuth>,
+        pub protocols: Option<Vec<String>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct ClientAuth {
+        pub cert_path: String,
+        pub key_path: String,
+        pub intermediate_certs_path: Option<String>,
     }
 
     #[derive(Debug, Deserialize)]
     #[serde(tag = "kind")]
     pub enum Client {
         #[serde(rename = "io.l5d.global", rename_all = "camelCase")]
-        Global { load_balancer: Option<LoadBalancer> },
+        Global {
+            load_balancer: Option<LoadBalancer>,
+            tls: Option<ClientTls>,
+        },
     }
 
     #[derive(Debug, Clone, Copy, Deserialize)]

@@ -105,11 +105,11 @@ static ADMIN: Obj = Obj {
         opt("ip", Ty::Str),
         opt("port", PORT),
         opt("shutdownGraceMs", MILLIS),
+        opt("tls", Ty::Obj(&SERVER_TLS)),
     ],
     unsupported: &[
         "socketOptions",
         "httpIdentifierPort",
-        "tls",
         "security",
         "workerThreads",
     ],
@@ -247,10 +247,10 @@ static HTTP_SERVER: Obj = Obj {
         opt("port", PORT),
         opt("maxConcurrentRequests", POSITIVE),
         opt("clearContext", Ty::Bool),
+        opt("tls", Ty::Obj(&SERVER_TLS)),
     ],
     unsupported: &[
         "socketOptions",
-        "tls",
         "announce",
         "serverSession",
         "addForwardedHeader",
@@ -258,11 +258,49 @@ static HTTP_SERVER: Obj = Obj {
     ],
 };
 
+// ---------------------------------------------------------------------- tls
+
+/// `servers[].tls` and `admin.tls`.
+static SERVER_TLS: Obj = Obj {
+    fields: &[
+        opt("enabled", Ty::Bool),
+        req("certPath", Ty::Str),
+        req("keyPath", Ty::Str),
+        opt("intermediateCertsPath", Ty::Str),
+        opt("caCertPath", Ty::Str),
+        opt("requireClientAuth", Ty::Bool),
+        opt("protocols", Ty::List(&Ty::Str)),
+    ],
+    unsupported: &["ciphers"],
+};
+
+/// `client.tls`.
+static CLIENT_TLS: Obj = Obj {
+    fields: &[
+        opt("enabled", Ty::Bool),
+        opt("commonName", Ty::Str),
+        opt("trustCertsBundle", Ty::Str),
+        opt("trustCerts", Ty::List(&Ty::Str)),
+        opt("disableValidation", Ty::Bool),
+        opt("clientAuth", Ty::Obj(&CLIENT_AUTH)),
+        opt("protocols", Ty::List(&Ty::Str)),
+    ],
+    unsupported: &["ciphers"],
+};
+
+static CLIENT_AUTH: Obj = Obj {
+    fields: &[
+        req("certPath", Ty::Str),
+        req("keyPath", Ty::Str),
+        opt("intermediateCertsPath", Ty::Str),
+    ],
+    unsupported: &[],
+};
+
 static H2_SERVER: Obj = Obj {
     fields: HTTP_SERVER.fields,
     unsupported: &[
         "socketOptions",
-        "tls",
         "announce",
         "serverSession",
         "addForwardedHeader",
@@ -376,7 +414,6 @@ macro_rules! client_unsupported {
             "requestAttemptTimeoutMs",
             "hostConnectionPool",
             "clientSession",
-            "tls",
             "socketOptions",
             "forwardClientCert",
             "requestAuthorizers",
@@ -392,7 +429,10 @@ static HTTP_CLIENT: Kinded = Kinded {
     kinds: &[(
         "io.l5d.global",
         Obj {
-            fields: &[opt("loadBalancer", Ty::Kinded(&LOAD_BALANCER))],
+            fields: &[
+                opt("loadBalancer", Ty::Kinded(&LOAD_BALANCER)),
+                opt("tls", Ty::Obj(&CLIENT_TLS)),
+            ],
             unsupported: client_unsupported!(),
         },
     )],
@@ -405,7 +445,10 @@ static H2_CLIENT: Kinded = Kinded {
     kinds: &[(
         "io.l5d.global",
         Obj {
-            fields: &[opt("loadBalancer", Ty::Kinded(&LOAD_BALANCER))],
+            fields: &[
+                opt("loadBalancer", Ty::Kinded(&LOAD_BALANCER)),
+                opt("tls", Ty::Obj(&CLIENT_TLS)),
+            ],
             unsupported: client_unsupported!(
                 "windowUpdateRatio",
                 "headerTableBytes",

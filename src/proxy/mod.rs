@@ -17,7 +17,7 @@ mod server;
 mod upstream;
 
 pub use error::ProxyError;
-pub use run::{RouterServers, run};
+pub use run::{RouterServers, run, run_with_admin_tls};
 pub use server::{Shutdown, serve, shutdown_on_signals};
 
 /// Body type flowing through the proxy both ways: streamed frame by frame,

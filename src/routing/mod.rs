@@ -94,6 +94,8 @@ pub struct RouterParams {
     pub client_cache_capacity: usize,
     /// `bindingCache.idleTtlSecs` (default 600 s).
     pub binding_idle_ttl: Duration,
+    /// `client.tls`: which bound clients' endpoints get TLS; `None` for plaintext.
+    pub client_tls: Option<std::sync::Arc<crate::tls::ClientTlsRules>>,
 }
 
 impl RouterParams {
@@ -110,6 +112,7 @@ impl RouterParams {
             binding_cache_capacity: 1000,
             client_cache_capacity: 1000,
             binding_idle_ttl: Duration::from_secs(600),
+            client_tls: None,
         }
     }
 }
@@ -123,6 +126,8 @@ pub struct ServerParams {
     pub max_concurrent_requests: Option<usize>,
     /// `clearContext`: drop inbound `l5d-ctx-*`, `l5d-dtab` and `l5d-sample`.
     pub clear_context: bool,
+    /// `tls`: terminate TLS with this (loaded, reloading) config.
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 impl ServerParams {
@@ -132,6 +137,7 @@ impl ServerParams {
             addr,
             max_concurrent_requests: None,
             clear_context: false,
+            tls: None,
         }
     }
 }
