@@ -18,13 +18,16 @@
 //! * [`naming`]: namers (io.l5d.fs, /$/inet), the dtab file watcher and the
 //!   [`naming::Interpreter`], which keeps bound trees current as watches.
 //! * [`routing`]: identifiers, the per-router binding and client caches
-//!   (published with arc-swap), endpoint choice.
+//!   (published with arc-swap).
+//! * [`client`]: one client per bound name: endpoint choice, requeues,
+//!   connection pools.
 //! * [`proxy`]: the HTTP/1.1 and HTTP/2 servers and forwarding, graceful shutdown.
 //! * [`admin`]: the admin server.
 //! * [`app`]: wires a config into all of the above; [`cli`]: the commands.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod client;
 pub mod config;
 pub mod dtab;
 pub mod naming;

@@ -299,6 +299,13 @@ async fn routes_by_host_through_fs_namer_and_reports_unknown_names() {
     let err = unknown.headers.get("l5d-err").expect("l5d-err header");
     assert!(err.to_str().unwrap_or("").contains("svc"), "{err:?}");
     assert!(unknown.body.contains("/svc/nosuch"), "{}", unknown.body);
+    assert!(
+        unknown
+            .body
+            .contains("First failing step: neg /#/io.l5d.fs/nosuch"),
+        "the body leads with the failing step of the trace: {}",
+        unknown.body
+    );
 
     let ping = get(&c, proxy.admin, "admin", "/admin/ping", &[]).await;
     assert_eq!((ping.status, ping.body.trim()), (200, "pong"));

@@ -232,6 +232,37 @@ async fn fs_subdirectories_and_names() {
 }
 
 #[tokio::test]
+async fn fs_configmap_symlink_swap() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let v1 = root.join("..v1");
+    std::fs::create_dir(&v1).unwrap();
+    write(&v1.join("web"), "127.0.0.1 1\n");
+    std::os::unix::fs::symlink("..v1", root.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/web", root.join("web")).unwrap();
+    let namer = fs_namer(root);
+    let rx = namer.lookup(&p("/web"));
+    let mut addr = namer_leaf(&rx.borrow()).unwrap().addr;
+    wait_for(&mut addr, WAIT, "v1", |a| {
+        eps(a) == Some(vec![(sa("127.0.0.1:1"), 1.0)])
+    })
+    .await;
+
+    let v2 = root.join("..v2");
+    std::fs::create_dir(&v2).unwrap();
+    write(&v2.join("web"), "127.0.0.1 2\n");
+    std::os::unix::fs::symlink("..v2", root.join("..data_tmp")).unwrap();
+    std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+    std::fs::remove_dir_all(&v1).unwrap();
+    wait_for(&mut addr, WAIT, "v2", |a| {
+        eps(a) == Some(vec![(sa("127.0.0.1:2"), 1.0)])
+    })
+    .await;
+    // Hidden entries are not service names.
+    assert_eq!(namer.names(), vec![p("/#/io.l5d.fs/web")]);
+}
+
+#[tokio::test]
 async fn fs_host_names_resolve() {
     let dir = tempfile::tempdir().unwrap();
     write(&dir.path().join("local"), "localhost 8080 * 3\n");
@@ -599,4 +630,77 @@ async fn interpreter_namer_order_pending_and_failure() {
     })
     .await;
     assert!(shown(&v).contains("boom"), "{}", shown(&v));
+}
+
+#[tokio::test]
+async fn interpreter_delegate_json() {
+    let s = setup("/svc => /#/io.l5d.fs");
+    write(&s.root.join("web"), "127.0.0.1 8080 * 2\n");
+    // Let the file be read so the trace shows its address.
+    let rx = s.interp.bind(&Dtab::empty(), &p("/svc/web"));
+    let Activity::Ok(NameTree::Leaf(b)) = rx.borrow().clone() else {
+        panic!("leaf")
+    };
+    let mut addr = b.addr.clone();
+    wait_for(&mut addr, WAIT, "addr", |a| eps(a).is_some()).await;
+
+    let trace = s.interp.delegate(&Dtab::empty(), &p("/svc/web"));
+    let json = serde_json::to_value(&trace).unwrap();
+    assert_eq!(json["type"], "delegate");
+    assert_eq!(json["path"], "/svc/web");
+    let leaf = &json["delegate"];
+    assert_eq!(leaf["type"], "leaf");
+    assert_eq!(leaf["path"], "/#/io.l5d.fs/web");
+    assert_eq!(leaf["dentry"]["prefix"], "/svc");
+    assert_eq!(leaf["bound"]["id"], "/#/io.l5d.fs/web");
+    assert_eq!(leaf["bound"]["path"], "/");
+    assert_eq!(
+        leaf["bound"]["addr"],
+        serde_json::json!({"type": "bound", "meta": {}, "addrs": [
+            {"ip": "127.0.0.1", "port": 8080, "meta": {"endpoint_addr_weight": 2.0}}
+        ]})
+    );
+}
+
+#[tokio::test]
+async fn interpreter_delegate_waits_for_pending_namers() {
+    let m = Manual::new(Activity::Pending);
+    let (_base, base_rx) = watch::channel(d("/svc => /#/m"));
+    let interp = Interpreter::new(vec![(p("/m"), m.clone() as Arc<dyn Namer>)], base_rx);
+    let now = serde_json::to_value(interp.delegate(&Dtab::empty(), &p("/svc"))).unwrap();
+    assert_eq!(now["type"], "exception", "{now}");
+
+    let later = {
+        let m = m.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            m.set(to_path("/$/inet/127.0.0.1/1"));
+        })
+    };
+    let t = interp
+        .delegate_ready(&Dtab::empty(), &p("/svc"), WAIT)
+        .await;
+    later.await.unwrap();
+    let json = serde_json::to_value(&t).unwrap();
+    assert_eq!(
+        json["delegate"]["bound"]["id"], "/$/inet/127.0.0.1/1",
+        "{json}"
+    );
+}
+
+#[tokio::test]
+async fn dtab_file_deleted_then_recreated() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dtab");
+    write(&file, "/a => /b;\n");
+    let (mut rx, handle) = watch_dtab_file(&file).expect("load");
+    std::fs::remove_file(&file).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(handle.current(), d("/a => /b"), "kept while missing");
+    write(&file, "/a => /c;\n");
+    wait_for(&mut rx, Duration::from_secs(1), "recreated", |x| {
+        *x == d("/a => /c")
+    })
+    .await;
+    assert_eq!(handle.stats().rejections, 0);
 }

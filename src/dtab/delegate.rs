@@ -908,6 +908,40 @@ impl<B: BoundJson> Serialize for DelegateTree<B> {
 
 // === human rendering ===
 
+impl<B> DelegateTree<B> {
+    /// The first step, in trace order, where delegation went nowhere: a `~`,
+    /// `!`, `$` or an error. This is what a person debugging "no route"
+    /// wants to see first.
+    pub fn first_failure(&self) -> Option<&DelegateTree<B>> {
+        match self {
+            DelegateTree::Neg { .. }
+            | DelegateTree::Fail { .. }
+            | DelegateTree::Empty { .. }
+            | DelegateTree::Exception { .. } => Some(self),
+            DelegateTree::Delegate { child, .. } | DelegateTree::Transformation { child, .. } => {
+                child.first_failure()
+            }
+            DelegateTree::Alt { children, .. } => children.iter().find_map(|c| c.first_failure()),
+            DelegateTree::Union { children, .. } => {
+                children.iter().find_map(|(_, c)| c.first_failure())
+            }
+            DelegateTree::Leaf { .. } => None,
+        }
+    }
+
+    /// One line for this node alone: `kind path [prefix=>dst] "message"`.
+    pub fn step(&self) -> String {
+        let mut s = format!("{} {}", self.kind(), self.shown_path());
+        if let Some(d) = self.dentry() {
+            let _ = write!(s, " [{d}]");
+        }
+        if let DelegateTree::Exception { message, .. } = self {
+            let _ = write!(s, " {message:?}");
+        }
+        s
+    }
+}
+
 impl<B: BoundJson> DelegateTree<B> {
     /// An indented tree, one node per line: `kind path  [prefix=>dst]`,
     /// bound leaves followed by `bound id=<id> path=<residual>`, exceptions

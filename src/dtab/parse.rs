@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use pest::Parser;
 use pest::iterators::Pair;
@@ -416,8 +417,8 @@ fn hex(b: u8) -> u8 {
 /// and that every `\` starts a well-formed `\xHH`.
 fn label_of(s: &str) -> Label {
     let src = s.as_bytes();
-    let bytes: Box<[u8]> = if !src.contains(&b'\\') {
-        Box::from(src)
+    let bytes: Arc<[u8]> = if !src.contains(&b'\\') {
+        Arc::from(src)
     } else {
         let mut bytes = Vec::with_capacity(src.len());
         let mut rest = src;
@@ -433,7 +434,7 @@ fn label_of(s: &str) -> Label {
                 }
             }
         }
-        bytes.into_boxed_slice()
+        Arc::from(bytes)
     };
     Label::new(bytes).unwrap_or_else(|_| placeholder_label())
 }

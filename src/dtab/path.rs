@@ -9,8 +9,11 @@ use std::fmt;
 use std::sync::Arc;
 
 /// One element of a [`Path`]: a non-empty byte string.
+///
+/// Shared, not copied, when cloned: every rewrite step builds new paths from
+/// the labels of old ones.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Label(Box<[u8]>);
+pub struct Label(Arc<[u8]>);
 
 /// A label must hold at least one byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -24,7 +27,7 @@ pub fn is_showable(b: u8) -> bool {
 
 impl Label {
     /// A label from raw bytes; any byte is allowed (it is escaped when shown).
-    pub fn new(bytes: impl Into<Box<[u8]>>) -> Result<Label, EmptyLabel> {
+    pub fn new(bytes: impl Into<Arc<[u8]>>) -> Result<Label, EmptyLabel> {
         let bytes = bytes.into();
         if bytes.is_empty() {
             Err(EmptyLabel)

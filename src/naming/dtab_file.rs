@@ -218,6 +218,8 @@ async fn run(
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
+    // Warn once when the file goes missing, not at every poll.
+    let mut unreadable = false;
     loop {
         tokio::select! {
             biased;
@@ -234,10 +236,16 @@ async fn run(
             // Mid-swap, or deleted: not a new dtab. Keep serving; the next
             // event (or poll) reads it again.
             Err(e) => {
-                tracing::debug!("{source}: cannot read: {e}");
+                if !unreadable {
+                    tracing::warn!("{source}: cannot read, keeping the last good dtab: {e}");
+                }
+                unreadable = true;
                 continue;
             }
         };
+        if std::mem::take(&mut unreadable) {
+            tracing::info!("{source}: readable again");
+        }
         let h = hash_of(&bytes);
         if h == hash {
             continue;

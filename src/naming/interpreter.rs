@@ -20,7 +20,10 @@ use super::inet::InetResolver;
 use super::namer::{NameWatch, Namer, namer_prefix};
 use super::{Activity, Bound};
 use crate::dtab::system::{self, SystemAnswer};
-use crate::dtab::{BindError, Dtab, Name, NameTree, NamerAnswer, Namers, Path, bind};
+use crate::dtab::{
+    BindError, DelegateError, DelegateTree, Dtab, Name, NameTree, NamerAnswer, Namers, Path, bind,
+    delegate, try_delegate,
+};
 
 /// What [`Interpreter::bind`] hands out.
 pub type BindWatch = watch::Receiver<Activity<NameTree<Bound>>>;
@@ -95,6 +98,54 @@ impl Interpreter {
             touched,
         ));
         rx
+    }
+
+    /// The delegation trace of `path` under `base ++ local` with the namers'
+    /// current answers (Linkerd's `/delegator.json`; serialise it with
+    /// serde). A namer that has not answered yet shows as an exception
+    /// "binding is pending"; see [`Interpreter::delegate_ready`].
+    pub fn delegate(&self, local: &Dtab, path: &Path) -> DelegateTree<Bound> {
+        let dtab = self.inner.base.borrow().concat(local);
+        let mut namers = Snapshot {
+            inner: &self.inner,
+            touched: Vec::new(),
+        };
+        delegate(&dtab, path, &mut namers)
+    }
+
+    /// As [`Interpreter::delegate`], but while some namer is pending, wait
+    /// (at most `limit` in all) for it to answer.
+    pub async fn delegate_ready(
+        &self,
+        local: &Dtab,
+        path: &Path,
+        limit: std::time::Duration,
+    ) -> DelegateTree<Bound> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let dtab = self.inner.base.borrow().concat(local);
+            let mut namers = Snapshot {
+                inner: &self.inner,
+                touched: Vec::new(),
+            };
+            let failed = match try_delegate(&dtab, path, &mut namers) {
+                Ok(tree) => return tree,
+                Err(e @ DelegateError::Failed(_)) => e,
+                Err(e @ DelegateError::Pending) => {
+                    let mut touched = namers.touched;
+                    let waited = tokio::time::timeout_at(deadline, any_changed(&mut touched)).await;
+                    if waited.is_ok() {
+                        continue;
+                    }
+                    e
+                }
+            };
+            return DelegateTree::Exception {
+                path: path.clone(),
+                dentry: None,
+                message: failed.to_string(),
+            };
+        }
     }
 
     /// The base dtab in force now.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::dtab::Path;
+use crate::dtab::{AddrJson, AddressJson, BoundJson, Path};
 
 pub mod dtab_file;
 pub mod fs;
@@ -98,43 +98,56 @@ pub enum Activity<T> {
     Failed(Arc<str>),
 }
 
-/// Linkerd 1's JSON for an address (`/delegator.json`, namer state):
-/// `{"type": "bound", "addrs": [{"ip", "port", "meta"}], "meta": {}}`, or
-/// `{"type": "neg" | "pending"}`, or `{"type": "failed", "cause": ...}`.
-/// A weight other than 1 is shown as the endpoint's `endpoint_addr_weight`
-/// meta, where Linkerd keeps it.
-impl serde::Serialize for Addr {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(None)?;
+impl Addr {
+    /// The address as Linkerd 1's JSON shows it (`/delegator.json`, namer
+    /// state). A weight other than 1 is the endpoint's
+    /// `endpoint_addr_weight` meta, where Linkerd keeps it.
+    pub fn to_json(&self) -> AddrJson {
         match self {
-            Addr::Pending => m.serialize_entry("type", "pending")?,
-            Addr::Neg => m.serialize_entry("type", "neg")?,
-            Addr::Failed(cause) => {
-                m.serialize_entry("type", "failed")?;
-                m.serialize_entry("cause", &**cause)?;
-            }
-            Addr::Bound(eps) => {
-                m.serialize_entry("type", "bound")?;
-                let addrs: Vec<serde_json::Value> = eps
-                    .iter()
+            Addr::Pending => AddrJson::Pending,
+            Addr::Neg => AddrJson::Neg,
+            Addr::Failed(cause) => AddrJson::Failed(cause.to_string()),
+            Addr::Bound(eps) => AddrJson::Bound(
+                eps.iter()
                     .map(|e| {
                         let mut meta = serde_json::Map::new();
                         if e.weight != 1.0 {
                             meta.insert("endpoint_addr_weight".into(), serde_json::json!(e.weight));
                         }
-                        serde_json::json!({
-                            "ip": e.addr.ip().to_string(),
-                            "port": e.addr.port(),
-                            "meta": meta,
-                        })
+                        AddressJson {
+                            ip: e.addr.ip().to_string(),
+                            port: e.addr.port(),
+                            meta,
+                        }
                     })
-                    .collect();
-                m.serialize_entry("addrs", &addrs)?;
-                m.serialize_entry("meta", &serde_json::Map::new())?;
-            }
+                    .collect(),
+            ),
         }
-        m.end()
+    }
+}
+
+/// Linkerd 1's JSON: `{"type": "bound", "addrs": [{"ip", "port", "meta"}],
+/// "meta": {}}`, or `{"type": "neg" | "pending"}`, or
+/// `{"type": "failed", "cause": ...}`.
+impl serde::Serialize for Addr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
+}
+
+/// So a [`crate::dtab::DelegateTree`] of live bound names serialises as
+/// Linkerd's `/delegator.json`, with each address as it is now.
+impl BoundJson for Bound {
+    fn id(&self) -> &Path {
+        &self.id
+    }
+
+    fn residual(&self) -> &Path {
+        &self.residual
+    }
+
+    fn addr_json(&self) -> AddrJson {
+        self.addr.borrow().to_json()
     }
 }
 

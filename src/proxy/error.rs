@@ -149,7 +149,7 @@ impl ProxyError {
                     s.push_str(b);
                 }
                 if let Some(d) = detail {
-                    s.push_str("\nDelegation:\n");
+                    s.push('\n');
                     s.push_str(d);
                 }
             }

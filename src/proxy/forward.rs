@@ -1,7 +1,6 @@
 //! One request through the proxy: admission, loop guard, per-request dtab,
 //! identification, routing, endpoint choice, forwarding and the response.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +11,7 @@ use http::header::{HOST, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, Version};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use rand::Rng;
 
@@ -20,18 +19,15 @@ use super::error::ProxyError;
 use super::headers::{
     self, L5D_CTX_DTAB, L5D_DST_CLIENT, L5D_DST_RESIDUAL, L5D_DST_SERVICE, L5D_REQID,
 };
-use super::upstream::Upstream;
 use super::{BoxError, ProxyBody};
-use crate::routing::{Outstanding, Protocol, Router, ServerParams, identify, strip_segments};
-
-/// How many endpoints a request with no body may try when connections are refused.
-const MAX_CONNECT_ATTEMPTS: usize = 5;
+use crate::client::{CallBody, CallCtx, ClientError, Reply};
+use crate::dtab::Path;
+use crate::routing::{Protocol, Router, ServerParams, identify, strip_segments};
 
 /// Forwards the requests of one server.
 pub(crate) struct Forwarder {
     router: Router,
     server: ServerParams,
-    upstream: Upstream,
     inflight: Arc<AtomicUsize>,
 }
 
@@ -47,7 +43,6 @@ impl Drop for Inflight {
 impl Forwarder {
     pub(crate) fn new(router: Router, server: ServerParams) -> Forwarder {
         Forwarder {
-            upstream: Upstream::new(router.params().protocol),
             router,
             server,
             inflight: Arc::new(AtomicUsize::new(0)),
@@ -103,14 +98,10 @@ impl Forwarder {
         let identified = identify(&params.identifiers, &params.dst_prefix, &probe)?;
         let (mut parts, ()) = probe.into_parts();
 
-        let (client, set) = match self.router.route(&local, &identified.path).await {
+        let (client, _set) = match self.router.route(&local, &identified.path).await {
             Ok(r) => r,
             Err(error) => {
-                let detail = self
-                    .router
-                    .binder()
-                    .delegate(&local, &identified.path)
-                    .and_then(|v| serde_json::to_string_pretty(&v).ok());
+                let detail = self.router.binder().explain(&local, &identified.path);
                 return Err(ProxyError::Route { error, detail });
             }
         };
@@ -153,97 +144,73 @@ impl Forwarder {
         };
 
         // A request with no body can be sent again when a connection is refused.
-        let replayable = body.is_end_stream();
-        let mut body = Some(body);
-        let mut tried: Vec<SocketAddr> = Vec::new();
-        let dst = &identified.path;
-        loop {
-            let Some(ep) = set.pick(&tried) else {
-                return Err(ProxyError::Connect {
-                    dst: dst.clone(),
-                    client: client.id().clone(),
-                    tried,
-                    cause: "no endpoint left to try".into(),
-                });
-            };
-            let addr = ep.addr;
-            let outstanding = Outstanding::new(ep);
-            // HTTP/1.1 is addressed to the endpoint (Host carries the name);
-            // HTTP/2 keeps the caller's :authority.
-            let authority = match (version, &original_authority) {
-                (Version::HTTP_2, Some(a)) => a.to_string(),
-                _ => addr.to_string(),
-            };
-            let uri = Uri::builder()
-                .scheme("http")
-                .authority(authority)
-                .path_and_query(pq.clone())
-                .build()
-                .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
-            let out_body: ProxyBody = match (replayable, body.take()) {
-                (false, Some(b)) => b.map_err(BoxError::from).boxed(),
-                _ => Empty::new().map_err(|never| match never {}).boxed(),
-            };
-            let mut out = Request::new(out_body);
-            *out.method_mut() = parts.method.clone();
-            *out.uri_mut() = uri;
-            *out.version_mut() = version;
-            *out.headers_mut() = parts.headers.clone();
-
-            let sent = self.upstream.send(addr, out);
-            let result = match params.request_timeout {
-                Some(t) => match tokio::time::timeout(t, sent).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        return Err(ProxyError::Timeout {
-                            dst: dst.clone(),
-                            client: client.id().clone(),
-                            addr,
-                            timeout: t,
-                        });
-                    }
-                },
-                None => sent.await,
-            };
-            match result {
-                Ok(resp) => {
-                    let (mut rparts, rbody) = resp.into_parts();
-                    headers::strip_hop_by_hop(&mut rparts.headers);
-                    headers::append_via(&mut rparts.headers);
-                    let rbody = Guarded {
-                        inner: rbody,
-                        _guards: (outstanding, admitted),
-                    }
-                    .map_err(BoxError::from)
-                    .boxed();
-                    return Ok(Response::from_parts(rparts, rbody));
-                }
-                Err(e) if e.connect => {
-                    tried.push(addr);
-                    let cause = e.cause;
-                    tracing::debug!(%addr, %cause, "connect failed");
-                    if !replayable
-                        || tried.len() >= MAX_CONNECT_ATTEMPTS
-                        || tried.len() >= set.endpoints().len()
-                    {
-                        return Err(ProxyError::Connect {
-                            dst: dst.clone(),
-                            client: client.id().clone(),
-                            tried,
-                            cause,
-                        });
-                    }
-                }
-                Err(e) => {
-                    return Err(ProxyError::Upstream {
-                        dst: dst.clone(),
-                        client: client.id().clone(),
-                        addr,
-                        cause: e.cause,
-                    });
-                }
-            }
+        let body = if body.is_end_stream() {
+            CallBody::Empty
+        } else {
+            CallBody::Stream(body.map_err(BoxError::from).boxed())
+        };
+        // HTTP/1.1 is addressed to the endpoint (Host carries the name);
+        // HTTP/2 keeps the caller's :authority.
+        let mut uri = Uri::builder();
+        if version == Version::HTTP_2
+            && let Some(a) = original_authority
+        {
+            uri = uri.scheme("http").authority(a);
         }
+        let uri = uri
+            .path_and_query(pq)
+            .build()
+            .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+        let mut out = Request::new(body);
+        *out.method_mut() = parts.method;
+        *out.uri_mut() = uri;
+        *out.headers_mut() = parts.headers;
+        let dst = &identified.path;
+        let ctx = CallCtx::new(dst.clone());
+        match client.call(out, &ctx).await {
+            Ok(Reply { response, report }) => {
+                drop(report);
+                let (mut rparts, rbody) = response.into_parts();
+                headers::strip_hop_by_hop(&mut rparts.headers);
+                headers::append_via(&mut rparts.headers);
+                let rbody = match admitted {
+                    Some(slot) => Guarded {
+                        inner: rbody,
+                        _guard: slot,
+                    }
+                    .boxed(),
+                    None => rbody,
+                };
+                Ok(Response::from_parts(rparts, rbody))
+            }
+            Err(e) => Err(client_error(e, dst, client.id())),
+        }
+    }
+}
+
+/// The proxy's error for a failed call, naming the logical and bound names.
+fn client_error(e: ClientError, dst: &Path, client: &Path) -> ProxyError {
+    let (dst, client) = (dst.clone(), client.clone());
+    match e {
+        ClientError::Connect { tried, cause } => ProxyError::Connect {
+            dst,
+            client,
+            tried,
+            cause,
+        },
+        ClientError::Timeout { addr, timeout } => ProxyError::Timeout {
+            dst,
+            client,
+            addr,
+            timeout,
+        },
+        ClientError::Upstream { addr, cause } => ProxyError::Upstream {
+            dst,
+            client,
+            addr,
+            cause,
+        },
+        ClientError::BadRequest(m) => ProxyError::BadRequest(m),
     }
 }
 
@@ -255,12 +222,12 @@ fn put(h: &mut http::HeaderMap, name: &'static str, value: &str) {
 }
 
 pin_project_lite::pin_project! {
-    /// A response body that holds the endpoint's outstanding count and the
-    /// server's admission slot until it is finished or dropped.
+    /// A response body that holds the server's admission slot until it is
+    /// finished or dropped.
     struct Guarded<B, G> {
         #[pin]
         inner: B,
-        _guards: G,
+        _guard: G,
     }
 }
 

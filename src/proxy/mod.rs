@@ -14,7 +14,6 @@ mod forward;
 pub mod headers;
 mod run;
 mod server;
-mod upstream;
 
 pub use error::ProxyError;
 pub use run::{RouterServers, run, run_with_admin_tls};

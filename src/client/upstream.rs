@@ -19,7 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::ProxyBody;
+use crate::proxy::ProxyBody;
 use crate::routing::Protocol;
 
 /// How long to wait for a TCP connection to an endpoint.

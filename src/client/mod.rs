@@ -1,0 +1,506 @@
+//! The client level of a router: one [`Client`] per bound name (Linkerd 1's
+//! per-`Dst.Bound` client), what Linkerd configures under `client:`.
+//!
+//! A client owns its endpoint set (followed from the namer), its connection
+//! pool, and the per-endpoint state that endpoint choice reads. One call,
+//! [`Client::call`], is one *attempt* as the service level sees it: choose an
+//! endpoint, send, and — only when the request surely never reached the
+//! application (the connection was refused) and its body can be sent again —
+//! requeue it on another endpoint. Retries of responses (5xx, timeouts) are
+//! the service level's business and wrap `call`.
+//!
+//! How a response counts for the endpoint (success or failure) is reported
+//! through the [`Report`] that comes with it: by default a 5xx is a failure;
+//! a response classifier can say otherwise with [`Report::classify`].
+
+mod balance;
+mod upstream;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Empty, Full};
+use tokio::sync::{oneshot, watch};
+
+pub use balance::{EndpointSet, EndpointState, Outstanding};
+use upstream::Upstream;
+
+use crate::dtab::Path;
+use crate::naming::{Addr, Bound};
+use crate::proxy::{BoxError, ProxyBody};
+use crate::routing::Protocol;
+
+/// How many endpoints one call may try when connections are refused.
+const MAX_CONNECT_ATTEMPTS: usize = 5;
+
+/// What a client needs to know, resolved once per bound name.
+#[derive(Clone, Debug)]
+pub struct ClientParams {
+    /// The router's protocol: the upstream flavour (HTTP/1.1 or h2c).
+    pub protocol: Protocol,
+    /// `requestAttemptTimeoutMs`: time allowed for each attempt's response headers.
+    pub request_attempt_timeout: Option<Duration>,
+}
+
+impl ClientParams {
+    /// Linkerd 1's defaults for a client of `protocol`.
+    pub fn new(protocol: Protocol) -> ClientParams {
+        ClientParams {
+            protocol,
+            request_attempt_timeout: None,
+        }
+    }
+}
+
+/// A request body as a call sees it: whether it can be sent more than once
+/// decides whether a refused request may be requeued on another endpoint.
+pub enum CallBody {
+    /// No body: always replayable.
+    Empty,
+    /// A body held in memory (the service level buffered it): replayable.
+    Buffered(Bytes),
+    /// A streamed body: sent once, never requeued.
+    Stream(ProxyBody),
+}
+
+impl CallBody {
+    /// Whether the body can be sent again.
+    pub fn is_replayable(&self) -> bool {
+        !matches!(self, CallBody::Stream(_))
+    }
+
+    /// The body for one send: a copy when replayable (cheap: `Bytes` is
+    /// shared), else the stream itself (leaving `Empty` behind).
+    fn for_send(&mut self) -> ProxyBody {
+        match self {
+            CallBody::Empty => Empty::new().map_err(|never| match never {}).boxed(),
+            CallBody::Buffered(b) => Full::new(b.clone()).map_err(|never| match never {}).boxed(),
+            CallBody::Stream(_) => match std::mem::replace(self, CallBody::Empty) {
+                CallBody::Stream(s) => s,
+                _ => Empty::new().map_err(|never| match never {}).boxed(),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for CallBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallBody::Empty => f.write_str("Empty"),
+            CallBody::Buffered(b) => write!(f, "Buffered({} bytes)", b.len()),
+            CallBody::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+/// What a call knows about the request beyond the request itself.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct CallCtx {
+    /// The logical name (`/svc/web`), for logs.
+    pub dst: Path,
+}
+
+impl CallCtx {
+    /// The context of a call for the logical name `dst`.
+    pub fn new(dst: Path) -> CallCtx {
+        CallCtx { dst }
+    }
+}
+
+/// Why a call failed. The caller adds the logical and bound names.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// Every endpoint tried refused the connection: the request never left,
+    /// so it is safe to retry.
+    #[error("Unable to connect (tried {}): {cause}", fmt_addrs(tried))]
+    Connect {
+        /// The endpoints tried, in order.
+        tried: Vec<SocketAddr>,
+        /// The last connection error.
+        cause: String,
+    },
+    /// `requestAttemptTimeoutMs` passed before the response headers came.
+    #[error("{addr} did not respond within {}ms", timeout.as_millis())]
+    Timeout {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// `requestAttemptTimeoutMs`.
+        timeout: Duration,
+    },
+    /// The endpoint failed mid-exchange (reset, closed, protocol error): the
+    /// request may have reached the application.
+    #[error("{addr} failed: {cause}")]
+    Upstream {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The error chain.
+        cause: String,
+    },
+    /// The request cannot be addressed to an endpoint (bad URI).
+    #[error("Bad request: {0}")]
+    BadRequest(String),
+}
+
+impl ClientError {
+    /// Whether the request surely never reached an application.
+    pub fn never_reached_app(&self) -> bool {
+        matches!(self, ClientError::Connect { .. })
+    }
+
+    /// Whether this is the per-attempt timeout (retryable at the service level).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, ClientError::Timeout { .. })
+    }
+}
+
+fn fmt_addrs(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How a response counts for the endpoint that gave it (failure accrual).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseClass {
+    /// The endpoint did its job.
+    Success,
+    /// The endpoint failed (a 5xx by default).
+    Failure,
+}
+
+impl ResponseClass {
+    /// The default classification: 5xx is a failure.
+    pub fn of_status(status: StatusCode) -> ResponseClass {
+        if status.is_server_error() {
+            ResponseClass::Failure
+        } else {
+            ResponseClass::Success
+        }
+    }
+}
+
+/// A response and the handle that reports how it counts for its endpoint.
+#[derive(Debug)]
+pub struct Reply {
+    /// The endpoint's response; its body holds the endpoint's load until done.
+    pub response: Response<ProxyBody>,
+    /// Reports the response's class when classified or dropped.
+    pub report: Report,
+}
+
+/// Reports one response's class to its endpoint's state exactly once: when
+/// [`Report::classify`] is called, or at drop with the class of the status.
+#[derive(Debug)]
+pub struct Report {
+    endpoint: Arc<EndpointState>,
+    status: StatusCode,
+    done: bool,
+}
+
+impl Report {
+    fn new(endpoint: Arc<EndpointState>, status: StatusCode) -> Report {
+        Report {
+            endpoint,
+            status,
+            done: false,
+        }
+    }
+
+    /// The endpoint that answered.
+    pub fn endpoint(&self) -> SocketAddr {
+        self.endpoint.addr
+    }
+
+    /// Count the response as `class` (overriding the status-based default).
+    pub fn classify(mut self, class: ResponseClass) {
+        self.done = true;
+        self.endpoint.record(class);
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        if !self.done {
+            self.endpoint.record(ResponseClass::of_status(self.status));
+        }
+    }
+}
+
+/// A client for one bound name: its live endpoint set, their state, and its
+/// connections.
+pub struct Client {
+    id: Path,
+    residual: Path,
+    addr: watch::Receiver<Addr>,
+    set: Arc<ArcSwap<EndpointSet>>,
+    last_used: AtomicU64,
+    params: ClientParams,
+    upstream: Upstream,
+    _stop: oneshot::Sender<()>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.id)
+            .field("residual", &self.residual)
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client following `bound`'s endpoint watch until it is dropped.
+    pub fn new(bound: &Bound, params: ClientParams) -> Arc<Client> {
+        let mut rx = bound.addr.clone();
+        let initial = EndpointSet::from_addr(&rx.borrow_and_update(), &EndpointSet::Pending);
+        let set = Arc::new(ArcSwap::from_pointee(initial));
+        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let set = set.clone();
+            rt.spawn(async move {
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = &mut stop_rx => break,
+                        changed = rx.changed() => {
+                            if changed.is_err() {
+                                break;
+                            }
+                            let addr = rx.borrow_and_update().clone();
+                            let next = EndpointSet::from_addr(&addr, &set.load());
+                            set.store(Arc::new(next));
+                        }
+                    }
+                }
+            });
+        }
+        Arc::new(Client {
+            id: bound.id.clone(),
+            residual: bound.residual.clone(),
+            addr: bound.addr.clone(),
+            set,
+            last_used: AtomicU64::new(0),
+            upstream: Upstream::new(params.protocol),
+            params,
+            _stop: stop_tx,
+        })
+    }
+
+    /// The client name (`/$/inet/127.0.0.1/8080`, `/#/io.l5d.fs/web`).
+    pub fn id(&self) -> &Path {
+        &self.id
+    }
+
+    /// The residual path of the bound name.
+    pub fn residual(&self) -> &Path {
+        &self.residual
+    }
+
+    /// The parameters this client was built with.
+    pub fn params(&self) -> &ClientParams {
+        &self.params
+    }
+
+    /// The current endpoint set.
+    pub fn endpoints(&self) -> Arc<EndpointSet> {
+        self.set.load_full()
+    }
+
+    /// The endpoint set once it is no longer pending, waiting at most `wait`.
+    /// `None` if it is still pending after that.
+    pub async fn ready(&self, wait: Duration) -> Option<Arc<EndpointSet>> {
+        let cur = self.set.load_full();
+        if !matches!(*cur, EndpointSet::Pending) {
+            return Some(cur);
+        }
+        let mut rx = self.addr.clone();
+        let addr =
+            match tokio::time::timeout(wait, rx.wait_for(|a| !matches!(a, Addr::Pending))).await {
+                Ok(Ok(a)) => a.clone(),
+                // The namer went away while pending: report the last state.
+                Ok(Err(_)) => return Some(self.set.load_full()),
+                Err(_) => return None,
+            };
+        // Publish now rather than wait for the follower task to run.
+        let next = Arc::new(EndpointSet::from_addr(&addr, &self.set.load()));
+        self.set.store(next.clone());
+        Some(next)
+    }
+
+    pub(crate) fn touch(&self, now_ms: u64) {
+        self.last_used.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// One attempt: choose an endpoint, send `req`, and requeue on another
+    /// endpoint when the connection is refused and the body is replayable.
+    ///
+    /// `req`'s URI gives the path and query (and, for h2, the `:authority`
+    /// to send); its version is set from the protocol. Headers are sent as
+    /// given: the caller has already rewritten them.
+    pub async fn call(&self, req: Request<CallBody>, ctx: &CallCtx) -> Result<Reply, ClientError> {
+        let (parts, mut body) = req.into_parts();
+        let replayable = body.is_replayable();
+        let set = self.endpoints();
+        let pq = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let version = match self.params.protocol {
+            Protocol::Http => Version::HTTP_11,
+            Protocol::H2 => Version::HTTP_2,
+        };
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        loop {
+            let Some(ep) = set.pick(&tried) else {
+                return Err(ClientError::Connect {
+                    tried,
+                    cause: "no endpoint left to try".into(),
+                });
+            };
+            let addr = ep.addr;
+            let outstanding = Outstanding::new(ep);
+            // HTTP/1.1 is addressed to the endpoint (Host carries the name);
+            // HTTP/2 keeps the caller's :authority.
+            let authority = match (version, parts.uri.authority()) {
+                (Version::HTTP_2, Some(a)) => a.to_string(),
+                _ => addr.to_string(),
+            };
+            let uri = Uri::builder()
+                .scheme("http")
+                .authority(authority)
+                .path_and_query(pq.clone())
+                .build()
+                .map_err(|e| ClientError::BadRequest(e.to_string()))?;
+            let mut out = Request::new(body.for_send());
+            *out.method_mut() = parts.method.clone();
+            *out.uri_mut() = uri;
+            *out.version_mut() = version;
+            *out.headers_mut() = parts.headers.clone();
+
+            let sent = self.upstream.send(addr, out);
+            let result = match self.params.request_attempt_timeout {
+                Some(t) => match tokio::time::timeout(t, sent).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        outstanding.endpoint().record(ResponseClass::Failure);
+                        return Err(ClientError::Timeout { addr, timeout: t });
+                    }
+                },
+                None => sent.await,
+            };
+            match result {
+                Ok(resp) => {
+                    let endpoint = outstanding.endpoint().clone();
+                    let (rparts, rbody) = resp.into_parts();
+                    let report = Report::new(endpoint, rparts.status);
+                    let rbody = Guarded {
+                        inner: rbody,
+                        _guard: outstanding,
+                    }
+                    .map_err(BoxError::from)
+                    .boxed();
+                    return Ok(Reply {
+                        response: Response::from_parts(rparts, rbody),
+                        report,
+                    });
+                }
+                Err(e) if e.connect => {
+                    outstanding.endpoint().record(ResponseClass::Failure);
+                    tried.push(addr);
+                    let cause = e.cause;
+                    tracing::debug!(dst = %ctx.dst, client = %self.id, %addr, %cause, "connect failed");
+                    if !replayable
+                        || tried.len() >= MAX_CONNECT_ATTEMPTS
+                        || tried.len() >= set.endpoints().len()
+                    {
+                        return Err(ClientError::Connect { tried, cause });
+                    }
+                }
+                Err(e) => {
+                    outstanding.endpoint().record(ResponseClass::Failure);
+                    return Err(ClientError::Upstream {
+                        addr,
+                        cause: e.cause,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Admin view: id, residual, state and each endpoint's load.
+    pub fn state_json(&self) -> serde_json::Value {
+        let set = self.endpoints();
+        let (state, message) = match &*set {
+            EndpointSet::Pending => ("pending", None),
+            EndpointSet::Neg => ("neg", None),
+            EndpointSet::Failed(m) => ("failed", Some(m.to_string())),
+            EndpointSet::Bound { .. } => ("bound", None),
+        };
+        let eps: Vec<serde_json::Value> = set
+            .endpoints()
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "addr": e.addr.to_string(),
+                    "weight": e.weight,
+                    "outstanding": e.outstanding(),
+                })
+            })
+            .collect();
+        let mut v = serde_json::json!({
+            "id": self.id.to_string(),
+            "residual": self.residual.to_string(),
+            "state": state,
+            "endpoints": eps,
+        });
+        if let (Some(m), Some(obj)) = (message, v.as_object_mut()) {
+            obj.insert("message".into(), serde_json::Value::String(m));
+        }
+        v
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that holds a guard (the endpoint's outstanding count)
+    /// until it is finished or dropped.
+    struct Guarded<B, G> {
+        #[pin]
+        inner: B,
+        _guard: G,
+    }
+}
+
+impl<B: Body<Data = Bytes>, G> Body for Guarded<B, G> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
