@@ -50,6 +50,8 @@ pub struct ClientParams {
     pub protocol: Protocol,
     /// `requestAttemptTimeoutMs`: time allowed for each attempt's response headers.
     pub request_attempt_timeout: Option<Duration>,
+    /// `tls`: originate TLS to the endpoints with this config and name.
+    pub tls: Option<crate::tls::client::UpstreamTls>,
 }
 
 impl ClientParams {
@@ -58,6 +60,7 @@ impl ClientParams {
         ClientParams {
             protocol,
             request_attempt_timeout: None,
+            tls: None,
         }
     }
 }
@@ -294,7 +297,7 @@ impl Client {
             addr: bound.addr.clone(),
             set,
             last_used: AtomicU64::new(0),
-            upstream: Upstream::new(params.protocol),
+            upstream: Upstream::new(params.protocol, params.tls.as_ref()),
             params,
             _stop: stop_tx,
         })

@@ -149,6 +149,8 @@ struct ClientCache {
     map: Mutex<HashMap<(Path, Path), Arc<BoundClient>>>,
     capacity: usize,
     params: ClientParams,
+    /// `client.tls`, by bound name.
+    tls: Option<Arc<crate::tls::ClientTlsRules>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -169,7 +171,11 @@ impl ClientCache {
             // Drop clients no cached binding refers to any more.
             map.retain(|_, c| Arc::strong_count(c) > 1);
         }
-        let c = BoundClient::new(bound, self.params.clone());
+        let mut params = self.params.clone();
+        if let Some(rules) = &self.tls {
+            params.tls = rules.for_client(&bound.id);
+        }
+        let c = BoundClient::new(bound, params);
         map.insert(key, c.clone());
         c
     }
@@ -239,6 +245,7 @@ impl Router {
     /// A router binding names with `binder`.
     pub fn new(params: RouterParams, binder: Arc<dyn Binder>) -> Router {
         let capacity = params.client_cache_capacity.max(1);
+        let tls = params.client_tls.clone();
         let client_params = ClientParams {
             request_attempt_timeout: params.request_timeout,
             ..ClientParams::new(params.protocol)
@@ -251,6 +258,7 @@ impl Router {
                 clients: Arc::new(ClientCache {
                     map: Mutex::new(HashMap::new()),
                     capacity,
+                    tls,
                     params: client_params,
                 }),
                 epoch: Instant::now(),

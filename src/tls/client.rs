@@ -355,6 +355,10 @@ pub struct UpstreamTls {
     /// Identifies (config, name) for connection pools: connections made
     /// under one key are never reused under another.
     pub key: Arc<str>,
+    /// Why no name could be made for this client (a `commonName` variable
+    /// its prefix does not capture): every connection is then refused
+    /// rather than made without TLS.
+    pub refuse: Option<Arc<str>>,
 }
 
 impl UpstreamTls {
@@ -363,6 +367,24 @@ impl UpstreamTls {
         self.server_name
             .clone()
             .unwrap_or(ServerName::IpAddress(addr.into()))
+    }
+
+    /// Originate TLS to the endpoint at `peer` over `stream`.
+    pub async fn connect(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> Result<TlsStream<TcpStream>, HandshakeFailure> {
+        if let Some(why) = &self.refuse {
+            self.tls.stats().handshake_failed(Reason::Other);
+            return Err(HandshakeFailure {
+                reason: Reason::Other,
+                detail: why.to_string(),
+            });
+        }
+        self.tls
+            .connect(self.name_for(peer.ip()), stream, peer)
+            .await
     }
 }
 
@@ -401,27 +423,43 @@ impl ClientTlsRules {
     }
 
     /// The TLS to use towards the endpoints of bound client `id`, if any.
-    /// An error names a `commonName` variable the prefix did not capture.
-    pub fn for_client(&self, id: &Path) -> Result<Option<UpstreamTls>, String> {
+    ///
+    /// A `commonName` that cannot be made for `id` (a variable its prefix
+    /// does not capture, or not a DNS name) is logged, and the client gets
+    /// a TLS config that refuses every connection: never plaintext where
+    /// TLS was asked for.
+    pub fn for_client(&self, id: &Path) -> Option<UpstreamTls> {
         if self.rules.is_empty() {
-            return Ok(None);
+            return None;
         }
         if let Some(hit) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
-            return Ok(hit.clone());
+            return hit.clone();
         }
         let mut found = None;
         for (i, rule) in self.rules.iter().enumerate().rev() {
             let Some(captures) = (rule.matcher)(id) else {
                 continue;
             };
-            let server_name = match &rule.common_name {
-                None => None,
-                Some(t) => {
-                    let name = expand(t, &captures)
-                        .map_err(|v| format!("client.tls.commonName '{t}' of prefix {}: no variable {{{v}}} in the prefix", rule.prefix))?;
-                    Some(ServerName::try_from(name.clone()).map_err(|e| {
-                        format!("client.tls.commonName '{name}' for {id}: not a DNS name or IP address: {e}")
-                    })?)
+            let named = match &rule.common_name {
+                None => Ok(None),
+                Some(t) => expand(t, &captures)
+                    .map_err(|v| {
+                        format!(
+                            "client.tls.commonName '{t}' of prefix {}: no variable {{{v}}} in the prefix",
+                            rule.prefix
+                        )
+                    })
+                    .and_then(|name| {
+                        ServerName::try_from(name.clone()).map(Some).map_err(|e| {
+                            format!("client.tls.commonName '{name}' for {id}: not a DNS name or IP address: {e}")
+                        })
+                    }),
+            };
+            let (server_name, refuse) = match named {
+                Ok(n) => (n, None),
+                Err(why) => {
+                    tracing::error!("client {id}: {why}; refusing its connections");
+                    (None, Some(Arc::from(why)))
                 }
             };
             let key = format!(
@@ -434,6 +472,7 @@ impl ClientTlsRules {
                 tls: rule.tls.clone(),
                 server_name,
                 key: key.into(),
+                refuse,
             });
             break;
         }
@@ -442,7 +481,7 @@ impl ClientTlsRules {
             cache.clear();
         }
         cache.insert(id.clone(), found.clone());
-        Ok(found)
+        found
     }
 }
 

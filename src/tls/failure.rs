@@ -77,14 +77,14 @@ impl fmt::Display for Reason {
             Reason::NotTls => "peer does not speak TLS",
             Reason::Closed => "connection closed during handshake",
             Reason::Timeout => "handshake timed out",
-            Reason::Other => "handshake failed",
+            Reason::Other => "other",
         })
     }
 }
 
 /// A failed handshake: the reason and rustls's own words.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("TLS {reason}: {detail}")]
+#[error("TLS handshake failed: {reason} ({detail})")]
 pub struct HandshakeFailure {
     /// The class of failure.
     pub reason: Reason,
@@ -110,6 +110,19 @@ impl HandshakeFailure {
             reason,
             detail: e.to_string(),
         }
+    }
+
+    /// Whether the failure happens only in a handshake, so a request sent
+    /// on that connection cannot have reached the application.
+    pub fn before_request(&self) -> bool {
+        matches!(
+            self.reason,
+            Reason::UnknownCa
+                | Reason::Expired
+                | Reason::NameMismatch
+                | Reason::MissingClientCert
+                | Reason::NotTls
+        )
     }
 
     /// Classify a rustls error.

@@ -28,6 +28,7 @@ use std::sync::{Arc, OnceLock};
 use rustls::crypto::CryptoProvider;
 
 pub mod client;
+pub mod connect;
 pub mod failure;
 pub mod files;
 pub mod reload;
