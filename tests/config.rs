@@ -127,11 +127,11 @@ routers:
   - port: 4114
 - protocol: http
   client:
-    tls:
+    requestAuthorizers:
       commonName: foo
   servers:
   - port: 4140
-    tls:
+    announce:
       certPath: /a
 ";
     let err = check_text("l.yaml", text).stderr;
@@ -139,8 +139,8 @@ routers:
         "l.yaml:1:1: not supported yet: telemetry",
         "l.yaml:4:9: not supported yet: namers[0].kind: io.l5d.k8s",
         "l.yaml:6:13: not supported yet: routers[0].protocol: thrift",
-        "l.yaml:11:5: not supported yet: routers[1].client.tls",
-        "l.yaml:15:5: not supported yet: routers[1].servers[0].tls",
+        "l.yaml:11:5: not supported yet: routers[1].client.requestAuthorizers",
+        "l.yaml:15:5: not supported yet: routers[1].servers[0].announce",
     ] {
         assert!(err.contains(want), "missing {want:?} in\n{err}");
     }
@@ -486,13 +486,7 @@ fn linkerd_examples() {
                 "not supported yet: routers[0].client.failureAccrual",
             ]),
         ),
-        (
-            "linkerd__examples__mutualTls.yaml",
-            Some(&[
-                "not supported yet: routers[0].client.tls",
-                "not supported yet: routers[0].servers[0].tls",
-            ]),
-        ),
+        ("linkerd__examples__mutualTls.yaml", None),
         (
             "linkerd__examples__namerd.yaml",
             Some(&[
@@ -530,10 +524,7 @@ fn linkerd_examples() {
         ("linkerd__examples__static_namer.yaml", None),
         (
             "linkerd__examples__tls.yaml",
-            Some(&[
-                "not supported yet: routers[0].client.kind: io.l5d.static",
-                "not supported yet: routers[0].servers[0].tls",
-            ]),
+            Some(&["not supported yet: routers[0].client.kind: io.l5d.static"]),
         ),
         // Namerd's own configs are not Linkerd configs at all.
         (
