@@ -1000,3 +1000,96 @@ async fn certificate_reload_under_load() {
         proxy.log()
     );
 }
+
+/// The TLS keys load with Linkerd's names and defaults, and mistakes are
+/// placed in the file.
+#[test]
+fn tls_config_keys() {
+    use switchyard::config;
+    let text = "admin:\n  port: 0\n  tls:\n    certPath: a.pem\n    keyPath: a.key\n\
+                routers:\n- protocol: h2\n  servers:\n  - port: 0\n    tls:\n      certPath: c.pem\n      keyPath: k.pem\n      caCertPath: ca.pem\n      requireClientAuth: true\n      protocols: [TLSv1.3]\n\
+                \x20 client:\n    tls:\n      commonName: web\n      trustCerts: [t1.pem, t2.pem]\n      clientAuth:\n        certPath: cc.pem\n        keyPath: ck.pem\n";
+    let c = config::parse_str(text, "t.yaml").expect("valid");
+    let admin = c.admin.tls.as_ref().expect("admin.tls");
+    assert_eq!(admin.cert_path, Path::new("a.pem"));
+    let s = c.routers[0].servers[0].tls.as_ref().expect("server tls");
+    assert!(s.require_client_auth);
+    assert_eq!(s.ca_cert_path.as_deref(), Some(Path::new("ca.pem")));
+    assert_eq!(s.protocols, vec![tls::TlsVersion::Tls13]);
+    let t = c.routers[0].client.tls.as_ref().expect("client tls");
+    assert_eq!(t.common_name.as_deref(), Some("web"));
+    assert_eq!(t.trust_certs.len(), 2);
+    assert_eq!(
+        t.client_auth.as_ref().map(|a| a.key_path.clone()),
+        Some(PathBuf::from("ck.pem"))
+    );
+    // /config.json shows them with Linkerd's names.
+    let j = serde_json::to_value(&c).expect("json");
+    assert_eq!(
+        j["routers"][0]["servers"][0]["tls"]["requireClientAuth"],
+        true
+    );
+    assert_eq!(j["routers"][0]["client"]["tls"]["commonName"], "web");
+
+    // `enabled: false` turns TLS off.
+    let off = "routers:\n- protocol: http\n  servers:\n  - port: 0\n    tls:\n      enabled: false\n      certPath: c.pem\n      keyPath: k.pem\n";
+    let c = config::parse_str(off, "t.yaml").expect("valid");
+    assert!(c.routers[0].servers[0].tls.is_none());
+
+    let bad = "routers:\n- protocol: http\n  servers:\n  - port: 0\n    tls:\n      certPath: c.pem\n      keyPath: k.pem\n      requireClientAuth: true\n      protocols: [SSLv3]\n  client:\n    tls:\n      trustCertsBundle: ca.pem\n";
+    let errs = config::parse_str(bad, "t.yaml").unwrap_err().to_string();
+    for want in [
+        "t.yaml:6:7: routers[0].servers[0].tls: requireClientAuth needs caCertPath",
+        "routers[0].servers[0].tls.protocols[0]: unsupported TLS protocol 'SSLv3'",
+        "t.yaml:12:7: routers[0].client.tls: commonName is required",
+    ] {
+        assert!(errs.contains(want), "missing {want:?} in\n{errs}");
+    }
+    let missing =
+        "routers:\n- protocol: http\n  servers:\n  - port: 0\n    tls:\n      certPath: c.pem\n";
+    let errs = config::parse_str(missing, "t.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errs.contains("missing key 'keyPath' in routers[0].servers[0].tls"),
+        "{errs}"
+    );
+}
+
+/// A missing or bad file stops `switchyard run` with the file and key named.
+#[test]
+fn bad_files_stop_the_start_naming_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(d.join("cert.pem"), "not a certificate\n").expect("write");
+    let cfg = "admin:\n  ip: 127.0.0.1\n  port: 0\nrouters:\n- protocol: http\n  servers:\n  - ip: 127.0.0.1\n    port: 0\n    tls:\n      certPath: cert.pem\n      keyPath: missing.key\n";
+    std::fs::write(d.join("l.yaml"), cfg).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["run", "-c", "l.yaml"])
+        .current_dir(d)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "tls: keyPath missing.key: cannot read: No such file or directory (os error 2)\n"
+        ),
+        "{err}"
+    );
+
+    std::fs::write(d.join("missing.key"), "").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["run", "-c", "l.yaml"])
+        .current_dir(d)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tls: certPath cert.pem: no certificate found"),
+        "{err}"
+    );
+}

@@ -125,9 +125,9 @@ impl ClientTlsSettings {
         self.check()?;
         let builder = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&versions(&self.protocols))
-            .map_err(|source| TlsError::Rustls {
+            .map_err(|error| TlsError::Rustls {
                 what: "client.tls.protocols".into(),
-                source,
+                error,
             })?;
         let builder = if self.disable_validation {
             builder
@@ -172,13 +172,13 @@ impl ClientTlsSettings {
                 )?;
                 builder
                     .with_client_auth_cert(chain, key)
-                    .map_err(|source| TlsError::Rustls {
+                    .map_err(|error| TlsError::Rustls {
                         what: format!(
                             "clientAuth.certPath {} with clientAuth.keyPath {}",
                             a.cert_path.display(),
                             a.key_path.display()
                         ),
-                        source,
+                        error,
                     })?
             }
         };

@@ -16,10 +16,10 @@ use super::TlsError;
 
 /// Read a file named by config key `key`.
 pub fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    std::fs::read(path).map_err(|error| TlsError::Read {
         key,
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -100,9 +100,9 @@ pub fn roots_from_pem(
     roots: &mut rustls::RootCertStore,
 ) -> Result<(), TlsError> {
     for cert in certs_from_pem(key, path, bytes)? {
-        roots.add(cert).map_err(|source| TlsError::Rustls {
+        roots.add(cert).map_err(|error| TlsError::Rustls {
             what: format!("{key} {}: unusable CA certificate", path.display()),
-            source,
+            error,
         })?;
     }
     Ok(())

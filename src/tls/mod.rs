@@ -58,14 +58,14 @@ pub const ALPN_HTTP11: &[u8] = b"http/1.1";
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A file could not be read.
-    #[error("{key} {}: cannot read: {source}", path.display())]
+    #[error("{key} {}: cannot read: {error}", path.display())]
     Read {
         /// The config key (`certPath`, `keyPath`, ...).
         key: &'static str,
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (shown in the message, not chained: once is enough).
+        error: std::io::Error,
     },
     /// A file is not the PEM it should be.
     #[error("{key} {}: {message}", path.display())]
@@ -79,12 +79,12 @@ pub enum TlsError {
     },
     /// rustls refused the material (key does not match the certificate,
     /// unsupported key type, unusable CA certificate, ...).
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Rustls {
         /// Which files, and what was being built.
         what: String,
         /// rustls's reason.
-        source: rustls::Error,
+        error: rustls::Error,
     },
     /// A certificate is outside its validity window.
     #[error("{key} {}: {message}", path.display())]
@@ -100,12 +100,12 @@ pub enum TlsError {
     #[error("{0}")]
     Config(String),
     /// The directory watcher could not be set up.
-    #[error("{}: cannot watch: {source}", path.display())]
+    #[error("{}: cannot watch: {error}", path.display())]
     Watch {
         /// The directory watched.
         path: PathBuf,
         /// The watcher's error.
-        source: notify::Error,
+        error: notify::Error,
     },
 }
 

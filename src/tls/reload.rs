@@ -155,9 +155,9 @@ fn watch_dirs(
         }
         let _ = tx.send(());
     })
-    .map_err(|source| TlsError::Watch {
+    .map_err(|error| TlsError::Watch {
         path: PathBuf::from("."),
-        source,
+        error,
     })?;
     let mut dirs: Vec<PathBuf> = Vec::new();
     for s in sources {
@@ -168,9 +168,9 @@ fn watch_dirs(
         if !dirs.contains(&dir) {
             watcher
                 .watch(&dir, notify::RecursiveMode::NonRecursive)
-                .map_err(|source| TlsError::Watch {
+                .map_err(|error| TlsError::Watch {
                     path: dir.clone(),
-                    source,
+                    error,
                 })?;
             dirs.push(dir);
         }

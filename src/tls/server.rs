@@ -117,9 +117,9 @@ impl ServerTlsSettings {
         let key = files::key_from_pem("keyPath", &self.key_path, contents.get(&self.key_path))?;
         let builder = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&versions(&self.protocols))
-            .map_err(|source| TlsError::Rustls {
+            .map_err(|error| TlsError::Rustls {
                 what: "protocols".into(),
-                source,
+                error,
             })?;
         let builder = match &self.ca_cert_path {
             None => builder.with_no_client_auth(),
@@ -141,13 +141,13 @@ impl ServerTlsSettings {
         let mut config =
             builder
                 .with_single_cert(chain, key)
-                .map_err(|source| TlsError::Rustls {
+                .map_err(|error| TlsError::Rustls {
                     what: format!(
                         "certPath {} with keyPath {}",
                         self.cert_path.display(),
                         self.key_path.display()
                     ),
-                    source,
+                    error,
                 })?;
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(config)
