@@ -1093,3 +1093,87 @@ fn bad_files_stop_the_start_naming_the_file() {
         "{err}"
     );
 }
+
+/// An h2 router originates TLS with ALPN h2 to an h2 backend (gRPC meshes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_router_originates_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let ca = Ca::new("test CA");
+    let leaf = ca.leaf(&["web.svc"], false);
+    put(d, "ca.pem", &ca.pem);
+    put(d, "web.pem", &leaf.cert);
+    put(d, "web.key", &leaf.key);
+    let s = ServerTlsSettings::new(d.join("web.pem"), d.join("web.key"));
+    let server = ServerTls::load(&s, "test h2 backend", &[tls::ALPN_H2]).expect("server");
+    let backend = Backend::start_tls("web-h2", server.clone()).await;
+    let cfg = format!(
+        "admin:\n  ip: 127.0.0.1\n  port: 0\n\
+         routers:\n- protocol: h2\n  dtab: /svc/web => /$/inet/127.0.0.1/{};\n  servers:\n  - ip: 127.0.0.1\n    port: 0\n\
+         \x20 client:\n    tls:\n      commonName: web.svc\n      trustCertsBundle: ca.pem\n",
+        backend.addr.port()
+    );
+    let proxy = Proxy::start(d, "h2", &cfg);
+    let stream = TcpStream::connect(proxy.router).await.expect("connect");
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    for _ in 0..3 {
+        let req = Request::builder()
+            .uri("http://web/")
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let rsp = send.send_request(req).await.expect("response");
+        let status = rsp.status().as_u16();
+        let err = l5d_err(rsp.headers());
+        let body = rsp.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(
+            (status, &body[..]),
+            (200, &b"web-h2"[..]),
+            "{err}\n{}",
+            proxy.log()
+        );
+    }
+    // One multiplexed TLS connection.
+    assert_eq!(server.stats().handshakes(), 1);
+}
+
+/// `admin.tls` serves the admin endpoints over TLS only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_over_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let ca = Ca::new("test CA");
+    let leaf = ca.leaf(&["localhost"], false);
+    put(d, "cert.pem", &leaf.cert);
+    put(d, "key.pem", &leaf.key);
+    let cfg = "admin:\n  ip: 127.0.0.1\n  port: 0\n  tls:\n    certPath: cert.pem\n    keyPath: key.pem\n\
+               routers:\n- protocol: http\n  servers:\n  - ip: 127.0.0.1\n    port: 0\n";
+    let proxy = Proxy::start(d, "admin", cfg);
+    let mut c = tls_connect(proxy.admin, client_config(&ca.pem, None), "localhost")
+        .await
+        .expect("admin TLS handshake");
+    let (status, body) = c.get("admin").await.expect("admin index");
+    assert_eq!(status, 200);
+    assert!(body.contains("/tls.json"), "{body}");
+    // Plaintext is not answered.
+    let plain = tokio::time::timeout(Duration::from_secs(10), async {
+        let stream = TcpStream::connect(proxy.admin).await.expect("connect");
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+                .await
+                .expect("handshake");
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .uri("/admin/ping")
+            .header("host", "admin")
+            .body(Empty::new())
+            .expect("req");
+        send.send_request(req).await
+    })
+    .await
+    .expect("answered or refused in time");
+    assert!(plain.is_err(), "plaintext admin request answered");
+}
