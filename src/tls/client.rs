@@ -25,21 +25,23 @@ use super::{TlsError, TlsVersion, files, provider, versions};
 use crate::dtab::Path;
 
 /// `clientAuth`: the certificate this proxy presents to servers that ask.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClientAuth {
     /// `certPath`.
     pub cert_path: PathBuf,
     /// `keyPath` (PKCS#8, PKCS#1 or SEC1).
     pub key_path: PathBuf,
     /// `intermediateCertsPath`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intermediate_certs_path: Option<PathBuf>,
 }
 
-/// What `client.tls` says.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+/// What `client.tls` says. Deserializes from Linkerd's keys (all but
+/// `enabled`, which the config loader handles), so a client config type
+/// can embed it as is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct ClientTlsSettings {
     /// `commonName`: the name the server certificate must carry, also sent
     /// as SNI; may hold `{capture}` variables of a static config's prefix.
@@ -545,5 +547,24 @@ mod tests {
             ..Default::default()
         };
         assert!(off.check().is_ok());
+    }
+}
+
+#[cfg(test)]
+mod serde_tests {
+    use super::*;
+
+    #[test]
+    fn settings_deserialize_from_linkerd_keys() {
+        let s: ClientTlsSettings = serde_json::from_str(
+            r#"{"commonName": "{service}", "trustCertsBundle": "ca.pem",
+                "clientAuth": {"certPath": "c.pem", "keyPath": "k.pem"},
+                "protocols": ["TLSv1.3"]}"#,
+        )
+        .unwrap();
+        assert_eq!(s.common_name.as_deref(), Some("{service}"));
+        assert_eq!(s.protocols, vec![TlsVersion::Tls13]);
+        assert!(serde_json::from_str::<ClientTlsSettings>(r#"{"protocols": ["SSLv3"]}"#).is_err());
+        assert!(serde_json::from_str::<ClientTlsSettings>(r#"{"bogus": 1}"#).is_err());
     }
 }

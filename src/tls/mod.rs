@@ -110,7 +110,8 @@ pub enum TlsError {
 }
 
 /// A TLS protocol version as Linkerd's `protocols` lists name it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum TlsVersion {
     /// `TLSv1.2`.
     #[serde(rename = "TLSv1.2")]
@@ -143,6 +144,14 @@ impl FromStr for TlsVersion {
             "tlsv1.3" | "tls1.3" | "1.3" => Ok(TlsVersion::Tls13),
             _ => Err(UnknownTlsVersion(s.to_string())),
         }
+    }
+}
+
+impl TryFrom<String> for TlsVersion {
+    type Error = UnknownTlsVersion;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
     }
 }
 
