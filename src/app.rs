@@ -17,6 +17,7 @@ use crate::dtab::{Dtab, Path};
 use crate::naming::{DtabFileHandle, FsNamer, InetResolver, Interpreter, Namer, watch_dtab_file};
 use crate::proxy::{self, RouterServers, Shutdown};
 use crate::routing::{Router, RouterParams, ServerParams};
+use crate::telemetry::{self, TelemetryConfig};
 use crate::tls::{self, ClientTls, ClientTlsRules, ServerTls};
 
 /// How often `/$/inet` host names are resolved again (Linkerd 1's default).
@@ -35,6 +36,7 @@ struct Runtime {
 /// Each listener's address is logged as `router listening` / `admin
 /// listening`, so port 0 in the config can be used (tests do).
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    telemetry::install(&telemetry_config(&config)).context("telemetry")?;
     let runtime = build(&config)?;
 
     let mut routers = Vec::new();
@@ -197,4 +199,45 @@ fn client_tls(r: &config::Router) -> anyhow::Result<Option<Arc<ClientTlsRules>>>
         loaded,
         t.common_name.clone(),
     ))))
+}
+
+/// `telemetry:` and each router's access log, as telemetry takes them.
+fn telemetry_config(config: &Config) -> TelemetryConfig {
+    let mut t = TelemetryConfig::default();
+    for entry in &config.telemetry {
+        match entry {
+            config::Telemeter::Prometheus { path, prefix } => {
+                t.prometheus.get_or_insert(telemetry::PrometheusConfig {
+                    path: path.clone(),
+                    prefix: prefix.clone(),
+                });
+            }
+            config::Telemeter::Zipkin {
+                host,
+                port,
+                sample_rate,
+            } => {
+                t.zipkin.get_or_insert(telemetry::ZipkinConfig {
+                    host: host.clone(),
+                    port: *port,
+                    sample_rate: *sample_rate,
+                });
+            }
+            config::Telemeter::RecentRequests {
+                sample_rate,
+                capacity,
+            } => {
+                t.recent.get_or_insert(telemetry::RecentConfig {
+                    sample_rate: *sample_rate,
+                    capacity: *capacity,
+                });
+            }
+        }
+    }
+    for r in &config.routers {
+        if let Some(path) = &r.access_log {
+            t.access_logs.insert(r.label.clone(), path.clone());
+        }
+    }
+    t
 }

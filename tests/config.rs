@@ -118,7 +118,7 @@ routers:
 fn linkerd_keys_not_built_yet_are_refused_by_name() {
     let text = "\
 telemetry:
-- kind: io.l5d.prometheus
+- kind: io.l5d.influxdb
 namers:
 - kind: io.l5d.k8s
 routers:
@@ -136,7 +136,7 @@ routers:
 ";
     let err = check_text("l.yaml", text).stderr;
     for want in [
-        "l.yaml:1:1: not supported yet: telemetry",
+        "l.yaml:2:9: not supported yet: telemetry[0].kind: io.l5d.influxdb",
         "l.yaml:4:9: not supported yet: namers[0].kind: io.l5d.k8s",
         "l.yaml:6:13: not supported yet: routers[0].protocol: thrift",
         "l.yaml:11:5: not supported yet: routers[1].client.requestAuthorizers",
@@ -345,7 +345,7 @@ fn check_reads_stdin() {
     assert!(!out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "<stdin>:5:3: unknown key 'tls' in routers[0]; expected one of: protocol, label, dtab, dstPrefix, identifier, interpreter, bindingTimeoutMs, bindingCache, servers, client, maxCallDepth, experimental\n"
+        "<stdin>:5:3: unknown key 'tls' in routers[0]; expected one of: protocol, label, dtab, dstPrefix, identifier, interpreter, bindingTimeoutMs, bindingCache, servers, client, maxCallDepth, experimental, httpAccessLog\n"
     );
 }
 
@@ -422,7 +422,6 @@ fn linkerd_examples() {
             Some(&[
                 "not supported yet: admin.workerThreads",
                 "not supported yet: admin.security",
-                "not supported yet: telemetry",
                 "not supported yet: routers[2].interpreter.kind: io.l5d.namerd",
             ]),
         ),
@@ -438,7 +437,6 @@ fn linkerd_examples() {
         (
             "linkerd__examples__h2.yaml",
             Some(&[
-                "not supported yet: routers[0].h2AccessLog",
                 "not supported yet: routers[0].h2AccessLogRollPolicy",
                 "not supported yet: routers[0].h2AccessLogAppend",
                 "not supported yet: routers[0].h2AccessLogRotateCount",
@@ -451,7 +449,6 @@ fn linkerd_examples() {
         (
             "linkerd__examples__http.yaml",
             Some(&[
-                "not supported yet: routers[0].httpAccessLog",
                 "not supported yet: routers[0].httpAccessLogRollPolicy",
                 "not supported yet: routers[0].httpAccessLogAppend",
                 "not supported yet: routers[0].httpAccessLogRotateCount",
@@ -532,7 +529,7 @@ fn linkerd_examples() {
             Some(&[
                 "unknown key 'storage' at the top level",
                 "unknown key 'interfaces' at the top level",
-                "not supported yet: telemetry",
+                "not supported yet: telemetry[1].kind: io.l5d.influxdb",
                 "missing key 'routers' at the top level",
             ]),
         ),

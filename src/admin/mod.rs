@@ -136,10 +136,18 @@ fn json(v: &serde_json::Value) -> Response<AdminBody> {
 const INDEX: &str = "/admin/ping\n/config.json\n/delegator.json?router=&path=&dtab=\n/client_state.json\n/bound-names.json\n/tls.json\nPOST /admin/shutdown\n";
 
 async fn handle(st: &AdminState, req: Request<Incoming>) -> Response<AdminBody> {
+    // Metrics, logging level, recent requests.
+    let req = match crate::telemetry::admin::handle(req).await {
+        Ok(resp) => return resp,
+        Err(req) => req,
+    };
     let query = parse_query(req.uri().query().unwrap_or(""));
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/admin/ping") => text(StatusCode::OK, "pong"),
-        (&Method::GET, "/admin" | "/") => text(StatusCode::OK, INDEX),
+        (&Method::GET, "/admin" | "/") => text(
+            StatusCode::OK,
+            format!("{INDEX}{}", crate::telemetry::admin::INDEX),
+        ),
         (&Method::GET, "/config.json") => json(&st.config),
         (&Method::GET, "/client_state.json") => {
             let mut out = serde_json::Map::new();

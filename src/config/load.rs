@@ -175,10 +175,18 @@ impl Builder<'_> {
             .enumerate()
             .map(|(i, r)| self.router(i, r))
             .collect();
+        let telemetry = f
+            .telemetry
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| self.telemeter(i, t))
+            .collect();
         model::Config {
             admin,
             namers,
             routers,
+            telemetry,
             source: self.source.to_string(),
         }
     }
@@ -323,6 +331,71 @@ impl Builder<'_> {
             max_call_depth: r
                 .max_call_depth
                 .unwrap_or(protocol.default_max_call_depth()),
+            access_log: r.http_access_log.or(r.h2_access_log).map(PathBuf::from),
+        }
+    }
+
+    fn telemeter(&mut self, i: usize, t: raw::Telemeter) -> model::Telemeter {
+        let at = format!("telemetry[{i}]");
+        match t {
+            raw::Telemeter::Prometheus { path, prefix } => {
+                let path = path.unwrap_or_else(|| "/admin/metrics/prometheus".into());
+                if !path.starts_with('/') {
+                    self.problem(
+                        &format!("{at}.path"),
+                        format!("{at}.path: expected a path starting with '/', found '{path}'"),
+                    );
+                }
+                let prefix = prefix.unwrap_or_default();
+                let valid = prefix.chars().enumerate().all(|(j, c)| {
+                    c == '_' || c.is_ascii_alphabetic() || (j > 0 && c.is_ascii_digit())
+                });
+                if !valid {
+                    self.problem(
+                        &format!("{at}.prefix"),
+                        format!("{at}.prefix: expected letters, digits and '_' (a metric name prefix), found '{prefix}'"),
+                    );
+                }
+                model::Telemeter::Prometheus { path, prefix }
+            }
+            raw::Telemeter::Zipkin {
+                host,
+                port,
+                sample_rate,
+            } => model::Telemeter::Zipkin {
+                host: host.unwrap_or_else(|| "localhost".into()),
+                port: port.unwrap_or(9411),
+                sample_rate: match sample_rate {
+                    None => 0.001,
+                    Some(v) => self.rate(&format!("{at}.sampleRate"), &v),
+                },
+            },
+            raw::Telemeter::RecentRequests {
+                sample_rate,
+                capacity,
+            } => model::Telemeter::RecentRequests {
+                sample_rate: self.rate(&format!("{at}.sampleRate"), &sample_rate),
+                capacity: capacity.unwrap_or(10),
+            },
+        }
+    }
+
+    /// A sample rate: a number from 0 to 1.
+    fn rate(&mut self, key: &str, v: &serde_json::Value) -> f64 {
+        let n = match v {
+            serde_json::Value::Number(n) => n.as_f64(),
+            serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        match n {
+            Some(r) if (0.0..=1.0).contains(&r) => r,
+            _ => {
+                self.problem(
+                    key,
+                    format!("{key}: expected a number from 0 to 1, found {v}"),
+                );
+                0.0
+            }
         }
     }
 

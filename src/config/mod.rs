@@ -21,6 +21,7 @@ mod node;
 mod schema;
 mod validate;
 
+pub use model::Telemeter;
 pub use model::{
     Admin, BindingCache, Client, Config, DEFAULT_ADMIN_PORT, DEFAULT_BINDING_TIMEOUT,
     DEFAULT_DST_PREFIX, DEFAULT_SHUTDOWN_GRACE, FsNamer, Identifier, Interpreter, LoadBalancer,

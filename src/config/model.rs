@@ -25,6 +25,8 @@ pub struct Config {
     pub namers: Vec<Namer>,
     /// The routers, in file order (at least one).
     pub routers: Vec<Router>,
+    /// `telemetry:` (metrics exposition, tracing, recent requests).
+    pub telemetry: Vec<Telemeter>,
     /// Where the config came from (a file name, `<stdin>`, `<default config>`),
     /// for messages.
     #[serde(skip)]
@@ -132,6 +134,41 @@ pub struct Router {
     pub client: Client,
     /// `maxCallDepth`: Via hops before a request is refused (http 1000, h2 10).
     pub max_call_depth: u32,
+    /// `httpAccessLog` (`h2AccessLog` for h2): the access log file, if any.
+    #[serde(rename = "httpAccessLog", skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<PathBuf>,
+}
+
+/// An entry of `telemetry:`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind")]
+pub enum Telemeter {
+    /// `io.l5d.prometheus`: the text exposition on the admin server.
+    #[serde(rename = "io.l5d.prometheus")]
+    Prometheus {
+        /// `path`; default `/admin/metrics/prometheus`.
+        path: String,
+        /// `prefix` prepended to metric names; default none.
+        prefix: String,
+    },
+    /// `io.l5d.zipkin`: spans to a Zipkin v2 HTTP collector.
+    #[serde(rename = "io.l5d.zipkin", rename_all = "camelCase")]
+    Zipkin {
+        /// `host`; default `localhost`.
+        host: String,
+        /// `port`; default 9411 (the HTTP collector's; Linkerd's 9410 was Scribe).
+        port: u16,
+        /// `sampleRate`; default 0.001.
+        sample_rate: f64,
+    },
+    /// `io.l5d.recentRequests`: `/requests`.
+    #[serde(rename = "io.l5d.recentRequests", rename_all = "camelCase")]
+    RecentRequests {
+        /// `sampleRate` (required).
+        sample_rate: f64,
+        /// `capacity`; default 10.
+        capacity: usize,
+    },
 }
 
 /// Default `dstPrefix`.
@@ -256,6 +293,28 @@ pub(crate) mod raw {
         pub routers: Vec<Router>,
         #[allow(dead_code)]
         pub usage: Option<serde_json::Value>,
+        pub telemetry: Option<Vec<Telemeter>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(tag = "kind")]
+    pub enum Telemeter {
+        #[serde(rename = "io.l5d.prometheus")]
+        Prometheus {
+            path: Option<String>,
+            prefix: Option<String>,
+        },
+        #[serde(rename = "io.l5d.zipkin", rename_all = "camelCase")]
+        Zipkin {
+            host: Option<String>,
+            port: Option<u16>,
+            sample_rate: Option<serde_json::Value>,
+        },
+        #[serde(rename = "io.l5d.recentRequests", rename_all = "camelCase")]
+        RecentRequests {
+            sample_rate: serde_json::Value,
+            capacity: Option<usize>,
+        },
     }
 
     #[derive(Debug, Deserialize)]
@@ -295,6 +354,8 @@ pub(crate) mod raw {
         pub max_call_depth: Option<u32>,
         #[allow(dead_code)]
         pub experimental: Option<bool>,
+        pub http_access_log: Option<String>,
+        pub h2_access_log: Option<String>,
     }
 
     #[derive(Debug, Clone, Copy, Deserialize)]

@@ -96,8 +96,60 @@ pub(crate) static FILE: Obj = Obj {
         req("routers", Ty::List(&ROUTER)),
         // Linkerd's anonymous usage report: accepted, never sent.
         opt("usage", Ty::Any),
+        opt("telemetry", Ty::List(&TELEMETER)),
     ],
-    unsupported: &["telemetry", "tracers"],
+    unsupported: &["tracers"],
+};
+
+// ---------------------------------------------------------------- telemetry
+
+static TELEMETER: Ty = Ty::Kinded(&TELEMETER_KINDS);
+
+/// A sample rate: a number from 0 to 1, checked when the config is typed
+/// (the walk has no float type).
+const RATE: Ty = Ty::Any;
+
+static TELEMETER_KINDS: Kinded = Kinded {
+    tag: "kind",
+    default: None,
+    kinds: &[
+        (
+            "io.l5d.prometheus",
+            Obj {
+                fields: &[opt("path", Ty::Str), opt("prefix", Ty::Str)],
+                unsupported: &[],
+            },
+        ),
+        (
+            "io.l5d.zipkin",
+            Obj {
+                fields: &[
+                    opt("host", Ty::Str),
+                    opt("port", PORT),
+                    opt("sampleRate", RATE),
+                ],
+                unsupported: &["initialBufferSize", "maxBufferSize"],
+            },
+        ),
+        (
+            "io.l5d.recentRequests",
+            Obj {
+                fields: &[req("sampleRate", RATE), opt("capacity", POSITIVE)],
+                unsupported: &[],
+            },
+        ),
+    ],
+    unsupported: &[
+        "io.l5d.influxdb",
+        "io.l5d.statsd",
+        "io.l5d.tracelog",
+        "io.l5d.zipkin.kafka",
+        "io.zipkin.http",
+        "io.zipkin.kafka",
+        "io.l5d.opencensus",
+        "io.l5d.dogstatsd",
+        "io.l5d.istio",
+    ],
 };
 
 static ADMIN: Obj = Obj {
@@ -172,13 +224,13 @@ static ROUTER_KINDS: Kinded = Kinded {
                     opt("client", Ty::Kinded(&HTTP_CLIENT)),
                     opt("maxCallDepth", POSITIVE),
                     opt("experimental", Ty::Bool),
+                    opt("httpAccessLog", Ty::Str),
                 ],
                 unsupported: &[
                     "service",
                     "announcers",
                     "originator",
                     "timeoutMs",
-                    "httpAccessLog",
                     "httpAccessLogRollPolicy",
                     "httpAccessLogAppend",
                     "httpAccessLogRotateCount",
@@ -211,13 +263,13 @@ static ROUTER_KINDS: Kinded = Kinded {
                     opt("client", Ty::Kinded(&H2_CLIENT)),
                     opt("maxCallDepth", POSITIVE),
                     opt("experimental", Ty::Bool),
+                    opt("h2AccessLog", Ty::Str),
                 ],
                 unsupported: &[
                     "service",
                     "announcers",
                     "originator",
                     "timeoutMs",
-                    "h2AccessLog",
                     "h2AccessLogRollPolicy",
                     "h2AccessLogAppend",
                     "h2AccessLogRotateCount",

@@ -265,6 +265,7 @@ async fn run(
                     tracing::info!("{source}: dtab reloaded");
                 }
                 handle.stats.record(Ok(()));
+                crate::telemetry::metrics::dtab_reload(&source, true);
             }
             Err(errors) => {
                 let msg = errors
@@ -274,6 +275,7 @@ async fn run(
                     .join("; ");
                 tracing::warn!("{source}: dtab rejected, keeping the last good one: {msg}");
                 handle.stats.record(Err(msg));
+                crate::telemetry::metrics::dtab_reload(&source, false);
             }
         }
     }

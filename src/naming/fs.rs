@@ -280,7 +280,7 @@ impl Shared {
         let text = match tokio::fs::read(&file).await {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                set_addr(tx, Addr::Neg);
+                let _ = set_addr(tx, Addr::Neg);
                 return None;
             }
             Err(e) => {
@@ -325,12 +325,15 @@ impl Shared {
             }
         }
         endpoints.sort_by(|a, b| a.addr.cmp(&b.addr).then(a.weight.total_cmp(&b.weight)));
-        set_addr(tx, Addr::Bound(Arc::from(endpoints)));
+        if set_addr(tx, Addr::Bound(Arc::from(endpoints))) {
+            crate::telemetry::metrics::namer_updates(&self.id_prefix).increment(1);
+        }
         Some(hash)
     }
 }
 
-fn set_addr(tx: &watch::Sender<Addr>, next: Addr) {
+/// Publish `next` if it differs; whether it did.
+fn set_addr(tx: &watch::Sender<Addr>, next: Addr) -> bool {
     tx.send_if_modified(|cur| {
         if *cur == next {
             false
@@ -338,13 +341,13 @@ fn set_addr(tx: &watch::Sender<Addr>, next: Addr) {
             *cur = next;
             true
         }
-    });
+    })
 }
 
 /// A bad file keeps the last good set; with none, the name fails.
 fn fail_unless_bound(tx: &watch::Sender<Addr>, msg: String) {
     if !matches!(&*tx.borrow(), Addr::Bound(_)) {
-        set_addr(tx, Addr::Failed(Arc::from(msg)));
+        let _ = set_addr(tx, Addr::Failed(Arc::from(msg)));
     }
 }
 

@@ -15,14 +15,15 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use rand::Rng;
 
+use super::ProxyBody;
 use super::error::ProxyError;
 use super::headers::{
     self, L5D_CTX_DTAB, L5D_DST_CLIENT, L5D_DST_RESIDUAL, L5D_DST_SERVICE, L5D_REQID,
 };
-use super::{BoxError, ProxyBody};
 use crate::client::{CallBody, CallCtx, ClientError, Reply};
 use crate::dtab::Path;
 use crate::routing::{Protocol, Router, ServerParams, identify, strip_segments};
+use crate::telemetry;
 
 /// Forwards the requests of one server.
 pub(crate) struct Forwarder {
@@ -97,6 +98,7 @@ impl Forwarder {
         let probe = Request::from_parts(parts, ());
         let identified = identify(&params.identifiers, &params.dst_prefix, &probe)?;
         let (mut parts, ()) = probe.into_parts();
+        telemetry::note_service(&parts.extensions, &identified.path);
 
         let (client, _set) = match self.router.route(&local, &identified.path).await {
             Ok(r) => r,
@@ -105,6 +107,8 @@ impl Forwarder {
                 return Err(ProxyError::Route { error, detail });
             }
         };
+
+        telemetry::note_client(&parts.extensions, client.id());
 
         // The request as the upstream sees it.
         let original_authority = parts.uri.authority().cloned();
@@ -147,7 +151,7 @@ impl Forwarder {
         let body = if body.is_end_stream() {
             CallBody::Empty
         } else {
-            CallBody::Stream(body.map_err(BoxError::from).boxed())
+            CallBody::Stream(telemetry::count_request_body(&parts.extensions, body))
         };
         // HTTP/1.1 is addressed to the endpoint (Host carries the name);
         // HTTP/2 keeps the caller's :authority.

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use super::forward::Forwarder;
 use crate::routing::{Protocol, Router, ServerParams};
+use crate::telemetry::ServerTelemetry;
 use crate::tls::server::Negotiated;
 
 /// A shutdown trigger shared by every server and the admin endpoint.
@@ -105,6 +106,7 @@ pub async fn serve(
     let protocol = router.params().protocol;
     let label = router.label().to_string();
     let server_tls = server.tls.clone();
+    let clear_context = server.clear_context;
     let forwarder = Arc::new(Forwarder::new(router, server));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new());
@@ -114,6 +116,7 @@ pub async fn serve(
     }
     let graceful = GracefulShutdown::new();
     let local = listener.local_addr()?;
+    let telemetry = Arc::new(ServerTelemetry::new(&label, local, clear_context));
     tracing::info!(router = %label, addr = %local, "serving");
     loop {
         let accepted = tokio::select! {
@@ -132,9 +135,14 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let fw = forwarder.clone();
-        let svc = service_fn(move |req: hyper::Request<Incoming>| {
-            let fw = fw.clone();
-            async move { Ok::<_, Infallible>(fw.handle(req).await) }
+        let tel = telemetry.clone();
+        let open = telemetry.connection();
+        let svc = service_fn(move |mut req: hyper::Request<Incoming>| {
+            let (fw, tel) = (fw.clone(), tel.clone());
+            async move {
+                let started = tel.start(&mut req, peer);
+                Ok::<_, Infallible>(tel.finish(started, fw.handle(req).await))
+            }
         });
         if let Some(tls) = &server_tls {
             // The handshake runs in the connection's task, never in the
@@ -143,6 +151,7 @@ pub async fn serve(
             let builder = builder.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
+                let _open = open;
                 let Ok(stream) = tls.accept(stream, peer).await else {
                     return; // counted and logged by accept
                 };
@@ -163,6 +172,7 @@ pub async fn serve(
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
+            let _open = open;
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }

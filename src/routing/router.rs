@@ -202,6 +202,7 @@ impl Binding {
         rx: watch::Receiver<Activity<NameTree<Bound>>>,
         clients: Arc<ClientCache>,
         now_ms: u64,
+        updates: ::metrics::Counter,
     ) -> Binding {
         let mut follow = rx.clone();
         let initial = {
@@ -223,6 +224,7 @@ impl Binding {
                             }
                             let snapshot = follow.borrow_and_update().clone();
                             current.store(Arc::new(clients.resolve(&snapshot)));
+                            updates.increment(1);
                         }
                     }
                 }
@@ -300,6 +302,7 @@ impl Router {
             rx,
             self.inner.clients.clone(),
             now,
+            crate::telemetry::metrics::binding_updates(self.label()),
         ));
         let mut map = lock(&self.inner.bindings);
         if let Some(b) = map.get(&key) {

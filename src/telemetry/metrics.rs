@@ -1,0 +1,722 @@
+//! Metrics: the `metrics` facade, recorded by metrics-exporter-prometheus and
+//! rendered at `/admin/metrics/prometheus` (text) and `/admin/metrics.json`.
+//!
+//! # Names and labels
+//!
+//! Names follow Prometheus conventions (snake_case, base units, `_total` on
+//! counters); the configured `prefix` is prepended to every name. Labels are
+//! bounded: `router` (a label from the config), `server` (a listening
+//! address), `service` (the logical name the request was identified as),
+//! `client` (the bound name it was sent to), `status_code` and `class`.
+//! A server keeps at most [`MAX_ROUTES`] (service, client) pairs; further
+//! pairs are counted under `service="overflow", client="overflow"`, so a
+//! caller inventing host names cannot grow the exposition without bound.
+//!
+//! | name | type | labels | what |
+//! |---|---|---|---|
+//! | `requests_total` | counter | router, server, service, client | requests received |
+//! | `responses_total` | counter | + status_code, class | responses, by code and class (success, failure, retryable) |
+//! | `request_duration_seconds` | histogram | router, server, service, client | time to the response headers |
+//! | `request_body_bytes_total` | counter | router, server, service, client | request body bytes forwarded |
+//! | `response_body_bytes_total` | counter | router, server, service, client | response body bytes sent back |
+//! | `open_connections` | gauge | router, server | client connections open now |
+//! | `connections_total` | counter | router, server | client connections accepted |
+//! | `retries_total` | counter | router, service | retries ([`retry`]) |
+//! | `retry_budget_exhausted_total` | counter | router, service | retries refused by the budget ([`retry_budget_exhausted`]) |
+//! | `requeues_total` | counter | router, client | requests sent again after a connection failure ([`requeue`]) |
+//! | `loadbalancer_endpoints` | gauge | router, client | endpoints in the balancer ([`ClientGauges`]) |
+//! | `loadbalancer_available_endpoints` | gauge | router, client | endpoints not ejected ([`ClientGauges`]) |
+//! | `failure_accrual_ejections_total` | counter | router, client | endpoints ejected ([`failure_accrual_ejection`]) |
+//! | `failure_accrual_revivals_total` | counter | router, client | endpoints revived ([`failure_accrual_revival`]) |
+//! | `binding_updates_total` | counter | router | bound trees published by binding watches |
+//! | `namer_updates_total` | counter | namer | address sets changed by a namer |
+//! | `dtab_reloads_total` | counter | file | dtab file edits applied |
+//! | `dtab_rejections_total` | counter | file | dtab file edits refused (last good dtab kept) |
+//! | `zipkin_spans_sent_total`, `zipkin_spans_dropped_total` | counter | – | span export |
+//! | `process_resident_memory_bytes`, `process_cpu_seconds_total`, `process_open_fds` | gauge, counter, gauge | – | read from /proc on each scrape |
+//!
+//! Histograms are true Prometheus histograms (buckets from 0.5 ms to 30 s), so
+//! they aggregate across labels.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram, Label, SharedString, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::dtab::Path;
+
+/// Where the text exposition is served unless `io.l5d.prometheus` says otherwise.
+pub const DEFAULT_PATH: &str = "/admin/metrics/prometheus";
+
+/// (service, client) pairs a server labels before it counts the rest as `overflow`.
+pub const MAX_ROUTES: usize = 1000;
+
+/// Latency buckets, seconds.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Base names (the configured prefix is prepended).
+pub mod names {
+    /// Requests received.
+    pub const REQUESTS: &str = "requests_total";
+    /// Responses by status code and class.
+    pub const RESPONSES: &str = "responses_total";
+    /// Time to the response headers.
+    pub const REQUEST_DURATION: &str = "request_duration_seconds";
+    /// Request body bytes.
+    pub const REQUEST_BYTES: &str = "request_body_bytes_total";
+    /// Response body bytes.
+    pub const RESPONSE_BYTES: &str = "response_body_bytes_total";
+    /// Open client connections.
+    pub const OPEN_CONNECTIONS: &str = "open_connections";
+    /// Accepted client connections.
+    pub const CONNECTIONS: &str = "connections_total";
+    /// Retries.
+    pub const RETRIES: &str = "retries_total";
+    /// Retries refused by the retry budget.
+    pub const RETRY_BUDGET_EXHAUSTED: &str = "retry_budget_exhausted_total";
+    /// Requeues after connection failures.
+    pub const REQUEUES: &str = "requeues_total";
+    /// Endpoints in a client's balancer.
+    pub const LB_ENDPOINTS: &str = "loadbalancer_endpoints";
+    /// Endpoints available (not ejected).
+    pub const LB_AVAILABLE: &str = "loadbalancer_available_endpoints";
+    /// Failure accrual ejections.
+    pub const FA_EJECTIONS: &str = "failure_accrual_ejections_total";
+    /// Failure accrual revivals.
+    pub const FA_REVIVALS: &str = "failure_accrual_revivals_total";
+    /// Bound trees published by binding watches.
+    pub const BINDING_UPDATES: &str = "binding_updates_total";
+    /// Address changes published by namers.
+    pub const NAMER_UPDATES: &str = "namer_updates_total";
+    /// Dtab file reloads.
+    pub const DTAB_RELOADS: &str = "dtab_reloads_total";
+    /// Dtab file rejections.
+    pub const DTAB_REJECTIONS: &str = "dtab_rejections_total";
+    /// Spans sent to Zipkin.
+    pub const ZIPKIN_SENT: &str = "zipkin_spans_sent_total";
+    /// Spans dropped (queue full or collector failure).
+    pub const ZIPKIN_DROPPED: &str = "zipkin_spans_dropped_total";
+}
+
+struct Exporter {
+    handle: PrometheusHandle,
+    prefix: String,
+}
+
+static EXPORTER: OnceLock<Exporter> = OnceLock::new();
+
+/// The prefixed name of a metric.
+fn name(base: &'static str) -> SharedString {
+    match EXPORTER.get() {
+        Some(e) if !e.prefix.is_empty() => SharedString::from(format!("{}{base}", e.prefix)),
+        _ => SharedString::const_str(base),
+    }
+}
+
+/// Install the process-wide Prometheus recorder (once; later calls are
+/// ignored) and describe every metric. Starts the upkeep task when a tokio
+/// runtime is running. Returns false when another recorder was installed
+/// first (the exposition then stays empty).
+pub fn install(prefix: &str) -> bool {
+    if EXPORTER.get().is_some() {
+        return true;
+    }
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), DURATION_BUCKETS)
+        .unwrap_or_else(|_| PrometheusBuilder::new());
+    let recorder = builder.build_recorder();
+    let handle = recorder.handle();
+    if metrics::set_global_recorder(recorder).is_err() {
+        return false;
+    }
+    let _ = EXPORTER.set(Exporter {
+        handle: handle.clone(),
+        prefix: prefix.to_string(),
+    });
+    describe();
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                handle.run_upkeep();
+            }
+        });
+    }
+    true
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    use names::*;
+    describe_counter!(name(REQUESTS), Unit::Count, "Requests received");
+    describe_counter!(
+        name(RESPONSES),
+        Unit::Count,
+        "Responses by status code and class (success, failure, retryable)"
+    );
+    describe_histogram!(
+        name(REQUEST_DURATION),
+        Unit::Seconds,
+        "Time from receiving a request to sending its response headers"
+    );
+    describe_counter!(
+        name(REQUEST_BYTES),
+        Unit::Bytes,
+        "Request body bytes received"
+    );
+    describe_counter!(
+        name(RESPONSE_BYTES),
+        Unit::Bytes,
+        "Response body bytes sent"
+    );
+    describe_gauge!(name(OPEN_CONNECTIONS), "Client connections open");
+    describe_counter!(name(CONNECTIONS), "Client connections accepted");
+    describe_counter!(name(RETRIES), "Requests retried");
+    describe_counter!(
+        name(RETRY_BUDGET_EXHAUSTED),
+        "Retries not made because the retry budget was spent"
+    );
+    describe_counter!(
+        name(REQUEUES),
+        "Requests sent to another endpoint after a connection failure"
+    );
+    describe_gauge!(
+        name(LB_ENDPOINTS),
+        "Endpoints in the client's load balancer"
+    );
+    describe_gauge!(
+        name(LB_AVAILABLE),
+        "Endpoints of the client's load balancer not ejected"
+    );
+    describe_counter!(name(FA_EJECTIONS), "Endpoints ejected by failure accrual");
+    describe_counter!(name(FA_REVIVALS), "Endpoints revived after ejection");
+    describe_counter!(name(BINDING_UPDATES), "Bound trees published by bindings");
+    describe_counter!(name(NAMER_UPDATES), "Address set changes from a namer");
+    describe_counter!(name(DTAB_RELOADS), "Dtab file edits applied");
+    describe_counter!(
+        name(DTAB_REJECTIONS),
+        "Dtab file edits rejected; the last good dtab kept serving"
+    );
+    describe_counter!(name(ZIPKIN_SENT), "Spans sent to the Zipkin collector");
+    describe_counter!(
+        name(ZIPKIN_DROPPED),
+        "Spans dropped: export queue full or collector failing"
+    );
+}
+
+/// The Prometheus text exposition, process metrics included. Empty
+/// (but for process metrics) when no recorder is installed.
+pub fn render_prometheus() -> String {
+    let mut out = EXPORTER
+        .get()
+        .map(|e| e.handle.render())
+        .unwrap_or_default();
+    let prefix = EXPORTER.get().map(|e| e.prefix.as_str()).unwrap_or("");
+    super::process::render(&mut out, prefix);
+    out
+}
+
+/// `/admin/metrics.json`: every sample of the exposition as a flat object,
+/// keyed by the series as Prometheus writes it (`requests_total{router="http",…}`),
+/// plus Linkerd-style aggregates: `rt/<router>/requests`,
+/// `rt/<router>/{server,service,client}/<value>/{requests,success,failures}`
+/// (the value without its leading `/`: `rt/out/service/svc/web/requests`)
+/// and `.../request_latency_ms.{p50,p95,p99}` estimated from the histogram.
+pub fn render_json() -> serde_json::Value {
+    let text = render_prometheus();
+    let prefix = EXPORTER.get().map(|e| e.prefix.as_str()).unwrap_or("");
+    let bucket_name = format!("{}_bucket", names::REQUEST_DURATION);
+    let mut out = serde_json::Map::new();
+    let mut agg: std::collections::BTreeMap<String, f64> = Default::default();
+    // Latency buckets (upper bound, cumulative count) per aggregate scope.
+    let mut buckets: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
+    for line in text.lines() {
+        let Some(sample) = parse_sample(line) else {
+            continue;
+        };
+        if let Some(n) = serde_json::Number::from_f64(sample.value) {
+            out.insert(sample.series.to_string(), serde_json::Value::Number(n));
+        }
+        let base = sample.name.strip_prefix(prefix).unwrap_or(sample.name);
+        let Some(router) = sample.label("router") else {
+            continue;
+        };
+        let mut scopes = vec![format!("rt/{router}")];
+        for scope in ["server", "service", "client"] {
+            if let Some(v) = sample.label(scope)
+                && !v.is_empty()
+            {
+                let v = v.trim_start_matches('/');
+                scopes.push(format!("rt/{router}/{scope}/{v}"));
+            }
+        }
+        if base == bucket_name {
+            let le = match sample.label("le") {
+                Some("+Inf") => f64::INFINITY,
+                Some(v) => match v.parse::<f64>() {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                },
+                None => continue,
+            };
+            for scope in scopes {
+                let b = buckets.entry(scope).or_default();
+                match b.iter_mut().find(|(l, _)| *l == le) {
+                    Some((_, c)) => *c += sample.value,
+                    None => b.push((le, sample.value)),
+                }
+            }
+            continue;
+        }
+        let stat = match base {
+            names::REQUESTS => "requests",
+            names::RESPONSES => match sample.label("class") {
+                Some("success") => "success",
+                _ => "failures",
+            },
+            _ => continue,
+        };
+        for scope in scopes {
+            *agg.entry(format!("{scope}/{stat}")).or_default() += sample.value;
+        }
+    }
+    for (scope, mut b) in buckets {
+        b.sort_by(|x, y| x.0.total_cmp(&y.0));
+        for (name, q) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)] {
+            if let Some(v) = quantile(&b, q) {
+                agg.insert(format!("{scope}/request_latency_ms.{name}"), v * 1000.0);
+            }
+        }
+    }
+    for (k, v) in agg {
+        if let Some(n) = serde_json::Number::from_f64(v) {
+            out.insert(k, serde_json::Value::Number(n));
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+/// The `q` quantile of cumulative histogram buckets sorted by upper bound,
+/// interpolated linearly within its bucket (as PromQL's
+/// `histogram_quantile`); `None` without observations.
+fn quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let (mut lower, mut below) = (0.0, 0.0);
+    for &(le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return Some(lower);
+            }
+            let inside = count - below;
+            let frac = if inside > 0.0 {
+                (rank - below) / inside
+            } else {
+                1.0
+            };
+            return Some(lower + (le - lower) * frac);
+        }
+        lower = le;
+        below = count;
+    }
+    Some(lower)
+}
+
+/// One line of the exposition.
+struct Sample<'a> {
+    series: &'a str,
+    name: &'a str,
+    labels: Vec<(&'a str, String)>,
+    value: f64,
+}
+
+impl Sample<'_> {
+    fn label(&self, k: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parse `name{a="x",b="y\"z"} 12.5` (our own exposition, so no timestamps).
+fn parse_sample(line: &str) -> Option<Sample<'_>> {
+    if line.starts_with('#') || line.trim().is_empty() {
+        return None;
+    }
+    let (series, value) = line.rsplit_once(' ')?;
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().ok()?,
+    };
+    let (name, labels) = match series.split_once('{') {
+        None => (series, Vec::new()),
+        Some((name, rest)) => (name, parse_labels(rest.strip_suffix('}')?)?),
+    };
+    Some(Sample {
+        series,
+        name,
+        labels,
+        value,
+    })
+}
+
+fn parse_labels(s: &str) -> Option<Vec<(&str, String)>> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while !rest.is_empty() {
+        let (k, after) = rest.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c)) => value.push(c),
+                    None => return None,
+                },
+                '"' => {
+                    end = Some(i);
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        let end = end?;
+        out.push((k.trim_start_matches(','), value));
+        rest = after.get(end + 1..)?;
+    }
+    Some(out)
+}
+
+// ------------------------------------------------------------ request path
+
+/// How a response counts: Linkerd's response classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResponseClass {
+    /// Not a 5xx.
+    Success,
+    /// A 5xx (or a proxy error) that may not be retried.
+    Failure,
+    /// A failure the service's classifier calls retryable.
+    Retryable,
+}
+
+impl ResponseClass {
+    /// The default classification (Linkerd's `nonRetryable5XX`): 5xx fail.
+    pub fn of_status(status: u16) -> ResponseClass {
+        if status >= 500 {
+            ResponseClass::Failure
+        } else {
+            ResponseClass::Success
+        }
+    }
+
+    /// The `class` label value.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ResponseClass::Success => "success",
+            ResponseClass::Failure => "failure",
+            ResponseClass::Retryable => "retryable",
+        }
+    }
+}
+
+/// The handles of one (router, server, service, client), created once and
+/// reused by every request that takes that route.
+pub struct RouteMetrics {
+    labels: Vec<Label>,
+    /// `requests_total`.
+    pub requests: Counter,
+    /// `request_duration_seconds`.
+    pub duration: Histogram,
+    /// `request_body_bytes_total`.
+    pub request_bytes: Counter,
+    /// `response_body_bytes_total`.
+    pub response_bytes: Counter,
+    responses: RwLock<Vec<(u16, ResponseClass, Counter)>>,
+}
+
+impl RouteMetrics {
+    fn new(labels: Vec<Label>) -> RouteMetrics {
+        RouteMetrics {
+            requests: metrics::counter!(name(names::REQUESTS), labels.clone()),
+            duration: metrics::histogram!(name(names::REQUEST_DURATION), labels.clone()),
+            request_bytes: metrics::counter!(name(names::REQUEST_BYTES), labels.clone()),
+            response_bytes: metrics::counter!(name(names::RESPONSE_BYTES), labels.clone()),
+            responses: RwLock::new(Vec::new()),
+            labels,
+        }
+    }
+
+    /// Count a response (the handle per code and class is made once).
+    pub fn response(&self, status: u16, class: ResponseClass) {
+        if let Ok(v) = self.responses.read()
+            && let Some((_, _, c)) = v.iter().find(|(s, k, _)| *s == status && *k == class)
+        {
+            c.increment(1);
+            return;
+        }
+        let mut labels = self.labels.clone();
+        labels.push(Label::new("status_code", status.to_string()));
+        labels.push(Label::from_static_parts("class", class.as_str()));
+        let c = metrics::counter!(name(names::RESPONSES), labels);
+        c.increment(1);
+        if let Ok(mut v) = self.responses.write()
+            && v.len() < 64
+        {
+            v.push((status, class, c));
+        }
+    }
+}
+
+/// One server's metrics: its connection gauges and its routes' handles.
+pub struct ServerMetrics {
+    router: Arc<str>,
+    server: Arc<str>,
+    routes: RwLock<HashMap<(Path, Path), Arc<RouteMetrics>>>,
+    overflow: OnceLock<Arc<RouteMetrics>>,
+    /// `open_connections`.
+    pub open_connections: Gauge,
+    /// `connections_total`.
+    pub connections: Counter,
+}
+
+impl ServerMetrics {
+    /// Handles for the server of `router` listening on `server`.
+    pub fn new(router: &str, server: &str) -> ServerMetrics {
+        let labels = vec![
+            Label::new("router", router.to_string()),
+            Label::new("server", server.to_string()),
+        ];
+        ServerMetrics {
+            router: router.into(),
+            server: server.into(),
+            routes: RwLock::new(HashMap::new()),
+            overflow: OnceLock::new(),
+            open_connections: metrics::gauge!(name(names::OPEN_CONNECTIONS), labels.clone()),
+            connections: metrics::counter!(name(names::CONNECTIONS), labels),
+        }
+    }
+
+    fn make(&self, service: &str, client: &str) -> Arc<RouteMetrics> {
+        Arc::new(RouteMetrics::new(vec![
+            Label::new("router", self.router.to_string()),
+            Label::new("server", self.server.to_string()),
+            Label::new("service", service.to_string()),
+            Label::new("client", client.to_string()),
+        ]))
+    }
+
+    /// The handles of (service, client); an empty path means "not known"
+    /// (the request failed before identification or routing) and labels as "".
+    pub fn route(&self, service: &Path, client: &Path) -> Arc<RouteMetrics> {
+        let key = (service.clone(), client.clone());
+        if let Ok(m) = self.routes.read()
+            && let Some(r) = m.get(&key)
+        {
+            return r.clone();
+        }
+        let Ok(mut m) = self.routes.write() else {
+            return self.make("", "");
+        };
+        if let Some(r) = m.get(&key) {
+            return r.clone();
+        }
+        if m.len() >= MAX_ROUTES {
+            return self
+                .overflow
+                .get_or_init(|| self.make("overflow", "overflow"))
+                .clone();
+        }
+        let show = |p: &Path| {
+            if p.is_empty() {
+                String::new()
+            } else {
+                p.to_string()
+            }
+        };
+        let r = self.make(&show(service), &show(client));
+        m.insert(key, r.clone());
+        r
+    }
+}
+
+// ------------------------------------------- helpers for the other layers
+
+fn router_labels(router: &str, k: &'static str, v: &str) -> Vec<Label> {
+    vec![
+        Label::new("router", router.to_string()),
+        Label::new(k, v.to_string()),
+    ]
+}
+
+/// A request to `service` (a logical name) of `router` is retried.
+/// Call site: the retry filter, once per retry.
+pub fn retry(router: &str, service: &Path) {
+    metrics::counter!(
+        name(names::RETRIES),
+        router_labels(router, "service", &service.to_string())
+    )
+    .increment(1);
+}
+
+/// A retry to `service` was not made because the retry budget was spent.
+pub fn retry_budget_exhausted(router: &str, service: &Path) {
+    metrics::counter!(
+        name(names::RETRY_BUDGET_EXHAUSTED),
+        router_labels(router, "service", &service.to_string())
+    )
+    .increment(1);
+}
+
+/// A request to `client` (a bound name) is sent again after a connection failure.
+pub fn requeue(router: &str, client: &Path) {
+    metrics::counter!(
+        name(names::REQUEUES),
+        router_labels(router, "client", &client.to_string())
+    )
+    .increment(1);
+}
+
+/// Failure accrual ejected an endpoint of `client`.
+pub fn failure_accrual_ejection(router: &str, client: &Path) {
+    metrics::counter!(
+        name(names::FA_EJECTIONS),
+        router_labels(router, "client", &client.to_string())
+    )
+    .increment(1);
+}
+
+/// An ejected endpoint of `client` was revived.
+pub fn failure_accrual_revival(router: &str, client: &Path) {
+    metrics::counter!(
+        name(names::FA_REVIVALS),
+        router_labels(router, "client", &client.to_string())
+    )
+    .increment(1);
+}
+
+/// A client's load-balancer gauges; make one when the client is made and set
+/// it when its endpoint set or ejections change.
+pub struct ClientGauges {
+    /// `loadbalancer_endpoints`.
+    pub size: Gauge,
+    /// `loadbalancer_available_endpoints`.
+    pub available: Gauge,
+}
+
+impl ClientGauges {
+    /// The gauges of `client` in `router`.
+    pub fn new(router: &str, client: &Path) -> ClientGauges {
+        let labels = router_labels(router, "client", &client.to_string());
+        ClientGauges {
+            size: metrics::gauge!(name(names::LB_ENDPOINTS), labels.clone()),
+            available: metrics::gauge!(name(names::LB_AVAILABLE), labels),
+        }
+    }
+
+    /// Publish the balancer's size and how many endpoints are available.
+    pub fn set(&self, size: usize, available: usize) {
+        self.size.set(size as f64);
+        self.available.set(available as f64);
+    }
+}
+
+/// A binding of `router` published a new bound tree.
+pub fn binding_updates(router: &str) -> Counter {
+    metrics::counter!(
+        name(names::BINDING_UPDATES),
+        vec![Label::new("router", router.to_string())]
+    )
+}
+
+/// The counter of address changes published by the namer at `prefix`.
+pub fn namer_updates(prefix: &Path) -> Counter {
+    metrics::counter!(
+        name(names::NAMER_UPDATES),
+        vec![Label::new("namer", prefix.to_string())]
+    )
+}
+
+/// A dtab file edit was applied (`ok`) or rejected.
+pub fn dtab_reload(file: &str, ok: bool) {
+    let n = if ok {
+        names::DTAB_RELOADS
+    } else {
+        names::DTAB_REJECTIONS
+    };
+    metrics::counter!(name(n), vec![Label::new("file", file.to_string())]).increment(1);
+}
+
+/// Zipkin export counters.
+pub(crate) fn zipkin(sent: bool) -> Counter {
+    metrics::counter!(name(if sent {
+        names::ZIPKIN_SENT
+    } else {
+        names::ZIPKIN_DROPPED
+    }))
+}
+
+/// Write a gauge or counter sample by hand (process metrics, read on scrape).
+pub(crate) fn write_sample(
+    out: &mut String,
+    prefix: &str,
+    base: &str,
+    kind: &str,
+    help: &str,
+    v: f64,
+) {
+    let _ = writeln!(out, "# HELP {prefix}{base} {help}");
+    let _ = writeln!(out, "# TYPE {prefix}{base} {kind}");
+    let _ = writeln!(out, "{prefix}{base} {v}");
+    out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_parse() {
+        let s = parse_sample(r#"requests_total{router="h\"t",service="/svc/a"} 3"#).unwrap();
+        assert_eq!(s.name, "requests_total");
+        assert_eq!(s.label("router"), Some("h\"t"));
+        assert_eq!(s.label("service"), Some("/svc/a"));
+        assert_eq!(s.value, 3.0);
+        let s = parse_sample("up 1").unwrap();
+        assert!(s.labels.is_empty());
+        assert!(parse_sample("# HELP x y").is_none());
+        assert!(parse_sample(r#"x{a="unterminated} 1"#).is_none());
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_buckets() {
+        let b = [(0.1, 50.0), (0.2, 100.0), (f64::INFINITY, 100.0)];
+        assert_eq!(quantile(&b, 0.5), Some(0.1));
+        assert!((quantile(&b, 0.75).unwrap() - 0.15).abs() < 1e-9);
+        assert_eq!(quantile(&[(0.1, 0.0), (f64::INFINITY, 0.0)], 0.5), None);
+        assert_eq!(
+            quantile(&[(0.1, 0.0), (f64::INFINITY, 4.0)], 0.5),
+            Some(0.1)
+        );
+    }
+
+    #[test]
+    fn classes() {
+        assert_eq!(ResponseClass::of_status(200), ResponseClass::Success);
+        assert_eq!(ResponseClass::of_status(404), ResponseClass::Success);
+        assert_eq!(ResponseClass::of_status(503), ResponseClass::Failure);
+    }
+}
