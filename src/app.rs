@@ -158,6 +158,7 @@ fn router_params(r: &config::Router) -> RouterParams {
     p.binding_cache_capacity = r.binding_cache.trees;
     p.client_cache_capacity = r.binding_cache.clients;
     p.binding_idle_ttl = r.binding_cache.idle_ttl;
+    p.client = r.client.clone();
     p
 }
 
@@ -184,21 +185,43 @@ fn server_alpn(protocol: config::Protocol) -> &'static [&'static [u8]] {
     }
 }
 
-/// The router's `client.tls`, loaded.
+/// The router's `client.tls` (global, or per `io.l5d.static` entry), loaded.
 fn client_tls(r: &config::Router) -> anyhow::Result<Option<Arc<ClientTlsRules>>> {
-    let Some(t) = &r.client.tls else {
-        return Ok(None);
-    };
-    let name = format!("router {} client", r.label);
     let alpn: &[&[u8]] = match r.protocol {
         config::Protocol::Http => &[tls::ALPN_HTTP11],
         config::Protocol::H2 => &[tls::ALPN_H2],
     };
-    let loaded = ClientTls::load(t, name.clone(), alpn).with_context(|| format!("{name}: tls"))?;
-    Ok(Some(Arc::new(ClientTlsRules::global(
-        loaded,
-        t.common_name.clone(),
-    ))))
+    let load = |t: &tls::ClientTlsSettings, name: String| {
+        ClientTls::load(t, name.clone(), alpn).with_context(|| format!("{name}: tls"))
+    };
+    match &r.client {
+        config::ClientConfig::Global(s) => {
+            let Some(t) = &s.tls else { return Ok(None) };
+            let loaded = load(t, format!("router {} client", r.label))?;
+            Ok(Some(Arc::new(ClientTlsRules::global(
+                loaded,
+                t.common_name.clone(),
+            ))))
+        }
+        config::ClientConfig::Static { configs } => {
+            let mut rules = Vec::new();
+            for c in configs {
+                let Some(t) = &c.settings.tls else { continue };
+                let name = format!("router {} client {}", r.label, c.prefix);
+                let prefix = c.prefix.clone();
+                rules.push(tls::ClientTlsRule {
+                    prefix: prefix.to_string(),
+                    matcher: Arc::new(move |id| prefix.captures(id)),
+                    common_name: t.common_name.clone(),
+                    tls: load(t, name)?,
+                });
+            }
+            if rules.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some(Arc::new(ClientTlsRules::new(rules))))
+        }
+    }
 }
 
 /// `telemetry:` and each router's access log, as telemetry takes them.

@@ -427,7 +427,10 @@ fn linkerd_examples() {
         ),
         (
             "linkerd__examples__client-options.yaml",
-            Some(&["not supported yet: routers[0].client.kind: io.l5d.static"]),
+            Some(&[
+                "not supported yet: routers[0].client.configs[1].failFast",
+                "not supported yet: routers[0].client.configs[2].socketOptions",
+            ]),
         ),
         (
             "linkerd__examples__consul.yaml",
@@ -475,14 +478,7 @@ fn linkerd_examples() {
                 "not supported yet: namers[1].kind: io.l5d.k8s.external",
             ]),
         ),
-        (
-            "linkerd__examples__loadbalancer.yaml",
-            Some(&[
-                "not supported yet: routers[0].client.loadBalancer.maxEffort",
-                "not supported yet: routers[0].client.hostConnectionPool",
-                "not supported yet: routers[0].client.failureAccrual",
-            ]),
-        ),
+        ("linkerd__examples__loadbalancer.yaml", None),
         ("linkerd__examples__mutualTls.yaml", None),
         (
             "linkerd__examples__namerd.yaml",
@@ -492,16 +488,10 @@ fn linkerd_examples() {
                 "not supported yet: routers[2].interpreter.kind: io.l5d.mesh",
             ]),
         ),
-        (
-            "linkerd__examples__proxy.yaml",
-            Some(&["not supported yet: routers[0].client.kind: io.l5d.static"]),
-        ),
+        ("linkerd__examples__proxy.yaml", None),
         (
             "linkerd__examples__retries.yaml",
-            Some(&[
-                "not supported yet: routers[0].service",
-                "not supported yet: routers[0].client.kind: io.l5d.static",
-            ]),
+            Some(&["not supported yet: routers[0].service"]),
         ),
         (
             "linkerd__examples__rewriting.yaml",
@@ -519,10 +509,7 @@ fn linkerd_examples() {
             ]),
         ),
         ("linkerd__examples__static_namer.yaml", None),
-        (
-            "linkerd__examples__tls.yaml",
-            Some(&["not supported yet: routers[0].client.kind: io.l5d.static"]),
-        ),
+        ("linkerd__examples__tls.yaml", None),
         // Namerd's own configs are not Linkerd configs at all.
         (
             "namerd__examples__basic.yaml",
@@ -617,5 +604,170 @@ fn linkerd_examples() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn client_configs_global_and_static() {
+    use switchyard::client::{Backoff, Budget, ClientConfig, FailureAccrual, LoadBalancer};
+    let text = "\
+routers:
+- protocol: http
+  client:
+    kind: io.l5d.static
+    configs:
+    - prefix: /
+      requestAttemptTimeoutMs: 1000
+      loadBalancer:
+        kind: ewma
+        decayTimeMs: 5000
+      requeueBudget:
+        minRetriesPerSec: 3
+        percentCanRetry: 0.5
+        ttlSecs: 20
+    - prefix: /#/io.l5d.fs/{service}
+      failureAccrual:
+        kind: io.l5d.successRateWindowed
+        successRate: 0.9
+        window: 30
+        backoff:
+          kind: constant
+          ms: 1000
+    - prefix: /$/inet/*/8080
+      loadBalancer:
+        kind: aperture
+        lowLoad: 1
+        highLoad: 3.5
+      hostConnectionPool:
+        maxSize: 10
+        maxWaiters: 0
+        idleTimeMs: 500
+  servers:
+  - port: 0
+- protocol: h2
+  client:
+    loadBalancer:
+      kind: roundRobin
+    failureAccrual:
+      kind: none
+  servers:
+  - port: 0
+";
+    let c = config::parse_str(text, "c.yaml").unwrap();
+    let http = &c.routers[0].client;
+    let fs = http.resolve(Protocol::Http, &"/#/io.l5d.fs/web".parse().unwrap());
+    assert_eq!(
+        fs.load_balancer,
+        LoadBalancer::Ewma {
+            max_effort: 5,
+            decay_time: Duration::from_millis(5000)
+        }
+    );
+    assert_eq!(fs.request_attempt_timeout, Some(Duration::from_secs(1)));
+    assert_eq!(
+        fs.requeue_budget,
+        Budget {
+            min_retries_per_sec: 3,
+            percent_can_retry: 0.5,
+            ttl: Duration::from_secs(20)
+        }
+    );
+    assert_eq!(
+        fs.failure_accrual,
+        FailureAccrual::SuccessRateWindowed {
+            success_rate: 0.9,
+            window: Duration::from_secs(30),
+            backoff: Backoff::Constant {
+                ms: Duration::from_secs(1)
+            }
+        }
+    );
+    let inet = http.resolve(Protocol::Http, &"/$/inet/127.0.0.1/8080".parse().unwrap());
+    assert!(matches!(
+        inet.load_balancer,
+        LoadBalancer::Aperture { low_load, high_load, min_aperture: 1, .. }
+            if low_load == 1.0 && high_load == 3.5
+    ));
+    assert_eq!(inet.host_connection_pool.max_size, Some(10));
+    assert_eq!(inet.host_connection_pool.max_waiters, Some(0));
+    assert_eq!(
+        inet.host_connection_pool.idle_time,
+        Some(Duration::from_millis(500))
+    );
+    assert_eq!(inet.failure_accrual, FailureAccrual::default());
+    let h2 = &c.routers[1].client;
+    assert!(matches!(h2, ClientConfig::Global(_)));
+    let any = h2.resolve(Protocol::H2, &"/x".parse().unwrap());
+    assert_eq!(
+        any.load_balancer,
+        LoadBalancer::RoundRobin { max_effort: 5 }
+    );
+    assert_eq!(any.failure_accrual, FailureAccrual::None {});
+    // /config.json shows what was written, with Linkerd's names.
+    let j = serde_json::to_value(&c).unwrap();
+    let cl = &j["routers"][0]["client"];
+    assert_eq!(cl["kind"], "io.l5d.static");
+    assert_eq!(cl["configs"][1]["prefix"], "/#/io.l5d.fs/{service}");
+    assert_eq!(cl["configs"][1]["failureAccrual"]["window"], 30);
+    assert_eq!(cl["configs"][0]["requestAttemptTimeoutMs"], 1000);
+}
+
+#[test]
+fn client_config_errors_are_placed() {
+    let text = "\
+routers:
+- protocol: http
+  client:
+    kind: io.l5d.static
+    configs:
+    - prefix: web
+      loadBalancer:
+        kind: leastConn
+    - prefix: /
+      failureAccrual:
+        kind: io.l5d.consecutiveFailures
+      requeueBudget:
+        percentCanRetry: -1
+      forwardClientCert:
+        commonName: x
+    - prefix: /
+      failureAccrual:
+        kind: io.l5d.successRate
+        successRate: 2
+        requests: 10
+        backoff:
+          kind: jittered
+          minMs: 10
+          maxMs: 5
+  servers:
+  - port: 0
+";
+    let err = check_text("c.yaml", text).stderr;
+    for want in [
+        "c.yaml:8:15: unknown kind 'leastConn' in routers[0].client.configs[0].loadBalancer; expected one of: p2c, ewma, aperture, heap, roundRobin",
+        "c.yaml:11:9: missing key 'failures' in routers[0].client.configs[1].failureAccrual",
+        "c.yaml:13:26: routers[0].client.configs[1].requeueBudget.percentCanRetry: expected a number from 0 to 1000, found -1",
+        "c.yaml:14:7: not supported yet: routers[0].client.configs[1].forwardClientCert",
+        "c.yaml:19:22: routers[0].client.configs[2].failureAccrual.successRate: expected a number from 0 to 1, found 2",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in\n{err}");
+    }
+    assert_eq!(err.lines().count(), 5, "{err}");
+    // Once the schema is satisfied, the values are checked too.
+    let text = text
+        .replace("kind: leastConn", "kind: p2c")
+        .replace(
+            "        kind: io.l5d.consecutiveFailures\n",
+            "        kind: io.l5d.consecutiveFailures\n        failures: 2\n",
+        )
+        .replace("percentCanRetry: -1", "percentCanRetry: 1")
+        .replace("      forwardClientCert:\n        commonName: x\n", "")
+        .replace("successRate: 2", "successRate: 0.5");
+    let err = check_text("c.yaml", &text).stderr;
+    for want in [
+        "c.yaml:6:15: routers[0].client.configs[0].prefix: expected a path starting with '/'",
+        "routers[0].client.configs[2].failureAccrual.backoff: minMs (10) is greater than maxMs (5)",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in\n{err}");
     }
 }

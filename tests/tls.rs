@@ -1016,7 +1016,10 @@ fn tls_config_keys() {
     assert!(s.require_client_auth);
     assert_eq!(s.ca_cert_path.as_deref(), Some(Path::new("ca.pem")));
     assert_eq!(s.protocols, vec![tls::TlsVersion::Tls13]);
-    let t = c.routers[0].client.tls.as_ref().expect("client tls");
+    let t = match &c.routers[0].client {
+        config::ClientConfig::Global(s) => s.tls.as_ref().expect("client tls"),
+        other => panic!("{other:?}"),
+    };
     assert_eq!(t.common_name.as_deref(), Some("web"));
     assert_eq!(t.trust_certs.len(), 2);
     assert_eq!(
@@ -1176,4 +1179,52 @@ async fn admin_over_tls() {
     .await
     .expect("answered or refused in time");
     assert!(plain.is_err(), "plaintext admin request answered");
+}
+
+/// `io.l5d.static` client configs: TLS per bound-name prefix, with the
+/// prefix's `{capture}` in `commonName` (Linkerd's own tls.yaml example).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_client_tls_with_captures() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::create_dir(d.join("disco")).expect("disco");
+    let ca = Ca::new("test CA");
+    let leaf = ca.leaf(&["web.svc"], false);
+    put(d, "ca.pem", &ca.pem);
+    put(d, "web.pem", &leaf.cert);
+    put(d, "web.key", &leaf.key);
+    let s = ServerTlsSettings::new(d.join("web.pem"), d.join("web.key"));
+    let server = ServerTls::load(&s, "test static backend", &[tls::ALPN_HTTP11]).expect("server");
+    let web = Backend::start_tls("web", server).await;
+    let plain = Backend::start("plain").await;
+    put(
+        &d.join("disco"),
+        "web",
+        &format!("127.0.0.1 {}\n", web.addr.port()),
+    );
+    put(
+        &d.join("disco"),
+        "plain",
+        &format!("127.0.0.1 {}\n", plain.addr.port()),
+    );
+    let cfg = "admin:\n  ip: 127.0.0.1\n  port: 0\n\
+               namers:\n- kind: io.l5d.fs\n  rootDir: disco\n\
+               routers:\n- protocol: http\n  dtab: /svc => /#/io.l5d.fs;\n  servers:\n  - ip: 127.0.0.1\n    port: 0\n\
+               \x20 client:\n    kind: io.l5d.static\n    configs:\n    - prefix: /#/io.l5d.fs/{service}\n      tls:\n        commonName: \"{service}.svc\"\n        trustCertsBundle: ca.pem\n    - prefix: /#/io.l5d.fs/plain\n      requestAttemptTimeoutMs: 5000\n";
+    let proxy = Proxy::start(d, "static", cfg);
+    let (status, headers, body) = plain_get(proxy.router, "web", "/").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "web"),
+        "{}\n{}",
+        l5d_err(&headers),
+        proxy.log()
+    );
+    // A later entry without tls does not take it away (entries merge key
+    // by key): `plain` is still called over TLS, and the plaintext backend
+    // cannot answer it.
+    let (status, headers, _) = plain_get(proxy.router, "plain", "/").await;
+    assert_eq!(status, 502, "{}", proxy.log());
+    let err = l5d_err(&headers);
+    assert!(err.contains("TLS handshake failed"), "{err}");
 }

@@ -1,21 +1,105 @@
-//! Endpoint choice for one bound name: power of two choices, least outstanding.
+//! Endpoint choice for one bound name.
 //!
-//! A [`Client`](super::Client) follows its bound name's endpoint watch with a small task
-//! and publishes the current set with `arc-swap`, so a request reads it with
-//! one atomic load and never waits on a lock. Each endpoint keeps a counter
-//! of requests in flight; a request picks two endpoints at random (in
-//! proportion to their weights) and takes the one with the lower
-//! outstanding/weight, as Finagle's `p2c` balancer does.
+//! A [`Client`](super::Client) follows its bound name's endpoint watch and
+//! publishes the current [`EndpointSet`] with `arc-swap`, so a request reads
+//! it with one atomic load and never waits on a lock. Each endpoint keeps
+//! its load (requests in flight, an atomic), its latency average (peak
+//! EWMA) and its failure accrual; both of the latter sit behind a short
+//! lock that is never held across an await. Endpoint state survives
+//! endpoint-set updates (matched by address and weight).
+//!
+//! Choosing is kind-specific (`p2c`, `ewma`, `aperture`, `heap`,
+//! `roundRobin`); every kind divides load by the endpoint's weight (or
+//! samples in proportion to it), skips ejected endpoints for up to
+//! `maxEffort` picks, then scans for any available endpoint, and finally
+//! fails open: when every endpoint is ejected, it uses them anyway rather
+//! than send nothing.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use rand::Rng;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
+use super::ResponseClass;
+use super::accrual::{Accrual, Health, Transition};
+use super::budget::RetryBudget;
+use super::ewma::PeakEwma;
+use super::params::{ClientParams, LoadBalancer};
+use crate::dtab::Path;
 use crate::naming::Addr;
 
-/// One endpoint of a bound name and its load.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Counters of one client, for the admin and metrics.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    /// Endpoints taken out of rotation by failure accrual.
+    pub ejections_total: AtomicU64,
+    /// Endpoints brought back (a probe or other request succeeded).
+    pub revivals_total: AtomicU64,
+    /// Requests sent again on another endpoint after a refused connection.
+    pub requeues_total: AtomicU64,
+    /// Requeues refused because the requeue budget was spent.
+    pub requeue_budget_exhausted_total: AtomicU64,
+    /// Requests refused because an endpoint's pool had `maxWaiters` waiting.
+    pub pool_rejections_total: AtomicU64,
+}
+
+/// The state every endpoint of a client shares: its name, parameters,
+/// budget, counters and the balancer's own memory.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) id: Path,
+    pub(crate) params: ClientParams,
+    pub(crate) budget: RetryBudget,
+    pub(crate) stats: ClientStats,
+    /// Requests in flight across all endpoints (aperture's load).
+    outstanding: AtomicUsize,
+    /// Round robin's position.
+    rr: AtomicUsize,
+    aperture: Mutex<Aperture>,
+}
+
+/// Aperture's current size and smoothed load.
+#[derive(Debug)]
+struct Aperture {
+    size: usize,
+    load: f64,
+    stamp: Instant,
+    /// Where this client's window starts in the endpoint list.
+    offset: usize,
+}
+
+impl Shared {
+    pub(crate) fn new(id: Path, params: ClientParams) -> Arc<Shared> {
+        let min = match params.load_balancer {
+            LoadBalancer::Aperture { min_aperture, .. } => min_aperture.max(1) as usize,
+            _ => 1,
+        };
+        Arc::new(Shared {
+            id,
+            budget: RetryBudget::new(&params.requeue_budget),
+            params,
+            stats: ClientStats::default(),
+            outstanding: AtomicUsize::new(0),
+            rr: AtomicUsize::new(0),
+            aperture: Mutex::new(Aperture {
+                size: min,
+                load: 0.0,
+                stamp: Instant::now(),
+                offset: rand::rng().random_range(0..1024),
+            }),
+        })
+    }
+}
+
+/// One endpoint of a bound name and its state.
 #[derive(Debug)]
 pub struct EndpointState {
     /// Where it listens.
@@ -23,14 +107,39 @@ pub struct EndpointState {
     /// Its weight within the set (> 0 to receive traffic).
     pub weight: f64,
     outstanding: AtomicUsize,
+    /// Fast path: `true` while failure accrual has it in rotation.
+    available: AtomicBool,
+    accrual: Mutex<Accrual>,
+    ewma: Mutex<PeakEwma>,
+    requests: AtomicU64,
+    failures: AtomicU64,
+    /// `hostConnectionPool.maxSize` permits, when bounded.
+    pub(crate) pool: Option<Arc<Semaphore>>,
+    /// Requests waiting for a permit.
+    pub(crate) waiters: AtomicUsize,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl EndpointState {
-    fn new(addr: SocketAddr, weight: f64) -> EndpointState {
+    pub(crate) fn new(addr: SocketAddr, weight: f64, shared: Arc<Shared>) -> EndpointState {
+        let now = Instant::now();
+        let pool = shared.params.host_connection_pool.max_size.map(|n| {
+            Arc::new(Semaphore::new(
+                (n as usize).clamp(1, Semaphore::MAX_PERMITS),
+            ))
+        });
         EndpointState {
             addr,
             weight,
             outstanding: AtomicUsize::new(0),
+            available: AtomicBool::new(true),
+            accrual: Mutex::new(Accrual::new(&shared.params.failure_accrual, now)),
+            ewma: Mutex::new(PeakEwma::new(now)),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            pool,
+            waiters: AtomicUsize::new(0),
+            shared,
         }
     }
 
@@ -39,13 +148,132 @@ impl EndpointState {
         self.outstanding.load(Ordering::Relaxed)
     }
 
-    /// Count one response or failure of this endpoint (failure accrual).
-    pub(crate) fn record(&self, class: super::ResponseClass) {
-        let _ = class;
+    /// Its failure-accrual health.
+    pub fn health(&self) -> Health {
+        lock(&self.accrual).health()
     }
 
-    fn load(&self) -> f64 {
-        (self.outstanding() as f64 + 1.0) / self.weight
+    /// Its latency average (peak EWMA), decayed to now.
+    pub fn ewma(&self) -> Duration {
+        let tau = self.decay();
+        let ns = lock(&self.ewma).get(Instant::now(), tau);
+        Duration::from_nanos(ns as u64)
+    }
+
+    fn decay(&self) -> Duration {
+        match self.shared.params.load_balancer {
+            LoadBalancer::Ewma { decay_time, .. } => decay_time,
+            _ => Duration::from_secs(10),
+        }
+    }
+
+    fn usable(&self) -> bool {
+        self.weight.is_finite() && self.weight > 0.0
+    }
+
+    fn divisor(&self) -> f64 {
+        if self.usable() { self.weight } else { 1.0 }
+    }
+
+    /// The balancer's load of this endpoint (lower is better).
+    pub fn load(&self, now: Instant) -> f64 {
+        let outstanding = self.outstanding();
+        match self.shared.params.load_balancer {
+            LoadBalancer::Ewma { decay_time, .. } => {
+                lock(&self.ewma).cost(now, decay_time, outstanding) / self.divisor()
+            }
+            _ => (outstanding as f64 + 1.0) / self.divisor(),
+        }
+    }
+
+    fn is_available(&self, now: Instant) -> bool {
+        self.available.load(Ordering::Relaxed) || lock(&self.accrual).is_available(now)
+    }
+
+    /// Take the endpoint for one request: always when in rotation; once (the
+    /// probe) when its ejection has expired.
+    fn try_acquire(&self, now: Instant) -> bool {
+        if self.available.load(Ordering::Relaxed) {
+            return true;
+        }
+        let mut a = lock(&self.accrual);
+        let ok = a.try_acquire(now);
+        if ok && a.health() == Health::Probing {
+            tracing::info!(client = %self.shared.id, endpoint = %self.addr, "probing ejected endpoint");
+        }
+        ok
+    }
+
+    /// Count one response or failure of this endpoint (failure accrual).
+    pub(crate) fn record(&self, class: ResponseClass) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let success = class == ResponseClass::Success;
+        if !success {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        let now = Instant::now();
+        let mut a = lock(&self.accrual);
+        let t = a.record(success, now);
+        self.available
+            .store(a.health() == Health::Available, Ordering::Relaxed);
+        drop(a);
+        let stats = &self.shared.stats;
+        match t {
+            Transition::None => {}
+            Transition::Ejected { for_, reason } => {
+                stats.ejections_total.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    client = %self.shared.id,
+                    endpoint = %self.addr,
+                    %reason,
+                    backoff_ms = for_.as_millis() as u64,
+                    "endpoint ejected"
+                );
+            }
+            Transition::Revived => {
+                stats.revivals_total.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(client = %self.shared.id, endpoint = %self.addr, "endpoint revived");
+            }
+        }
+    }
+
+    /// Record the time a response took to start.
+    pub(crate) fn observe_latency(&self, rtt: Duration) {
+        let tau = self.decay();
+        lock(&self.ewma).observe(rtt, Instant::now(), tau);
+    }
+
+    /// Admin view of the endpoint.
+    pub fn state_json(&self, now: Instant) -> serde_json::Value {
+        let (state, ejected_for) = match self.health() {
+            Health::Available => ("available", None),
+            Health::Ejected { until } => (
+                "ejected",
+                Some(until.saturating_duration_since(now).as_millis() as u64),
+            ),
+            Health::Probing => ("probing", None),
+        };
+        let mut v = serde_json::json!({
+            "addr": self.addr.to_string(),
+            "weight": self.weight,
+            "state": state,
+            "outstanding": self.outstanding(),
+            "load": self.load(now),
+            "ewmaMs": self.ewma().as_secs_f64() * 1000.0,
+            "requests": self.requests.load(Ordering::Relaxed),
+            "failures": self.failures.load(Ordering::Relaxed),
+        });
+        if let (Some(ms), Some(o)) = (ejected_for, v.as_object_mut()) {
+            o.insert("ejectedForMs".into(), ms.into());
+        }
+        if let (Some(sem), Some(o)) = (&self.pool, v.as_object_mut()) {
+            o.insert("poolAvailable".into(), sem.available_permits().into());
+            o.insert(
+                "poolWaiters".into(),
+                self.waiters.load(Ordering::Relaxed).into(),
+            );
+        }
+        v
     }
 }
 
@@ -58,6 +286,7 @@ impl Outstanding {
     /// Count a request against `ep`.
     pub fn new(ep: Arc<EndpointState>) -> Outstanding {
         ep.outstanding.fetch_add(1, Ordering::Relaxed);
+        ep.shared.outstanding.fetch_add(1, Ordering::Relaxed);
         Outstanding(ep)
     }
 
@@ -70,6 +299,7 @@ impl Outstanding {
 impl Drop for Outstanding {
     fn drop(&mut self) {
         self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+        self.0.shared.outstanding.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -91,9 +321,25 @@ pub enum EndpointSet {
     },
 }
 
+/// How a candidate ranks: not excluded first, then available, then least loaded.
+fn rank(e: &EndpointState, exclude: &[SocketAddr], now: Instant) -> (bool, bool, f64) {
+    (exclude.contains(&e.addr), !e.is_available(now), e.load(now))
+}
+
+fn better<'a>(
+    a: &'a Arc<EndpointState>,
+    b: &'a Arc<EndpointState>,
+    exclude: &[SocketAddr],
+    now: Instant,
+) -> &'a Arc<EndpointState> {
+    let (ra, rb) = (rank(a, exclude, now), rank(b, exclude, now));
+    let a_first = (ra.0, ra.1) < (rb.0, rb.1) || ((ra.0, ra.1) == (rb.0, rb.1) && ra.2 <= rb.2);
+    if a_first { a } else { b }
+}
+
 impl EndpointSet {
-    /// Build from an `Addr`, keeping the counters of endpoints already known.
-    pub(crate) fn from_addr(addr: &Addr, prev: &EndpointSet) -> EndpointSet {
+    /// Build from an `Addr`, keeping the state of endpoints already known.
+    pub(crate) fn from_addr(addr: &Addr, prev: &EndpointSet, shared: &Arc<Shared>) -> EndpointSet {
         match addr {
             Addr::Pending => EndpointSet::Pending,
             Addr::Neg => EndpointSet::Neg,
@@ -109,11 +355,12 @@ impl EndpointSet {
                         old.iter()
                             .find(|o| o.addr == e.addr && o.weight == e.weight)
                             .cloned()
-                            .unwrap_or_else(|| Arc::new(EndpointState::new(e.addr, e.weight)))
+                            .unwrap_or_else(|| {
+                                Arc::new(EndpointState::new(e.addr, e.weight, shared.clone()))
+                            })
                     })
                     .collect();
-                let usable = |w: f64| w.is_finite() && w > 0.0;
-                let any_usable = endpoints.iter().any(|e| usable(e.weight));
+                let any_usable = endpoints.iter().any(|e| e.usable());
                 let mut sum = 0.0;
                 let cumulative = endpoints
                     .iter()
@@ -121,7 +368,7 @@ impl EndpointSet {
                         // All weights zero: treat them as equal rather than refuse.
                         sum += if !any_usable {
                             1.0
-                        } else if usable(e.weight) {
+                        } else if e.usable() {
                             e.weight
                         } else {
                             0.0
@@ -145,8 +392,17 @@ impl EndpointSet {
         }
     }
 
-    /// Choose an endpoint not in `exclude`: two weighted random candidates,
-    /// the less loaded (outstanding / weight) wins.
+    /// Endpoints in rotation now.
+    pub fn available(&self) -> usize {
+        let now = Instant::now();
+        self.endpoints()
+            .iter()
+            .filter(|e| e.is_available(now))
+            .count()
+    }
+
+    /// Choose an endpoint not in `exclude` for one request, as the client's
+    /// balancer does; `None` only when every endpoint is excluded.
     pub fn pick(&self, exclude: &[SocketAddr]) -> Option<Arc<EndpointState>> {
         let EndpointSet::Bound {
             endpoints,
@@ -155,7 +411,58 @@ impl EndpointSet {
         else {
             return None;
         };
+        let first = endpoints.first()?;
+        let shared = &first.shared;
+        let lb = shared.params.load_balancer;
+        let now = Instant::now();
         let mut rng = rand::rng();
+        let mut last: Option<&Arc<EndpointState>> = None;
+        for _ in 0..lb.max_effort() {
+            let Some(c) = self.choose(&mut rng, endpoints, cumulative, shared, exclude, now) else {
+                break;
+            };
+            if exclude.contains(&c.addr) {
+                continue;
+            }
+            if c.try_acquire(now) {
+                return Some(c.clone());
+            }
+            last = Some(c);
+        }
+        // Still nothing: any endpoint in rotation, least loaded.
+        let any_usable = endpoints.iter().any(|e| e.usable());
+        let candidates = || {
+            endpoints
+                .iter()
+                .filter(|e| !exclude.contains(&e.addr) && (!any_usable || e.usable()))
+        };
+        let mut avail: Vec<&Arc<EndpointState>> =
+            candidates().filter(|e| e.is_available(now)).collect();
+        avail.sort_by(|x, y| x.load(now).total_cmp(&y.load(now)));
+        for c in avail {
+            if c.try_acquire(now) {
+                return Some(c.clone());
+            }
+        }
+        // Fail open: every endpoint is ejected; use one anyway.
+        last.cloned().or_else(|| {
+            candidates()
+                .min_by(|x, y| x.load(now).total_cmp(&y.load(now)))
+                .cloned()
+        })
+    }
+
+    /// One kind-specific choice (which may be excluded or unavailable).
+    fn choose<'a>(
+        &self,
+        rng: &mut rand::rngs::ThreadRng,
+        endpoints: &'a [Arc<EndpointState>],
+        cumulative: &[f64],
+        shared: &Shared,
+        exclude: &[SocketAddr],
+        now: Instant,
+    ) -> Option<&'a Arc<EndpointState>> {
+        let n = endpoints.len();
         let total = cumulative.last().copied().unwrap_or(0.0);
         let sample = |rng: &mut rand::rngs::ThreadRng| -> Option<usize> {
             if total.is_nan() || total <= 0.0 {
@@ -163,31 +470,129 @@ impl EndpointSet {
             }
             // A product, not a range: no panic even if the weights sum to infinity.
             let x = rng.random::<f64>() * total;
-            let i = cumulative.partition_point(|&c| c <= x);
-            Some(i.min(endpoints.len().saturating_sub(1)))
+            Some(
+                cumulative
+                    .partition_point(|&c| c <= x)
+                    .min(n.saturating_sub(1)),
+            )
         };
-        if exclude.is_empty() {
-            let a = sample(&mut rng)?;
-            let b = sample(&mut rng)?;
-            let ea = endpoints.get(a)?;
-            let eb = endpoints.get(b)?;
-            return Some(if eb.load() < ea.load() { eb } else { ea }.clone());
+        match shared.params.load_balancer {
+            LoadBalancer::P2c { .. } | LoadBalancer::Ewma { .. } => {
+                // Two distinct candidates when there are (as Finagle's p2c):
+                // the second is sampled by weight among the others.
+                let ia = sample(rng)?;
+                let hi = cumulative.get(ia).copied().unwrap_or(0.0);
+                let lo = match ia.checked_sub(1) {
+                    Some(i) => cumulative.get(i).copied().unwrap_or(0.0),
+                    None => 0.0,
+                };
+                let rest = total - (hi - lo);
+                let ib = if rest.is_finite() && rest > 0.0 {
+                    let mut x = rng.random::<f64>() * rest;
+                    if x >= lo {
+                        x += hi - lo;
+                    }
+                    cumulative
+                        .partition_point(|&c| c <= x)
+                        .min(n.saturating_sub(1))
+                } else {
+                    sample(rng)?
+                };
+                let a = endpoints.get(ia)?;
+                let b = endpoints.get(ib)?;
+                Some(better(a, b, exclude, now))
+            }
+            LoadBalancer::Aperture {
+                smooth_window,
+                low_load,
+                high_load,
+                min_aperture,
+                ..
+            } => {
+                let (size, offset) = {
+                    let mut ap = lock(&shared.aperture);
+                    let dt = now.saturating_duration_since(ap.stamp).as_secs_f64();
+                    let w = smooth_window.as_secs_f64().max(1e-3);
+                    let per = shared.outstanding.load(Ordering::Relaxed) as f64 / ap.size as f64;
+                    ap.load += (1.0 - (-dt / w).exp()) * (per - ap.load);
+                    ap.stamp = ap.stamp.max(now);
+                    let min = (min_aperture.max(1) as usize).min(n);
+                    if ap.load > high_load && ap.size < n {
+                        ap.size += 1;
+                    } else if ap.load < low_load && ap.size > min {
+                        ap.size -= 1;
+                    }
+                    ap.size = ap.size.clamp(min.max(1), n.max(1));
+                    (ap.size, ap.offset)
+                };
+                let at = |i: usize| endpoints.get((offset + i) % n);
+                let i = rng.random_range(0..size);
+                let mut j = rng.random_range(0..size);
+                if size > 1 && j == i {
+                    j = (i + 1 + rng.random_range(0..size - 1)) % size;
+                }
+                let a = at(i)?;
+                let b = at(j)?;
+                Some(better(a, b, exclude, now))
+            }
+            LoadBalancer::Heap {} => {
+                let start = rng.random_range(0..n);
+                let mut best: Option<&Arc<EndpointState>> = None;
+                for i in 0..n {
+                    let Some(e) = endpoints.get((start + i) % n) else {
+                        continue;
+                    };
+                    if !e.usable() && total > 0.0 && endpoints.iter().any(|x| x.usable()) {
+                        continue;
+                    }
+                    best = Some(match best {
+                        None => e,
+                        Some(b) => better(b, e, exclude, now),
+                    });
+                }
+                best
+            }
+            LoadBalancer::RoundRobin { .. } => {
+                let k = shared.rr.fetch_add(1, Ordering::Relaxed);
+                let equal = endpoints
+                    .iter()
+                    .all(|e| e.weight == first_weight(endpoints));
+                if equal {
+                    return endpoints.get(k % n);
+                }
+                if total.is_nan() || total <= 0.0 {
+                    return endpoints.get(k % n);
+                }
+                // Weighted: a low-discrepancy walk over the cumulative weights,
+                // so each endpoint gets its share, evenly spread.
+                const PHI: f64 = 0.618_033_988_749_895;
+                let x = ((k as f64) * PHI).fract() * total;
+                let i = cumulative.partition_point(|&c| c <= x);
+                endpoints.get(i.min(n - 1))
+            }
         }
-        // A retry after a refused connection: least loaded among the rest.
-        endpoints
-            .iter()
-            .filter(|e| !exclude.contains(&e.addr))
-            .min_by(|x, y| x.load().total_cmp(&y.load()))
-            .cloned()
     }
+}
+
+fn first_weight(endpoints: &[Arc<EndpointState>]) -> f64 {
+    endpoints.first().map_or(1.0, |e| e.weight)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::params::{Backoff, FailureAccrual};
     use crate::naming::Endpoint;
+    use crate::routing::Protocol;
 
-    fn set(weights: &[f64]) -> EndpointSet {
+    fn shared_with(lb: LoadBalancer, fa: FailureAccrual) -> Arc<Shared> {
+        let mut p = ClientParams::new(Protocol::Http);
+        p.load_balancer = lb;
+        p.failure_accrual = fa;
+        Shared::new("/test".parse().unwrap(), p)
+    }
+
+    fn set_with(weights: &[f64], shared: &Arc<Shared>) -> EndpointSet {
         let eps: Vec<Endpoint> = weights
             .iter()
             .enumerate()
@@ -196,25 +601,40 @@ mod tests {
                 weight: *w,
             })
             .collect();
-        EndpointSet::from_addr(&Addr::Bound(eps.into()), &EndpointSet::Pending)
+        EndpointSet::from_addr(&Addr::Bound(eps.into()), &EndpointSet::Pending, shared)
     }
 
-    #[test]
-    fn weights_shape_the_choice() {
-        let s = set(&[1.0, 3.0]);
-        let mut heavy = 0;
-        for _ in 0..4000 {
+    fn set(weights: &[f64]) -> EndpointSet {
+        set_with(
+            weights,
+            &shared_with(LoadBalancer::default(), FailureAccrual::default()),
+        )
+    }
+
+    fn counts(s: &EndpointSet, n: usize) -> Vec<usize> {
+        let mut c = vec![0; s.endpoints().len()];
+        for _ in 0..n {
             let e = s.pick(&[]).unwrap();
-            if e.addr.port() == 1001 {
-                heavy += 1;
-            }
+            c[(e.addr.port() - 1000) as usize] += 1;
         }
-        // p2c over weighted samples favours the heavy endpoint strongly.
-        assert!(heavy > 2500, "{heavy}");
+        c
     }
 
-    #[test]
-    fn zero_weight_is_skipped_unless_all_zero() {
+    fn eject(e: &EndpointState) {
+        for _ in 0..10 {
+            e.record(ResponseClass::Failure);
+        }
+    }
+
+    #[tokio::test]
+    async fn weights_shape_the_choice() {
+        let c = counts(&set(&[1.0, 3.0]), 4000);
+        // p2c over weighted samples favours the heavy endpoint strongly.
+        assert!(c[1] > 2500, "{c:?}");
+    }
+
+    #[tokio::test]
+    async fn zero_weight_is_skipped_unless_all_zero() {
         let s = set(&[0.0, 1.0]);
         for _ in 0..200 {
             assert_eq!(s.pick(&[]).unwrap().addr.port(), 1001);
@@ -223,50 +643,161 @@ mod tests {
         assert!(s.pick(&[]).is_some());
     }
 
-    #[test]
-    fn least_outstanding_wins() {
+    #[tokio::test]
+    async fn least_outstanding_wins() {
         let s = set(&[1.0, 1.0]);
         let busy = s.endpoints()[0].clone();
-        let _g: Vec<Outstanding> = (0..10).map(|_| Outstanding::new(busy.clone())).collect();
-        let mut idle = 0;
-        for _ in 0..1000 {
-            if s.pick(&[]).unwrap().addr.port() == 1001 {
-                idle += 1;
-            }
-        }
-        // Only when both samples hit the busy one does it get chosen (~25%).
-        assert!(idle > 650, "{idle}");
-        drop(_g);
+        let g: Vec<Outstanding> = (0..10).map(|_| Outstanding::new(busy.clone())).collect();
+        let c = counts(&s, 1000);
+        // Two distinct candidates: the idle one always wins.
+        assert_eq!(c[1], 1000, "{c:?}");
+        drop(g);
         assert_eq!(busy.outstanding(), 0);
     }
 
-    #[test]
-    fn counters_survive_updates() {
-        let s = set(&[1.0, 1.0]);
+    #[tokio::test]
+    async fn state_survives_updates() {
+        let sh = shared_with(LoadBalancer::default(), FailureAccrual::default());
+        let s = set_with(&[1.0, 1.0], &sh);
         let g = Outstanding::new(s.endpoints()[0].clone());
         let eps = vec![Endpoint {
             addr: SocketAddr::from(([127, 0, 0, 1], 1000)),
             weight: 1.0,
         }];
-        let s2 = EndpointSet::from_addr(&Addr::Bound(eps.into()), &s);
+        let s2 = EndpointSet::from_addr(&Addr::Bound(eps.into()), &s, &sh);
         assert_eq!(s2.endpoints()[0].outstanding(), 1);
         drop(g);
     }
 
-    #[test]
-    fn absurd_weights_do_not_panic() {
-        let s = set(&[f64::MAX, f64::MAX, f64::INFINITY, f64::NAN, -1.0]);
-        for _ in 0..100 {
-            assert!(s.pick(&[]).is_some());
+    #[tokio::test]
+    async fn absurd_weights_do_not_panic() {
+        for lb in [
+            LoadBalancer::default(),
+            LoadBalancer::Heap {},
+            LoadBalancer::RoundRobin { max_effort: 5 },
+        ] {
+            let sh = shared_with(lb, FailureAccrual::default());
+            let s = set_with(&[f64::MAX, f64::MAX, f64::INFINITY, f64::NAN, -1.0], &sh);
+            for _ in 0..100 {
+                assert!(s.pick(&[]).is_some());
+            }
         }
     }
 
-    #[test]
-    fn exclude_picks_another() {
+    #[tokio::test]
+    async fn exclude_picks_another() {
         let s = set(&[1.0, 1.0]);
         let a = SocketAddr::from(([127, 0, 0, 1], 1000));
         assert_eq!(s.pick(&[a]).unwrap().addr.port(), 1001);
         let b = SocketAddr::from(([127, 0, 0, 1], 1001));
         assert!(s.pick(&[a, b]).is_none());
+    }
+
+    #[tokio::test]
+    async fn ejected_endpoints_are_skipped_and_all_ejected_fails_open() {
+        let fa = FailureAccrual::ConsecutiveFailures {
+            failures: 2,
+            backoff: Backoff::Constant {
+                ms: Duration::from_secs(60),
+            },
+        };
+        for lb in [
+            LoadBalancer::default(),
+            LoadBalancer::Heap {},
+            LoadBalancer::RoundRobin { max_effort: 1 },
+            LoadBalancer::Ewma {
+                max_effort: 5,
+                decay_time: Duration::from_secs(10),
+            },
+        ] {
+            let sh = shared_with(lb, fa);
+            let s = set_with(&[1.0, 1.0, 1.0], &sh);
+            eject(&s.endpoints()[0]);
+            assert_eq!(s.available(), 2);
+            let c = counts(&s, 300);
+            assert_eq!(c[0], 0, "{lb:?} {c:?}");
+            eject(&s.endpoints()[1]);
+            eject(&s.endpoints()[2]);
+            assert_eq!(s.available(), 0);
+            assert_eq!(counts(&s, 30).iter().sum::<usize>(), 30);
+            assert_eq!(sh.stats.ejections_total.load(Ordering::Relaxed), 3);
+        }
+    }
+
+    #[tokio::test]
+    async fn round_robin_rotates_and_follows_weights() {
+        let sh = shared_with(
+            LoadBalancer::RoundRobin { max_effort: 5 },
+            FailureAccrual::default(),
+        );
+        let s = set_with(&[1.0, 1.0, 1.0], &sh);
+        assert_eq!(counts(&s, 300), vec![100, 100, 100]);
+        let sh = shared_with(
+            LoadBalancer::RoundRobin { max_effort: 5 },
+            FailureAccrual::default(),
+        );
+        let s = set_with(&[1.0, 3.0], &sh);
+        let c = counts(&s, 400);
+        assert!((90..=110).contains(&c[0]), "{c:?}");
+    }
+
+    #[tokio::test]
+    async fn heap_takes_the_least_loaded() {
+        let sh = shared_with(LoadBalancer::Heap {}, FailureAccrual::default());
+        let s = set_with(&[1.0, 1.0, 1.0], &sh);
+        let _g0 = Outstanding::new(s.endpoints()[0].clone());
+        let _g2 = Outstanding::new(s.endpoints()[2].clone());
+        for _ in 0..50 {
+            assert_eq!(s.pick(&[]).unwrap().addr.port(), 1001);
+        }
+    }
+
+    #[tokio::test]
+    async fn ewma_avoids_the_slow_endpoint() {
+        let sh = shared_with(
+            LoadBalancer::Ewma {
+                max_effort: 5,
+                decay_time: Duration::from_secs(10),
+            },
+            FailureAccrual::default(),
+        );
+        let s = set_with(&[1.0, 1.0], &sh);
+        s.endpoints()[0].observe_latency(Duration::from_millis(100));
+        s.endpoints()[1].observe_latency(Duration::from_millis(1));
+        let c = counts(&s, 1000);
+        // Two distinct candidates: the fast one always wins.
+        assert_eq!(c[0], 0, "{c:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn aperture_grows_with_load_and_shrinks_when_idle() {
+        let sh = shared_with(
+            LoadBalancer::Aperture {
+                max_effort: 5,
+                smooth_window: Duration::from_secs(1),
+                low_load: 0.5,
+                high_load: 2.0,
+                min_aperture: 1,
+            },
+            FailureAccrual::default(),
+        );
+        let s = set_with(&[1.0; 10], &sh);
+        // Idle: one endpoint.
+        let c = counts(&s, 100);
+        assert_eq!(c.iter().filter(|&&n| n > 0).count(), 1, "{c:?}");
+        // Loaded: 40 in flight, the aperture widens.
+        let mut held = Vec::new();
+        for _ in 0..40 {
+            held.push(Outstanding::new(s.pick(&[]).unwrap()));
+            tokio::time::advance(Duration::from_millis(200)).await;
+        }
+        let wide = lock(&sh.aperture).size;
+        assert!(wide > 3, "{wide}");
+        drop(held);
+        for _ in 0..40 {
+            s.pick(&[]);
+            tokio::time::advance(Duration::from_millis(200)).await;
+        }
+        assert!(lock(&sh.aperture).size < wide);
     }
 }

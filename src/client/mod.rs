@@ -13,7 +13,12 @@
 //! through the [`Report`] that comes with it: by default a 5xx is a failure;
 //! a response classifier can say otherwise with [`Report::classify`].
 
+mod accrual;
+mod backoff;
 mod balance;
+mod budget;
+mod ewma;
+mod params;
 mod upstream;
 
 use std::fmt;
@@ -30,9 +35,16 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 
-pub use balance::{EndpointSet, EndpointState, Outstanding};
+pub use accrual::Health;
+use balance::Shared;
+pub use balance::{ClientStats, EndpointSet, EndpointState, Outstanding};
+pub use budget::RetryBudget;
+pub use params::{
+    Backoff, Budget, ClientConfig, ClientParams, ClientPrefix, ClientSettings, FailureAccrual,
+    LoadBalancer, PoolParams, PrefixElem, PrefixError, StaticClient,
+};
 use upstream::Upstream;
 
 use crate::dtab::Path;
@@ -40,30 +52,9 @@ use crate::naming::{Addr, Bound};
 use crate::proxy::{BoxError, ProxyBody};
 use crate::routing::Protocol;
 
-/// How many endpoints one call may try when connections are refused.
-const MAX_CONNECT_ATTEMPTS: usize = 5;
-
-/// What a client needs to know, resolved once per bound name.
-#[derive(Clone, Debug)]
-pub struct ClientParams {
-    /// The router's protocol: the upstream flavour (HTTP/1.1 or h2c).
-    pub protocol: Protocol,
-    /// `requestAttemptTimeoutMs`: time allowed for each attempt's response headers.
-    pub request_attempt_timeout: Option<Duration>,
-    /// `tls`: originate TLS to the endpoints with this config and name.
-    pub tls: Option<crate::tls::client::UpstreamTls>,
-}
-
-impl ClientParams {
-    /// Linkerd 1's defaults for a client of `protocol`.
-    pub fn new(protocol: Protocol) -> ClientParams {
-        ClientParams {
-            protocol,
-            request_attempt_timeout: None,
-            tls: None,
-        }
-    }
-}
+/// How many endpoints one call may try when connections are refused
+/// (Finagle's requeue filter stops at 25 too).
+const MAX_CONNECT_ATTEMPTS: usize = 25;
 
 /// A request body as a call sees it: whether it can be sent more than once
 /// decides whether a refused request may be requeued on another endpoint.
@@ -80,6 +71,15 @@ impl CallBody {
     /// Whether the body can be sent again.
     pub fn is_replayable(&self) -> bool {
         !matches!(self, CallBody::Stream(_))
+    }
+
+    /// A copy for another attempt, when replayable (cheap: `Bytes` is shared).
+    pub fn try_clone(&self) -> Option<CallBody> {
+        match self {
+            CallBody::Empty => Some(CallBody::Empty),
+            CallBody::Buffered(b) => Some(CallBody::Buffered(b.clone())),
+            CallBody::Stream(_) => None,
+        }
     }
 
     /// The body for one send: a copy when replayable (cheap: `Bytes` is
@@ -150,6 +150,17 @@ pub enum ClientError {
         /// The error chain.
         cause: String,
     },
+    /// The endpoint's connection pool is full and `maxWaiters` requests
+    /// already wait: the request never left.
+    #[error("{addr}: connection pool exhausted ({max_size} in use, {max_waiters} waiting)")]
+    PoolExhausted {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// `hostConnectionPool.maxSize`.
+        max_size: u32,
+        /// `hostConnectionPool.maxWaiters`.
+        max_waiters: u32,
+    },
     /// The request cannot be addressed to an endpoint (bad URI).
     #[error("Bad request: {0}")]
     BadRequest(String),
@@ -158,7 +169,10 @@ pub enum ClientError {
 impl ClientError {
     /// Whether the request surely never reached an application.
     pub fn never_reached_app(&self) -> bool {
-        matches!(self, ClientError::Connect { .. })
+        matches!(
+            self,
+            ClientError::Connect { .. } | ClientError::PoolExhausted { .. }
+        )
     }
 
     /// Whether this is the per-attempt timeout (retryable at the service level).
@@ -250,7 +264,7 @@ pub struct Client {
     addr: watch::Receiver<Addr>,
     set: Arc<ArcSwap<EndpointSet>>,
     last_used: AtomicU64,
-    params: ClientParams,
+    shared: Arc<Shared>,
     upstream: Upstream,
     _stop: oneshot::Sender<()>,
 }
@@ -260,7 +274,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("id", &self.id)
             .field("residual", &self.residual)
-            .field("params", &self.params)
+            .field("params", &self.shared.params)
             .finish_non_exhaustive()
     }
 }
@@ -268,12 +282,20 @@ impl fmt::Debug for Client {
 impl Client {
     /// A client following `bound`'s endpoint watch until it is dropped.
     pub fn new(bound: &Bound, params: ClientParams) -> Arc<Client> {
+        let upstream = Upstream::new(
+            params.protocol,
+            &params.host_connection_pool,
+            params.tls.as_ref(),
+        );
+        let shared = Shared::new(bound.id.clone(), params);
         let mut rx = bound.addr.clone();
-        let initial = EndpointSet::from_addr(&rx.borrow_and_update(), &EndpointSet::Pending);
+        let initial =
+            EndpointSet::from_addr(&rx.borrow_and_update(), &EndpointSet::Pending, &shared);
         let set = Arc::new(ArcSwap::from_pointee(initial));
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let set = set.clone();
+            let shared = shared.clone();
             rt.spawn(async move {
                 loop {
                     tokio::select! {
@@ -284,7 +306,7 @@ impl Client {
                                 break;
                             }
                             let addr = rx.borrow_and_update().clone();
-                            let next = EndpointSet::from_addr(&addr, &set.load());
+                            let next = EndpointSet::from_addr(&addr, &set.load(), &shared);
                             set.store(Arc::new(next));
                         }
                     }
@@ -297,8 +319,8 @@ impl Client {
             addr: bound.addr.clone(),
             set,
             last_used: AtomicU64::new(0),
-            upstream: Upstream::new(params.protocol, params.tls.as_ref()),
-            params,
+            upstream,
+            shared,
             _stop: stop_tx,
         })
     }
@@ -315,7 +337,17 @@ impl Client {
 
     /// The parameters this client was built with.
     pub fn params(&self) -> &ClientParams {
-        &self.params
+        &self.shared.params
+    }
+
+    /// The client's counters (ejections, revivals, requeues, ...).
+    pub fn stats(&self) -> &ClientStats {
+        &self.shared.stats
+    }
+
+    /// The requeue budget.
+    pub fn requeue_budget(&self) -> &RetryBudget {
+        &self.shared.budget
     }
 
     /// The current endpoint set.
@@ -339,7 +371,11 @@ impl Client {
                 Err(_) => return None,
             };
         // Publish now rather than wait for the follower task to run.
-        let next = Arc::new(EndpointSet::from_addr(&addr, &self.set.load()));
+        let next = Arc::new(EndpointSet::from_addr(
+            &addr,
+            &self.set.load(),
+            &self.shared,
+        ));
         self.set.store(next.clone());
         Some(next)
     }
@@ -354,16 +390,34 @@ impl Client {
     /// `req`'s URI gives the path and query (and, for h2, the `:authority`
     /// to send); its version is set from the protocol. Headers are sent as
     /// given: the caller has already rewritten them.
+    ///
+    /// A service-level retry loop wraps it, reporting each response's class
+    /// (the default, when the report is just dropped, is 5xx = failure):
+    ///
+    /// ```text
+    /// let body = CallBody::Buffered(bytes);          // replayable
+    /// match client.call(req_with(body.try_clone()?), &CallCtx::new(dst)).await {
+    ///     Ok(Reply { response, report }) => {
+    ///         report.classify(if retryable_failure { ResponseClass::Failure } else { ResponseClass::Success });
+    ///         ...
+    ///     }
+    ///     Err(e) if e.never_reached_app() || e.is_timeout() => /* retry within the budget */,
+    ///     Err(e) => /* answer 502 */,
+    /// }
+    /// ```
     pub async fn call(&self, req: Request<CallBody>, ctx: &CallCtx) -> Result<Reply, ClientError> {
-        let (parts, mut body) = req.into_parts();
+        let (mut parts, mut body) = req.into_parts();
         let replayable = body.is_replayable();
         let set = self.endpoints();
+        let params = &self.shared.params;
+        let budget = &self.shared.budget;
+        budget.deposit();
         let pq = parts
             .uri
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let version = match self.params.protocol {
+        let version = match params.protocol {
             Protocol::Http => Version::HTTP_11,
             Protocol::H2 => Version::HTTP_2,
         };
@@ -376,7 +430,6 @@ impl Client {
                 });
             };
             let addr = ep.addr;
-            let outstanding = Outstanding::new(ep);
             // HTTP/1.1 is addressed to the endpoint (Host carries the name);
             // HTTP/2 keeps the caller's :authority.
             let authority = match (version, parts.uri.authority()) {
@@ -393,27 +446,39 @@ impl Client {
             *out.method_mut() = parts.method.clone();
             *out.uri_mut() = uri;
             *out.version_mut() = version;
-            *out.headers_mut() = parts.headers.clone();
+            // A request sent once needs no copy of its headers.
+            *out.headers_mut() = if replayable {
+                parts.headers.clone()
+            } else {
+                std::mem::take(&mut parts.headers)
+            };
 
-            let sent = self.upstream.send(addr, out);
-            let result = match self.params.request_attempt_timeout {
-                Some(t) => match tokio::time::timeout(t, sent).await {
+            let start = tokio::time::Instant::now();
+            let attempt = async {
+                let permit = self.permit(&ep).await?;
+                let outstanding = Outstanding::new(ep.clone());
+                let resp = self.upstream.send(addr, out).await;
+                Ok::<_, ClientError>((resp, outstanding, permit))
+            };
+            let result = match params.request_attempt_timeout {
+                Some(t) => match tokio::time::timeout(t, attempt).await {
                     Ok(r) => r,
                     Err(_) => {
-                        outstanding.endpoint().record(ResponseClass::Failure);
+                        ep.record(ResponseClass::Failure);
                         return Err(ClientError::Timeout { addr, timeout: t });
                     }
                 },
-                None => sent.await,
+                None => attempt.await,
             };
+            let (result, outstanding, permit) = result?;
             match result {
                 Ok(resp) => {
-                    let endpoint = outstanding.endpoint().clone();
+                    ep.observe_latency(start.elapsed());
                     let (rparts, rbody) = resp.into_parts();
-                    let report = Report::new(endpoint, rparts.status);
+                    let report = Report::new(ep, rparts.status);
                     let rbody = Guarded {
                         inner: rbody,
-                        _guard: outstanding,
+                        _guard: (outstanding, permit),
                     }
                     .map_err(BoxError::from)
                     .boxed();
@@ -423,9 +488,10 @@ impl Client {
                     });
                 }
                 Err(e) if e.connect => {
-                    outstanding.endpoint().record(ResponseClass::Failure);
+                    ep.record(ResponseClass::Failure);
+                    drop((outstanding, permit));
                     tried.push(addr);
-                    let cause = e.cause;
+                    let mut cause = e.cause;
                     tracing::debug!(dst = %ctx.dst, client = %self.id, %addr, %cause, "connect failed");
                     if !replayable
                         || tried.len() >= MAX_CONNECT_ATTEMPTS
@@ -433,9 +499,22 @@ impl Client {
                     {
                         return Err(ClientError::Connect { tried, cause });
                     }
+                    if !budget.try_withdraw() {
+                        self.shared
+                            .stats
+                            .requeue_budget_exhausted_total
+                            .fetch_add(1, Ordering::Relaxed);
+                        cause.push_str(" (requeue budget exhausted)");
+                        return Err(ClientError::Connect { tried, cause });
+                    }
+                    self.shared
+                        .stats
+                        .requeues_total
+                        .fetch_add(1, Ordering::Relaxed);
+                    crate::telemetry::metrics::requeue(&params.router, &self.id);
                 }
                 Err(e) => {
-                    outstanding.endpoint().record(ResponseClass::Failure);
+                    ep.record(ResponseClass::Failure);
                     return Err(ClientError::Upstream {
                         addr,
                         cause: e.cause,
@@ -445,36 +524,92 @@ impl Client {
         }
     }
 
-    /// Admin view: id, residual, state and each endpoint's load.
+    /// A slot in `ep`'s connection pool (`hostConnectionPool.maxSize`):
+    /// at once if free, after waiting if fewer than `maxWaiters` wait, else
+    /// an error at once.
+    async fn permit(
+        &self,
+        ep: &Arc<EndpointState>,
+    ) -> Result<Option<OwnedSemaphorePermit>, ClientError> {
+        let Some(sem) = &ep.pool else {
+            return Ok(None);
+        };
+        if let Ok(p) = sem.clone().try_acquire_owned() {
+            return Ok(Some(p));
+        }
+        let pool = &self.shared.params.host_connection_pool;
+        let waiting = Waiting::new(ep);
+        if let Some(max) = pool.max_waiters
+            && waiting.before >= max as usize
+        {
+            self.shared
+                .stats
+                .pool_rejections_total
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(ClientError::PoolExhausted {
+                addr: ep.addr,
+                max_size: pool.max_size.unwrap_or(u32::MAX),
+                max_waiters: max,
+            });
+        }
+        let p = sem.clone().acquire_owned().await.ok();
+        drop(waiting);
+        Ok(p)
+    }
+
+    /// Admin view: id, residual, state, balancer, counters and each
+    /// endpoint's state (available, ejected for how long, probing), load
+    /// and latency average.
     pub fn state_json(&self) -> serde_json::Value {
         let set = self.endpoints();
+        let now = tokio::time::Instant::now();
         let (state, message) = match &*set {
             EndpointSet::Pending => ("pending", None),
             EndpointSet::Neg => ("neg", None),
             EndpointSet::Failed(m) => ("failed", Some(m.to_string())),
             EndpointSet::Bound { .. } => ("bound", None),
         };
-        let eps: Vec<serde_json::Value> = set
-            .endpoints()
-            .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "addr": e.addr.to_string(),
-                    "weight": e.weight,
-                    "outstanding": e.outstanding(),
-                })
-            })
-            .collect();
+        let eps: Vec<serde_json::Value> =
+            set.endpoints().iter().map(|e| e.state_json(now)).collect();
+        let st = &self.shared.stats;
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let mut v = serde_json::json!({
             "id": self.id.to_string(),
             "residual": self.residual.to_string(),
             "state": state,
+            "loadBalancer": self.shared.params.load_balancer.kind(),
+            "available": set.available(),
+            "ejections": n(&st.ejections_total),
+            "revivals": n(&st.revivals_total),
+            "requeues": n(&st.requeues_total),
+            "requeueBudgetExhausted": n(&st.requeue_budget_exhausted_total),
+            "requeueBudget": self.shared.budget.balance(),
+            "poolRejections": n(&st.pool_rejections_total),
             "endpoints": eps,
         });
         if let (Some(m), Some(obj)) = (message, v.as_object_mut()) {
             obj.insert("message".into(), serde_json::Value::String(m));
         }
         v
+    }
+}
+
+/// Counts a request waiting for a pool slot until dropped.
+struct Waiting<'a> {
+    ep: &'a EndpointState,
+    before: usize,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(ep: &'a EndpointState) -> Waiting<'a> {
+        let before = ep.waiters.fetch_add(1, Ordering::AcqRel);
+        Waiting { ep, before }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.ep.waiters.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -505,5 +640,48 @@ impl<B: Body<Data = Bytes>, G> Body for Guarded<B, G> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_empty_and_buffered_bodies_replay() {
+        assert!(CallBody::Empty.is_replayable());
+        let b = CallBody::Buffered(Bytes::from_static(b"x"));
+        assert!(matches!(b.try_clone(), Some(CallBody::Buffered(x)) if x == "x"));
+        let s = CallBody::Stream(Empty::new().map_err(|never| match never {}).boxed());
+        assert!(!s.is_replayable());
+        assert!(s.try_clone().is_none());
+    }
+
+    #[test]
+    fn default_class_is_by_status_and_errors_say_if_they_reached_the_app() {
+        assert_eq!(
+            ResponseClass::of_status(StatusCode::BAD_GATEWAY),
+            ResponseClass::Failure
+        );
+        assert_eq!(
+            ResponseClass::of_status(StatusCode::NOT_FOUND),
+            ResponseClass::Success
+        );
+        let addr: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let refused = ClientError::Connect {
+            tried: vec![addr],
+            cause: "refused".into(),
+        };
+        assert!(refused.never_reached_app() && !refused.is_timeout());
+        let t = ClientError::Timeout {
+            addr,
+            timeout: Duration::from_millis(5),
+        };
+        assert!(t.is_timeout() && !t.never_reached_app());
+        let up = ClientError::Upstream {
+            addr,
+            cause: "reset".into(),
+        };
+        assert!(!up.never_reached_app());
     }
 }

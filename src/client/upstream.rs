@@ -19,11 +19,15 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use super::params::PoolParams;
 use crate::proxy::ProxyBody;
 use crate::routing::Protocol;
 use crate::tls::HandshakeFailure;
 use crate::tls::client::UpstreamTls;
 use crate::tls::connect::TlsConnector;
+
+/// Idle connections are closed after this when `idleTimeMs` is unset.
+const DEFAULT_IDLE: Duration = Duration::from_secs(60);
 
 /// How long to wait for a TCP connection to an endpoint.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -53,8 +57,14 @@ pub(crate) struct H2Pool {
 }
 
 impl Upstream {
-    /// Connections for `protocol`, over TLS when `tls` is given.
-    pub(crate) fn new(protocol: Protocol, tls: Option<&UpstreamTls>) -> Upstream {
+    /// Connections for `protocol`, over TLS when `tls` is given; HTTP/1.1
+    /// keeps at most `hostConnectionPool.maxSize` idle connections per
+    /// endpoint and closes them after `idleTimeMs` (60 s when unset).
+    pub(crate) fn new(
+        protocol: Protocol,
+        pool: &PoolParams,
+        tls: Option<&UpstreamTls>,
+    ) -> Upstream {
         match protocol {
             Protocol::Http => {
                 let mut connector = HttpConnector::new();
@@ -64,8 +74,11 @@ impl Upstream {
                 builder
                     .pool_timer(TokioTimer::new())
                     .timer(TokioTimer::new())
-                    .pool_idle_timeout(Duration::from_secs(60))
+                    .pool_idle_timeout(pool.idle_time.unwrap_or(DEFAULT_IDLE))
                     .set_host(false);
+                if let Some(max) = pool.max_size {
+                    builder.pool_max_idle_per_host(max as usize);
+                }
                 match tls {
                     None => Upstream::Http1(Box::new(builder.build(connector))),
                     Some(tls) => Upstream::Http1Tls(Box::new(

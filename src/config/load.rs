@@ -307,12 +307,32 @@ impl Builder<'_> {
             })
             .collect();
         let client = match r.client {
-            None => model::Client::default(),
-            Some(raw::Client::Global { load_balancer, tls }) => model::Client {
-                load_balancer: match load_balancer {
-                    None | Some(raw::LoadBalancer::P2c) => model::LoadBalancer::P2c,
-                },
-                tls: tls.and_then(|t| self.client_tls(&format!("{at}.client.tls"), t)),
+            None => model::ClientConfig::default(),
+            Some(raw::Client::Global(settings)) => {
+                self.client_settings(&format!("{at}.client"), &settings);
+                model::ClientConfig::Global(settings)
+            }
+            Some(raw::Client::Static { configs }) => model::ClientConfig::Static {
+                configs: configs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, c)| {
+                        let entry = format!("{at}.client.configs[{j}]");
+                        self.client_settings(&entry, &c.settings);
+                        let key = format!("{entry}.prefix");
+                        let prefix = match c.prefix.parse::<model::ClientPrefix>() {
+                            Ok(p) => p,
+                            Err(e) => {
+                                self.problem(&key, format!("{key}: {e}"));
+                                model::ClientPrefix::default()
+                            }
+                        };
+                        model::StaticClient {
+                            prefix,
+                            settings: c.settings,
+                        }
+                    })
+                    .collect(),
             },
         };
         model::Router {
@@ -399,6 +419,40 @@ impl Builder<'_> {
         }
     }
 
+    /// Checks across a client's keys the schema cannot express.
+    fn client_settings(&mut self, at: &str, s: &model::ClientSettings) {
+        if let Some(t) = &s.tls {
+            self.client_tls_check(at, t);
+        }
+        if let Some(fa) = &s.failure_accrual
+            && let model::Backoff::Jittered { min, max } = fa.backoff()
+            && min > max
+        {
+            let key = format!("{at}.failureAccrual.backoff");
+            self.problem(
+                &key,
+                format!(
+                    "{key}: minMs ({}) is greater than maxMs ({})",
+                    min.as_millis(),
+                    max.as_millis()
+                ),
+            );
+        }
+        if let Some(model::LoadBalancer::Aperture {
+            low_load,
+            high_load,
+            ..
+        }) = s.load_balancer
+            && low_load > high_load
+        {
+            let key = format!("{at}.loadBalancer");
+            self.problem(
+                &key,
+                format!("{key}: lowLoad ({low_load}) is greater than highLoad ({high_load})"),
+            );
+        }
+    }
+
     fn identifier(
         &mut self,
         key: &str,
@@ -467,32 +521,12 @@ impl Builder<'_> {
         Some(settings)
     }
 
-    /// `client.tls`; `None` when `enabled: false`.
-    fn client_tls(&mut self, key: &str, t: raw::ClientTls) -> Option<model::ClientTlsSettings> {
-        if t.enabled == Some(false) {
-            return None;
+    /// `client.tls` of a client entry: settings that cannot work.
+    fn client_tls_check(&mut self, at: &str, t: &model::ClientTlsSettings) {
+        let key = format!("{at}.tls");
+        if let Err(e) = t.check() {
+            self.problem(&key, e.to_string().replacen("client.tls", &key, 1));
         }
-        let settings = model::ClientTlsSettings {
-            common_name: t.common_name,
-            trust_certs_bundle: t.trust_certs_bundle.map(PathBuf::from),
-            trust_certs: t
-                .trust_certs
-                .unwrap_or_default()
-                .into_iter()
-                .map(PathBuf::from)
-                .collect(),
-            disable_validation: t.disable_validation.unwrap_or(false),
-            client_auth: t.client_auth.map(|a| model::ClientAuth {
-                cert_path: PathBuf::from(a.cert_path),
-                key_path: PathBuf::from(a.key_path),
-                intermediate_certs_path: a.intermediate_certs_path.map(PathBuf::from),
-            }),
-            protocols: self.tls_protocols(key, t.protocols),
-        };
-        if let Err(e) = settings.check() {
-            self.problem(key, e.to_string().replacen("client.tls", key, 1));
-        }
-        Some(settings)
     }
 
     /// Parse a dtab written in the file, errors placed in the file.

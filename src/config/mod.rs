@@ -23,9 +23,10 @@ mod validate;
 
 pub use model::Telemeter;
 pub use model::{
-    Admin, BindingCache, Client, Config, DEFAULT_ADMIN_PORT, DEFAULT_BINDING_TIMEOUT,
-    DEFAULT_DST_PREFIX, DEFAULT_SHUTDOWN_GRACE, FsNamer, Identifier, Interpreter, LoadBalancer,
-    Namer, Protocol, Router, Server,
+    Admin, Backoff, BindingCache, Budget, Client, ClientConfig, ClientPrefix, ClientSettings,
+    Config, DEFAULT_ADMIN_PORT, DEFAULT_BINDING_TIMEOUT, DEFAULT_DST_PREFIX,
+    DEFAULT_SHUTDOWN_GRACE, FailureAccrual, FsNamer, Identifier, Interpreter, LoadBalancer, Namer,
+    PoolParams, Protocol, Router, Server, StaticClient,
 };
 pub use node::Pos;
 

@@ -11,8 +11,12 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 use crate::dtab::{Dtab, Path};
-pub use crate::tls::{ClientAuth, ClientTlsSettings, ServerTlsSettings, TlsVersion};
+pub use crate::tls::{ClientTlsSettings, ServerTlsSettings, TlsVersion};
 
+pub use crate::client::{
+    Backoff, Budget, ClientConfig, ClientPrefix, ClientSettings, FailureAccrual, LoadBalancer,
+    PoolParams, StaticClient,
+};
 /// The runtime types double as the config's: what the file says is what runs.
 pub use crate::routing::{Identifier, Protocol};
 
@@ -236,26 +240,9 @@ pub struct Server {
     pub tls: Option<ServerTlsSettings>,
 }
 
-/// A router's `client:` (`kind: io.l5d.global`, the default).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Client {
-    /// `loadBalancer`; default p2c.
-    pub load_balancer: LoadBalancer,
-    /// `tls`: originate TLS to every endpoint.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls: Option<ClientTlsSettings>,
-}
-
-/// `loadBalancer:`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind")]
-pub enum LoadBalancer {
-    /// `p2c`: power of two choices, least outstanding requests.
-    #[default]
-    #[serde(rename = "p2c")]
-    P2c,
-}
+/// A router's `client:`; `kind: io.l5d.global` (the default) or
+/// `io.l5d.static` with `configs` by bound-name prefix.
+pub type Client = ClientConfig;
 
 fn ser_display<T: std::fmt::Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
@@ -431,39 +418,18 @@ pub(crate) mod raw {
     }
 
     #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields, rename_all = "camelCase")]
-    pub struct ClientTls {
-        pub enabled: Option<bool>,
-        pub common_name: Option<String>,
-        pub trust_certs_bundle: Option<String>,
-        pub trust_certs: Option<Vec<String>>,
-        pub disable_validation: Option<bool>,
-        pub client_auth: Option<ClientAuth>,
-        pub protocols: Option<Vec<String>>,
-    }
-
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields, rename_all = "camelCase")]
-    pub struct ClientAuth {
-        pub cert_path: String,
-        pub key_path: String,
-        pub intermediate_certs_path: Option<String>,
-    }
-
-    #[derive(Debug, Deserialize)]
     #[serde(tag = "kind")]
     pub enum Client {
-        #[serde(rename = "io.l5d.global", rename_all = "camelCase")]
-        Global {
-            load_balancer: Option<LoadBalancer>,
-            tls: Option<ClientTls>,
-        },
+        #[serde(rename = "io.l5d.global")]
+        Global(crate::client::ClientSettings),
+        #[serde(rename = "io.l5d.static")]
+        Static { configs: Vec<StaticClient> },
     }
 
-    #[derive(Debug, Clone, Copy, Deserialize)]
-    #[serde(tag = "kind")]
-    pub enum LoadBalancer {
-        #[serde(rename = "p2c")]
-        P2c,
+    #[derive(Debug, Deserialize)]
+    pub struct StaticClient {
+        pub prefix: String,
+        #[serde(flatten)]
+        pub settings: crate::client::ClientSettings,
     }
 }

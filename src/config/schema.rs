@@ -20,6 +20,8 @@ pub(crate) enum Ty {
     Bool,
     /// An integer within bounds (inclusive).
     Int { min: i128, max: i128 },
+    /// A number (integer or decimal) within bounds (inclusive).
+    Num { min: f64, max: f64 },
     /// A mapping with known keys.
     Obj(&'static Obj),
     /// A list of one type.
@@ -329,7 +331,6 @@ static SERVER_TLS: Obj = Obj {
 /// `client.tls`.
 static CLIENT_TLS: Obj = Obj {
     fields: &[
-        opt("enabled", Ty::Bool),
         opt("commonName", Ty::Str),
         opt("trustCertsBundle", Ty::Str),
         opt("trustCerts", Ty::List(&Ty::Str)),
@@ -337,7 +338,7 @@ static CLIENT_TLS: Obj = Obj {
         opt("clientAuth", Ty::Obj(&CLIENT_AUTH)),
         opt("protocols", Ty::List(&Ty::Str)),
     ],
-    unsupported: &["ciphers"],
+    unsupported: &["ciphers", "enabled"],
 };
 
 static CLIENT_AUTH: Obj = Obj {
@@ -456,75 +457,272 @@ static INTERPRETER: Kinded = Kinded {
 
 // ------------------------------------------------------------------ clients
 
+/// Client keys supported, common to http and h2 (an `io.l5d.global` client
+/// or an `io.l5d.static` entry).
+const CLIENT_FIELDS: &[Field] = &[
+    opt("loadBalancer", Ty::Kinded(&LOAD_BALANCER)),
+    opt("failureAccrual", Ty::Kinded(&FAILURE_ACCRUAL)),
+    opt("requeueBudget", Ty::Obj(&BUDGET)),
+    opt("requestAttemptTimeoutMs", MILLIS),
+    opt("hostConnectionPool", Ty::Obj(&HOST_CONNECTION_POOL)),
+    opt("tls", Ty::Obj(&CLIENT_TLS)),
+];
+
+/// An `io.l5d.static` entry: a prefix and the client keys.
+const STATIC_ENTRY_FIELDS: &[Field] = &[
+    req("prefix", Ty::Str),
+    opt("loadBalancer", Ty::Kinded(&LOAD_BALANCER)),
+    opt("failureAccrual", Ty::Kinded(&FAILURE_ACCRUAL)),
+    opt("requeueBudget", Ty::Obj(&BUDGET)),
+    opt("requestAttemptTimeoutMs", MILLIS),
+    opt("hostConnectionPool", Ty::Obj(&HOST_CONNECTION_POOL)),
+    opt("tls", Ty::Obj(&CLIENT_TLS)),
+];
+
 /// Client keys of Linkerd 1 common to http and h2, not supported yet.
 macro_rules! client_unsupported {
     ($($extra:literal),*) => {
         &[
-            "failureAccrual",
-            "requeueBudget",
             "failFast",
-            "requestAttemptTimeoutMs",
-            "hostConnectionPool",
             "clientSession",
             "socketOptions",
             "forwardClientCert",
             "requestAuthorizers",
-            "prefix",
             $($extra),*
         ]
     };
 }
 
+const HTTP_CLIENT_UNSUPPORTED: &[&str] = client_unsupported!();
+const H2_CLIENT_UNSUPPORTED: &[&str] = client_unsupported!(
+    "windowUpdateRatio",
+    "headerTableBytes",
+    "initialStreamWindowBytes",
+    "maxFrameBytes",
+    "maxHeaderListByts",
+    "maxHeaderListBytes"
+);
+
+static HTTP_STATIC_ENTRY: Obj = Obj {
+    fields: STATIC_ENTRY_FIELDS,
+    unsupported: HTTP_CLIENT_UNSUPPORTED,
+};
+
+static H2_STATIC_ENTRY: Obj = Obj {
+    fields: STATIC_ENTRY_FIELDS,
+    unsupported: H2_CLIENT_UNSUPPORTED,
+};
+
 static HTTP_CLIENT: Kinded = Kinded {
     tag: "kind",
     default: Some("io.l5d.global"),
-    kinds: &[(
-        "io.l5d.global",
-        Obj {
-            fields: &[
-                opt("loadBalancer", Ty::Kinded(&LOAD_BALANCER)),
-                opt("tls", Ty::Obj(&CLIENT_TLS)),
-            ],
-            unsupported: client_unsupported!(),
-        },
-    )],
-    unsupported: &["io.l5d.static"],
+    kinds: &[
+        (
+            "io.l5d.global",
+            Obj {
+                fields: CLIENT_FIELDS,
+                unsupported: HTTP_CLIENT_UNSUPPORTED,
+            },
+        ),
+        (
+            "io.l5d.static",
+            Obj {
+                fields: &[req("configs", Ty::List(&Ty::Obj(&HTTP_STATIC_ENTRY)))],
+                unsupported: &[],
+            },
+        ),
+    ],
+    unsupported: &[],
 };
 
 static H2_CLIENT: Kinded = Kinded {
     tag: "kind",
     default: Some("io.l5d.global"),
-    kinds: &[(
-        "io.l5d.global",
-        Obj {
-            fields: &[
-                opt("loadBalancer", Ty::Kinded(&LOAD_BALANCER)),
-                opt("tls", Ty::Obj(&CLIENT_TLS)),
-            ],
-            unsupported: client_unsupported!(
-                "windowUpdateRatio",
-                "headerTableBytes",
-                "initialStreamWindowBytes",
-                "maxFrameBytes",
-                "maxHeaderListByts",
-                "maxHeaderListBytes"
-            ),
-        },
-    )],
-    unsupported: &["io.l5d.static"],
+    kinds: &[
+        (
+            "io.l5d.global",
+            Obj {
+                fields: CLIENT_FIELDS,
+                unsupported: H2_CLIENT_UNSUPPORTED,
+            },
+        ),
+        (
+            "io.l5d.static",
+            Obj {
+                fields: &[req("configs", Ty::List(&Ty::Obj(&H2_STATIC_ENTRY)))],
+                unsupported: &[],
+            },
+        ),
+    ],
+    unsupported: &[],
+};
+
+const MAX_EFFORT: Field = opt("maxEffort", POSITIVE);
+const RATIO: Ty = Ty::Num { min: 0.0, max: 1.0 };
+const LOAD: Ty = Ty::Num {
+    min: 0.0,
+    max: f64::MAX,
 };
 
 static LOAD_BALANCER: Kinded = Kinded {
     tag: "kind",
     default: None,
-    kinds: &[(
-        "p2c",
-        Obj {
-            fields: &[],
-            unsupported: &["maxEffort", "enableProbation"],
-        },
-    )],
-    unsupported: &["ewma", "aperture", "heap", "roundRobin"],
+    kinds: &[
+        (
+            "p2c",
+            Obj {
+                fields: &[MAX_EFFORT],
+                unsupported: &["enableProbation"],
+            },
+        ),
+        (
+            "ewma",
+            Obj {
+                fields: &[MAX_EFFORT, opt("decayTimeMs", MILLIS)],
+                unsupported: &["enableProbation"],
+            },
+        ),
+        (
+            "aperture",
+            Obj {
+                fields: &[
+                    MAX_EFFORT,
+                    opt("smoothWindowMs", MILLIS),
+                    opt("lowLoad", LOAD),
+                    opt("highLoad", LOAD),
+                    opt("minAperture", POSITIVE),
+                ],
+                unsupported: &["enableProbation"],
+            },
+        ),
+        (
+            "heap",
+            Obj {
+                fields: &[],
+                unsupported: &["enableProbation"],
+            },
+        ),
+        (
+            "roundRobin",
+            Obj {
+                fields: &[MAX_EFFORT],
+                unsupported: &["enableProbation"],
+            },
+        ),
+    ],
+    unsupported: &[],
+};
+
+static BACKOFF: Kinded = Kinded {
+    tag: "kind",
+    default: None,
+    kinds: &[
+        (
+            "constant",
+            Obj {
+                fields: &[opt("ms", MILLIS)],
+                unsupported: &[],
+            },
+        ),
+        (
+            "jittered",
+            Obj {
+                fields: &[req("minMs", MILLIS), req("maxMs", MILLIS)],
+                unsupported: &[],
+            },
+        ),
+    ],
+    unsupported: &[],
+};
+
+static FAILURE_ACCRUAL: Kinded = Kinded {
+    tag: "kind",
+    default: None,
+    kinds: &[
+        (
+            "io.l5d.consecutiveFailures",
+            Obj {
+                fields: &[
+                    req("failures", POSITIVE),
+                    opt("backoff", Ty::Kinded(&BACKOFF)),
+                ],
+                unsupported: &[],
+            },
+        ),
+        (
+            "io.l5d.successRate",
+            Obj {
+                fields: &[
+                    req("successRate", RATIO),
+                    req("requests", POSITIVE),
+                    opt("backoff", Ty::Kinded(&BACKOFF)),
+                ],
+                unsupported: &[],
+            },
+        ),
+        (
+            "io.l5d.successRateWindowed",
+            Obj {
+                fields: &[
+                    req("successRate", RATIO),
+                    req("window", POSITIVE),
+                    opt("backoff", Ty::Kinded(&BACKOFF)),
+                ],
+                unsupported: &[],
+            },
+        ),
+        (
+            "none",
+            Obj {
+                fields: &[],
+                unsupported: &[],
+            },
+        ),
+    ],
+    unsupported: &[],
+};
+
+static BUDGET: Obj = Obj {
+    fields: &[
+        opt(
+            "minRetriesPerSec",
+            Ty::Int {
+                min: 0,
+                max: i32::MAX as i128,
+            },
+        ),
+        opt(
+            "percentCanRetry",
+            Ty::Num {
+                min: 0.0,
+                max: 1000.0,
+            },
+        ),
+        opt("ttlSecs", Ty::Int { min: 1, max: 60 }),
+    ],
+    unsupported: &[],
+};
+
+static HOST_CONNECTION_POOL: Obj = Obj {
+    fields: &[
+        opt(
+            "minSize",
+            Ty::Int {
+                min: 0,
+                max: i32::MAX as i128,
+            },
+        ),
+        opt("maxSize", POSITIVE),
+        opt("idleTimeMs", MILLIS),
+        opt(
+            "maxWaiters",
+            Ty::Int {
+                min: 0,
+                max: i32::MAX as i128,
+            },
+        ),
+    ],
+    unsupported: &[],
 };
 
 // --------------------------------------------------------------------- walk
@@ -597,6 +795,22 @@ impl<'a> Walker<'a> {
                     J::Null
                 } else {
                     node.value.to_json()
+                }
+            }
+            (Ty::Num { min, max }, Value::Int(_) | Value::Float(_)) => {
+                let x = match node.value {
+                    Value::Int(i) => i as f64,
+                    Value::Float(f) => f,
+                    _ => f64::NAN,
+                };
+                if x.is_nan() || x < *min || x > *max {
+                    self.problem(
+                        node.pos,
+                        format!("{path}: expected {}, found {x}", num_words(*min, *max)),
+                    );
+                    J::Null
+                } else {
+                    serde_json::Number::from_f64(x).map_or(J::Null, J::Number)
                 }
             }
             (Ty::Obj(obj), Value::Map(entries)) => {
@@ -745,8 +959,13 @@ fn int_words(min: i128, max: i128) -> String {
     }
 }
 
+fn num_words(min: f64, max: f64) -> String {
+    format!("a number from {min} to {max}")
+}
+
 fn ty_words(ty: &Ty) -> String {
     match ty {
+        Ty::Num { min, max } => num_words(*min, *max),
         Ty::Str => "a string".into(),
         Ty::Bool => "true or false".into(),
         Ty::Int { min, max } => int_words(*min, *max),

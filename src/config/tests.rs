@@ -114,7 +114,10 @@ routers:
         }
     );
     assert_eq!(r.max_call_depth, 7);
-    assert_eq!(r.client.load_balancer, LoadBalancer::P2c);
+    assert_eq!(
+        r.client.global().and_then(|c| c.load_balancer),
+        Some(LoadBalancer::P2c { max_effort: 5 })
+    );
     assert_eq!(r.servers[0].addr.to_string(), "127.0.0.1:4150");
     assert_eq!(r.servers[0].max_concurrent_requests, Some(100));
     assert!(r.servers[0].clear_context);
@@ -162,7 +165,7 @@ fn config_json_uses_linkerd_key_names() {
         r["servers"][0]["maxConcurrentRequests"],
         serde_json::Value::Null
     );
-    assert_eq!(r["client"]["loadBalancer"]["kind"], "p2c");
+    assert_eq!(r["client"]["kind"], "io.l5d.global");
     let fs = serde_json::to_value(default_config()).unwrap();
     assert_eq!(fs["namers"][0]["kind"], "io.l5d.fs");
     assert_eq!(fs["namers"][0]["rootDir"], "disco");

@@ -203,8 +203,19 @@ fn describe(input: &str, e: pest::error::Error<Rule>, mode: Mode) -> Problem {
     };
     let offset = offset.min(input.len());
     let mut wants: Vec<Want> = Vec::new();
-    if let pest::error::ErrorVariant::ParsingError { positives, .. } = &e.variant {
-        wants.extend(positives.iter().filter_map(|r| want_of(*r)));
+    match &e.variant {
+        pest::error::ErrorVariant::ParsingError { positives, .. } => {
+            wants.extend(positives.iter().filter_map(|r| want_of(*r)));
+        }
+        // pest refuses to recurse further than the stack allows ("stack
+        // limit reached"), which only absurdly deep parentheses can cause.
+        pest::error::ErrorVariant::CustomError { message } => {
+            return Problem {
+                offset,
+                expected: "parentheses nested less deeply".into(),
+                context: Some(format!("(the parser's {message})")),
+            };
+        }
     }
     wants.sort();
     wants.dedup();
@@ -471,31 +482,42 @@ struct Invalid {
 }
 
 fn tree_of(p: Pair<'_, Rule>) -> Result<NameTree<Path>, Invalid> {
+    // Most trees have one member: allocate the Alt only for a second one.
+    let mut first = None;
     let mut alts: Vec<NameTree<Path>> = Vec::new();
     for c in p.into_inner() {
         if c.as_rule() == Rule::tree1 {
-            alts.push(tree1_of(c)?);
+            let t = tree1_of(c)?;
+            match first.take() {
+                None if alts.is_empty() => first = Some(t),
+                Some(f) => alts.extend([f, t]),
+                None => alts.push(t),
+            }
         }
     }
-    Ok(if alts.len() == 1 {
-        alts.pop().unwrap_or(NameTree::Neg)
-    } else {
-        NameTree::Alt(alts)
+    Ok(match first {
+        Some(t) => t,
+        None => NameTree::Alt(alts),
     })
 }
 
 fn tree1_of(p: Pair<'_, Rule>) -> Result<NameTree<Path>, Invalid> {
+    let mut first = None;
     let mut members: Vec<Weighted<Path>> = Vec::new();
     for c in p.into_inner() {
         if c.as_rule() == Rule::weighted {
-            members.push(weighted_of(c)?);
+            let w = weighted_of(c)?;
+            match first.take() {
+                None if members.is_empty() => first = Some(w),
+                Some(f) => members.extend([f, w]),
+                None => members.push(w),
+            }
         }
     }
-    Ok(if members.len() == 1 {
+    Ok(match first {
         // A weight on a lone member is dropped, as Finagle's parseTree1 does.
-        members.pop().map_or(NameTree::Neg, |w| w.tree)
-    } else {
-        NameTree::Union(members)
+        Some(w) => w.tree,
+        None => NameTree::Union(members),
     })
 }
 
@@ -610,7 +632,9 @@ fn parse_dentry(s: &str, mode: Mode) -> Result<Dentry, ParseError> {
 
 impl FromStr for Dtab {
     type Err = ParseError;
-    /// Finagle's `Dtab.read`: the first error only; see [`Dtab::parse_all`].
+    /// Finagle's `Dtab.read`: one error only, the first syntax error (or,
+    /// when the syntax is right, the first weight too large for an f64); see
+    /// [`Dtab::parse_all`] for all of them in text order.
     fn from_str(s: &str) -> Result<Dtab, ParseError> {
         let p = parse_rule(Rule::dtab, Mode::Dtab, s)?;
         let mut dentries = Vec::new();
@@ -1022,6 +1046,18 @@ mod tests {
         );
         assert_eq!(Dtab::parse_all("/a=>/b;").unwrap().len(), 1);
         assert!(Dtab::parse_all("").unwrap().is_empty());
+        // A value error before a syntax error: `parse` reports the syntax
+        // error, `parse_all` both, in text order.
+        let text = format!("/a => 1{} * /b & /c;\n0", "0".repeat(400));
+        let errs = Dtab::parse_all(&text).unwrap_err();
+        let sums: Vec<String> = errs.iter().map(ParseError::summary).collect();
+        let first = text.parse::<Dtab>().unwrap_err().summary();
+        assert_eq!(sums.len(), 2, "{sums:?}");
+        assert!(
+            sums[0].starts_with("1:7: expected a weight small enough"),
+            "{sums:?}"
+        );
+        assert_eq!(sums[1], first);
         // `$#` starts a comment (Finagle eats whitespace after `$`).
         assert_eq!(
             Dtab::parse_all("/a => $# ; not a separator\n;/b=>/c")
@@ -1037,5 +1073,38 @@ mod tests {
         // `#` after a weight starts a comment, so that `;` does not.
         let s = "/a#;b => /c; /d => 2#;\n* /e";
         assert_eq!(dentry_spans(s), [(0, 3), (4, 11), (12, 27)]);
+    }
+}
+
+#[cfg(test)]
+mod deep {
+    use super::*;
+
+    /// A request header can carry a dtab: deep nesting must fail or parse,
+    /// never overflow the stack of a (2 MiB) worker thread.
+    #[test]
+    fn deep_nesting_does_not_overflow_a_small_stack() {
+        for depth in [100usize, 1_000, 8_000, 50_000] {
+            let text = format!("/a => {}/b{}", "(".repeat(depth), ")".repeat(depth));
+            let r = std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || {
+                    let r = text.parse::<Dtab>().map(|d| d.to_string().len());
+                    r.map_err(|e| e.summary())
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            match r {
+                // Parentheses vanish: the show form is `/a=>/b`.
+                Ok(len) => assert_eq!(len, "/a=>/b".len(), "{depth}"),
+                Err(e) => assert!(
+                    e.contains(
+                        "expected parentheses nested less deeply (the parser's stack limit reached)"
+                    ),
+                    "{depth}: {e}"
+                ),
+            }
+        }
     }
 }

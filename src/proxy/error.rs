@@ -79,6 +79,19 @@ pub enum ProxyError {
         /// `requestAttemptTimeoutMs`.
         timeout: Duration,
     },
+    /// The endpoint's connection pool is full and enough requests wait
+    /// (`hostConnectionPool.maxWaiters`); the request never left.
+    #[error("{addr} ({client}) cannot take {dst}: {cause}")]
+    PoolExhausted {
+        /// The logical name.
+        dst: Path,
+        /// The bound name.
+        client: Path,
+        /// The endpoint.
+        addr: SocketAddr,
+        /// What is full.
+        cause: String,
+    },
     /// The endpoint failed mid-exchange (reset, closed, protocol error).
     #[error("{addr} ({client}) failed while serving {dst}: {cause}")]
     Upstream {
@@ -116,7 +129,9 @@ impl ProxyError {
             | ProxyError::DtabHeader(_)
             | ProxyError::CallDepth { .. }
             | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Overloaded { .. } | ProxyError::PoolExhausted { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::Route { error, .. } if error.is_timeout() => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -131,7 +146,9 @@ impl ProxyError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            ProxyError::Connect { .. } | ProxyError::Overloaded { .. }
+            ProxyError::Connect { .. }
+                | ProxyError::Overloaded { .. }
+                | ProxyError::PoolExhausted { .. }
         )
     }
 

@@ -214,6 +214,16 @@ fn client_error(e: ClientError, dst: &Path, client: &Path) -> ProxyError {
             addr,
             cause,
         },
+        ClientError::PoolExhausted {
+            addr,
+            max_size,
+            max_waiters,
+        } => ProxyError::PoolExhausted {
+            dst,
+            client,
+            addr,
+            cause: format!("connection pool exhausted ({max_size} in use, {max_waiters} waiting)"),
+        },
         ClientError::BadRequest(m) => ProxyError::BadRequest(m),
     }
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::client::ClientConfig;
 use crate::dtab::{Dtab, NameTree, Path};
 use crate::naming::{Activity, Bound};
 
@@ -85,8 +86,11 @@ pub struct RouterParams {
     pub binding_timeout: Duration,
     /// `maxCallDepth` (http 1000, h2 10): more `Via` entries than this is a loop.
     pub max_call_depth: usize,
-    /// `client.requestAttemptTimeoutMs`: time allowed for the response headers.
+    /// A default attempt timeout for clients whose config sets no
+    /// `requestAttemptTimeoutMs`.
     pub request_timeout: Option<Duration>,
+    /// `client`: the parameters of each bound name's client.
+    pub client: ClientConfig,
     /// `bindingCache.trees`: cached (local dtab, name) bindings (default 1000).
     pub binding_cache_capacity: usize,
     /// `bindingCache.clients`: cached clients per bound name (default 1000);
@@ -109,6 +113,7 @@ impl RouterParams {
             binding_timeout: Duration::from_secs(10),
             max_call_depth: protocol.default_max_call_depth() as usize,
             request_timeout: None,
+            client: ClientConfig::default(),
             binding_cache_capacity: 1000,
             client_cache_capacity: 1000,
             binding_idle_ttl: Duration::from_secs(600),

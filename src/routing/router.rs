@@ -19,9 +19,10 @@ use rand::Rng;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
+use super::Protocol;
 use super::{Binder, RouterParams};
 use super::{BoundClient, EndpointSet};
-use crate::client::ClientParams;
+use crate::client::{ClientConfig, ClientParams};
 use crate::dtab::{Dtab, NameTree, Path};
 use crate::naming::{Activity, Bound};
 
@@ -148,7 +149,12 @@ struct Binding {
 struct ClientCache {
     map: Mutex<HashMap<(Path, Path), Arc<BoundClient>>>,
     capacity: usize,
-    params: ClientParams,
+    /// The router's label, for the clients' metrics.
+    router: String,
+    protocol: Protocol,
+    config: ClientConfig,
+    /// The router-level attempt timeout, when the client config sets none.
+    attempt_timeout: Option<Duration>,
     /// `client.tls`, by bound name.
     tls: Option<Arc<crate::tls::ClientTlsRules>>,
 }
@@ -171,13 +177,23 @@ impl ClientCache {
             // Drop clients no cached binding refers to any more.
             map.retain(|_, c| Arc::strong_count(c) > 1);
         }
-        let mut params = self.params.clone();
-        if let Some(rules) = &self.tls {
-            params.tls = rules.for_client(&bound.id);
-        }
-        let c = BoundClient::new(bound, params);
+        let c = BoundClient::new(bound, self.params_for(&bound.id));
         map.insert(key, c.clone());
         c
+    }
+
+    /// The parameters of the client for the bound name `id`, resolved once
+    /// when the client is made.
+    fn params_for(&self, id: &Path) -> ClientParams {
+        let mut p = self.config.resolve(self.protocol, id);
+        p.router.clone_from(&self.router);
+        if p.request_attempt_timeout.is_none() {
+            p.request_attempt_timeout = self.attempt_timeout;
+        }
+        if let Some(rules) = &self.tls {
+            p.tls = rules.for_client(id);
+        }
+        p
     }
 
     fn resolve(&self, act: &Activity<NameTree<Bound>>) -> ClientTree {
@@ -246,23 +262,21 @@ impl Binding {
 impl Router {
     /// A router binding names with `binder`.
     pub fn new(params: RouterParams, binder: Arc<dyn Binder>) -> Router {
-        let capacity = params.client_cache_capacity.max(1);
-        let tls = params.client_tls.clone();
-        let client_params = ClientParams {
-            request_attempt_timeout: params.request_timeout,
-            ..ClientParams::new(params.protocol)
-        };
+        let clients = Arc::new(ClientCache {
+            map: Mutex::new(HashMap::new()),
+            capacity: params.client_cache_capacity.max(1),
+            router: params.label.clone(),
+            protocol: params.protocol,
+            config: params.client.clone(),
+            attempt_timeout: params.request_timeout,
+            tls: params.client_tls.clone(),
+        });
         Router {
             inner: Arc::new(Inner {
                 params,
                 binder,
                 bindings: Mutex::new(HashMap::new()),
-                clients: Arc::new(ClientCache {
-                    map: Mutex::new(HashMap::new()),
-                    capacity,
-                    tls,
-                    params: client_params,
-                }),
+                clients,
                 epoch: Instant::now(),
             }),
         }

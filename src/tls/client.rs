@@ -74,16 +74,31 @@ impl ClientTlsSettings {
                 "client.tls: commonName is required (the name the server certificate must carry) unless disableValidation is true".into(),
             ));
         }
-        if self.trust_certs_bundle.is_none() && self.trust_certs.is_empty() {
-            return Err(TlsError::Config(
-                "client.tls: trustCertsBundle (or trustCerts) is required to verify servers unless disableValidation is true".into(),
-            ));
+        if self.uses_system_roots() && system_bundle().is_none() {
+            return Err(TlsError::Config(format!(
+                "client.tls: no trustCertsBundle or trustCerts, and no system CA bundle at {}",
+                SYSTEM_BUNDLES.join(", ")
+            )));
         }
         Ok(())
     }
 
+    /// Without `trustCertsBundle` or `trustCerts`, servers are verified
+    /// against the system's CA bundle (as Linkerd used the JVM's).
+    fn uses_system_roots(&self) -> bool {
+        !self.disable_validation && self.trust_certs_bundle.is_none() && self.trust_certs.is_empty()
+    }
+
     fn sources(&self) -> Vec<Source> {
         let mut s = Vec::new();
+        if self.uses_system_roots()
+            && let Some(p) = system_bundle()
+        {
+            s.push(Source {
+                key: "system CA bundle",
+                path: p,
+            });
+        }
         if !self.disable_validation {
             if let Some(p) = &self.trust_certs_bundle {
                 s.push(Source {
@@ -143,6 +158,12 @@ impl ClientTlsSettings {
             for p in &self.trust_certs {
                 files::roots_from_pem("trustCerts", p, contents.get(p), &mut roots)?;
             }
+            if self.uses_system_roots()
+                && let Some(p) = system_bundle()
+            {
+                let certs = files::certs_from_pem("system CA bundle", &p, contents.get(&p))?;
+                roots.add_parsable_certificates(certs);
+            }
             builder.with_root_certificates(roots)
         };
         let mut config = match &self.client_auth {
@@ -187,6 +208,21 @@ impl ClientTlsSettings {
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(config)
     }
+}
+
+/// Where distributions keep the system's CA bundle (Debian and Alpine,
+/// Fedora and RHEL, macOS and BSDs).
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+fn system_bundle() -> Option<PathBuf> {
+    SYSTEM_BUNDLES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
 }
 
 /// An origination config in service (reloading) and its counters.
@@ -363,6 +399,13 @@ pub struct UpstreamTls {
     pub refuse: Option<Arc<str>>,
 }
 
+impl PartialEq for UpstreamTls {
+    /// The same loaded config under the same name.
+    fn eq(&self, other: &UpstreamTls) -> bool {
+        self.key == other.key && Arc::ptr_eq(&self.tls.config, &other.tls.config)
+    }
+}
+
 impl UpstreamTls {
     /// The name to verify for an endpoint at `addr`.
     pub fn name_for(&self, addr: IpAddr) -> ServerName<'static> {
@@ -534,13 +577,9 @@ mod tests {
         let mut s = ClientTlsSettings::default();
         assert!(s.check().is_err());
         s.common_name = Some("web".into());
-        assert!(
-            s.check()
-                .unwrap_err()
-                .to_string()
-                .contains("trustCertsBundle")
-        );
+        assert!(s.uses_system_roots());
         s.trust_certs_bundle = Some("ca.pem".into());
+        assert!(!s.uses_system_roots());
         assert!(s.check().is_ok());
         let off = ClientTlsSettings {
             disable_validation: true,

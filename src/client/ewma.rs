@@ -1,0 +1,97 @@
+//! Peak EWMA of latency (Finagle's `PeakEwma`): jumps up to a slower
+//! response at once, decays towards faster ones with time constant
+//! `decayTimeMs`.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The cost an endpoint with requests in flight but no latency yet gets, so
+/// a new endpoint is tried but not flooded.
+const PENALTY: f64 = 1e9;
+
+/// A latency average in nanoseconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeakEwma {
+    cost: f64,
+    stamp: Instant,
+}
+
+impl PeakEwma {
+    pub(crate) fn new(now: Instant) -> PeakEwma {
+        PeakEwma {
+            cost: 0.0,
+            stamp: now,
+        }
+    }
+
+    fn decay(&mut self, now: Instant, tau: Duration) {
+        let dt = now.saturating_duration_since(self.stamp).as_nanos() as f64;
+        let tau = tau.as_nanos().max(1) as f64;
+        self.cost *= (-dt / tau).exp();
+        self.stamp = self.stamp.max(now);
+    }
+
+    /// Record one latency observed at `now`.
+    pub(crate) fn observe(&mut self, rtt: Duration, now: Instant, tau: Duration) {
+        let rtt = rtt.as_nanos() as f64;
+        let dt = now.saturating_duration_since(self.stamp).as_nanos() as f64;
+        let w = (-dt / tau.as_nanos().max(1) as f64).exp();
+        self.cost = if rtt > self.cost {
+            rtt
+        } else {
+            self.cost * w + rtt * (1.0 - w)
+        };
+        self.stamp = self.stamp.max(now);
+    }
+
+    /// The current average (decayed to `now`).
+    pub(crate) fn get(&mut self, now: Instant, tau: Duration) -> f64 {
+        self.decay(now, tau);
+        self.cost
+    }
+
+    /// The balancer's cost: latency × (outstanding + 1).
+    pub(crate) fn cost(&mut self, now: Instant, tau: Duration, outstanding: usize) -> f64 {
+        let c = self.get(now, tau);
+        if c == 0.0 && outstanding > 0 {
+            return PENALTY + outstanding as f64;
+        }
+        c * (outstanding as f64 + 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TAU: Duration = Duration::from_secs(10);
+
+    #[tokio::test(start_paused = true)]
+    async fn peaks_at_once_and_decays_with_time() {
+        let mut e = PeakEwma::new(Instant::now());
+        e.observe(Duration::from_millis(10), Instant::now(), TAU);
+        assert_eq!(e.get(Instant::now(), TAU), 10e6);
+        // A slow response counts in full at once.
+        e.observe(Duration::from_millis(100), Instant::now(), TAU);
+        assert_eq!(e.get(Instant::now(), TAU), 100e6);
+        // One time constant later, a fast response pulls it down by 1/e.
+        tokio::time::advance(TAU).await;
+        e.observe(Duration::from_millis(10), Instant::now(), TAU);
+        let v = e.get(Instant::now(), TAU);
+        let want = 100e6 / std::f64::consts::E + 10e6 * (1.0 - 1.0 / std::f64::consts::E);
+        assert!((v - want).abs() < 1e3, "{v} vs {want}");
+        // With nothing observed, it fades.
+        tokio::time::advance(TAU * 10).await;
+        assert!(e.get(Instant::now(), TAU) < 3e3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cost_grows_with_load_and_penalizes_unknown_busy() {
+        let mut e = PeakEwma::new(Instant::now());
+        assert_eq!(e.cost(Instant::now(), TAU, 0), 0.0);
+        assert!(e.cost(Instant::now(), TAU, 1) >= PENALTY);
+        e.observe(Duration::from_millis(1), Instant::now(), TAU);
+        assert_eq!(e.cost(Instant::now(), TAU, 3), 4e6);
+    }
+}
