@@ -292,7 +292,11 @@ impl fmt::Debug for Client {
 impl Client {
     /// A client following `bound`'s endpoint watch until it is dropped.
     pub fn new(bound: &Bound, params: ClientParams) -> Arc<Client> {
-        let upstream = Upstream::new(params.protocol, &params.host_connection_pool);
+        let upstream = Upstream::new(
+            params.protocol,
+            &params.host_connection_pool,
+            params.tls.as_ref(),
+        );
         let shared = Shared::new(bound.id.clone(), params);
         let mut rx = bound.addr.clone();
         let initial =
