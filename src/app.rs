@@ -169,6 +169,29 @@ fn router_params(r: &config::Router) -> RouterParams {
     p
 }
 
+/// Load every certificate, key and CA file the config names, as `run` would,
+/// and list what fails (for `switchyard check`). Must run inside a runtime:
+/// loading starts the reload watchers, which stop when dropped.
+pub fn check_tls(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(t) = &config.admin.tls
+        && let Err(e) = ServerTls::load(t, "admin", &[tls::ALPN_HTTP11])
+    {
+        problems.push(format!("admin.tls: {e:#}"));
+    }
+    for r in &config.routers {
+        for s in &r.servers {
+            if let Err(e) = server_params(r, s) {
+                problems.push(format!("{e:#}"));
+            }
+        }
+        if let Err(e) = client_tls(r) {
+            problems.push(format!("{e:#}"));
+        }
+    }
+    problems
+}
+
 fn server_params(r: &config::Router, s: &config::Server) -> anyhow::Result<ServerParams> {
     let mut p = ServerParams::new(s.addr);
     p.max_concurrent_requests = s.max_concurrent_requests.map(|n| n as usize);

@@ -1101,6 +1101,42 @@ fn bad_files_stop_the_start_naming_the_file() {
     );
 }
 
+/// `switchyard check` opens the certificate and key files as `run` would.
+#[test]
+fn check_opens_the_tls_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let cfg = "admin:\n  ip: 127.0.0.1\n  port: 0\nrouters:\n- protocol: http\n  servers:\n  - ip: 127.0.0.1\n    port: 0\n    tls:\n      certPath: cert.pem\n      keyPath: key.pem\n";
+    std::fs::write(d.join("l.yaml"), cfg).expect("write");
+    let check = || {
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["check", "-c", "l.yaml"])
+            .current_dir(d)
+            .stdin(Stdio::null())
+            .output()
+            .expect("check")
+    };
+    let out = check();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("l.yaml: ") && err.contains("certPath cert.pem"),
+        "{err}"
+    );
+
+    let ca = Ca::new("test CA");
+    let leaf = ca.leaf(&["localhost"], false);
+    put(d, "cert.pem", &leaf.cert);
+    put(d, "key.pem", &leaf.key);
+    let out = check();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("l.yaml: ok"), "{stdout}");
+}
+
 /// An h2 router originates TLS with ALPN h2 to an h2 backend (gRPC meshes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_router_originates_tls() {
