@@ -567,7 +567,7 @@ fn linkerd_examples() {
         match expect {
             // Accepted, but the certificates it names are INDEX.md's
             // placeholders (`/foo/cert.pem`): check opens them and says so.
-            None if TLS_PLACEHOLDERS.contains(&file) => {
+            None if TLS_PLACEHOLDERS.contains(file) => {
                 assert!(!o.ok, "{file}: the placeholder files do not exist");
                 for line in o.stderr.lines() {
                     assert!(
