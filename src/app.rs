@@ -18,6 +18,7 @@ use crate::naming::{DtabFileHandle, FsNamer, InetResolver, Interpreter, Namer, w
 use crate::proxy::{self, RouterServers, Shutdown};
 use crate::routing::{Router, RouterParams, ServerParams};
 use crate::telemetry::{self, TelemetryConfig};
+use crate::tls::{self, ClientTls, ClientTlsRules, ServerTls};
 
 /// How often `/$/inet` host names are resolved again (Linkerd 1's default).
 const INET_REFRESH: Duration = Duration::from_secs(5);
@@ -57,6 +58,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         routers.push(RouterServers { router, servers });
     }
 
+    let admin_tls = match &config.admin.tls {
+        None => None,
+        Some(t) => Some(ServerTls::load(t, "admin", &[tls::ALPN_HTTP11]).context("admin: tls")?),
+    };
     let admin_listener = TcpListener::bind(config.admin.addr)
         .await
         .with_context(|| format!("admin: cannot listen on {}", config.admin.addr))?;
@@ -72,9 +77,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             .collect(),
     };
 
-    proxy::run(
+    proxy::run_with_admin_tls(
         routers,
-        Some((admin_listener, state)),
+        Some((admin_listener, state, admin_tls)),
         shutdown,
         config.admin.shutdown_grace,
     )
@@ -111,8 +116,13 @@ fn build(config: &Config) -> anyhow::Result<Runtime> {
             }
         };
         let interpreter = Interpreter::with_inet(namers.clone(), base, inet.clone());
-        let params = router_params(r);
-        let servers = r.servers.iter().map(server_params).collect();
+        let mut params = router_params(r);
+        params.client_tls = client_tls(r)?;
+        let servers = r
+            .servers
+            .iter()
+            .map(|s| server_params(r, s))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         routers.push((Router::new(params, Arc::new(interpreter)), servers));
     }
     Ok(Runtime {
@@ -159,11 +169,89 @@ fn router_params(r: &config::Router) -> RouterParams {
     p
 }
 
-fn server_params(s: &config::Server) -> ServerParams {
+/// Load every certificate, key and CA file the config names, as `run` would,
+/// and list what fails (for `switchyard check`). Must run inside a runtime:
+/// loading starts the reload watchers, which stop when dropped.
+pub fn check_tls(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(t) = &config.admin.tls
+        && let Err(e) = ServerTls::load(t, "admin", &[tls::ALPN_HTTP11])
+    {
+        problems.push(format!("admin.tls: {e:#}"));
+    }
+    for r in &config.routers {
+        for s in &r.servers {
+            if let Err(e) = server_params(r, s) {
+                problems.push(format!("{e:#}"));
+            }
+        }
+        if let Err(e) = client_tls(r) {
+            problems.push(format!("{e:#}"));
+        }
+    }
+    problems
+}
+
+fn server_params(r: &config::Router, s: &config::Server) -> anyhow::Result<ServerParams> {
     let mut p = ServerParams::new(s.addr);
     p.max_concurrent_requests = s.max_concurrent_requests.map(|n| n as usize);
     p.clear_context = s.clear_context;
-    p
+    if let Some(t) = &s.tls {
+        let name = format!("router {} server {}", r.label, s.addr);
+        p.tls = Some(
+            ServerTls::load(t, name.clone(), server_alpn(r.protocol))
+                .with_context(|| format!("{name}: tls"))?,
+        );
+    }
+    Ok(p)
+}
+
+/// What a TLS server of a router offers through ALPN: an http router also
+/// speaks HTTP/2 (as it does h2c), an h2 router only HTTP/2.
+fn server_alpn(protocol: config::Protocol) -> &'static [&'static [u8]] {
+    match protocol {
+        config::Protocol::Http => &[tls::ALPN_H2, tls::ALPN_HTTP11],
+        config::Protocol::H2 => &[tls::ALPN_H2],
+    }
+}
+
+/// The router's `client.tls` (global, or per `io.l5d.static` entry), loaded.
+fn client_tls(r: &config::Router) -> anyhow::Result<Option<Arc<ClientTlsRules>>> {
+    let alpn: &[&[u8]] = match r.protocol {
+        config::Protocol::Http => &[tls::ALPN_HTTP11],
+        config::Protocol::H2 => &[tls::ALPN_H2],
+    };
+    let load = |t: &tls::ClientTlsSettings, name: String| {
+        ClientTls::load(t, name.clone(), alpn).with_context(|| format!("{name}: tls"))
+    };
+    match &r.client {
+        config::ClientConfig::Global(s) => {
+            let Some(t) = &s.tls else { return Ok(None) };
+            let loaded = load(t, format!("router {} client", r.label))?;
+            Ok(Some(Arc::new(ClientTlsRules::global(
+                loaded,
+                t.common_name.clone(),
+            ))))
+        }
+        config::ClientConfig::Static { configs } => {
+            let mut rules = Vec::new();
+            for c in configs {
+                let Some(t) = &c.settings.tls else { continue };
+                let name = format!("router {} client {}", r.label, c.prefix);
+                let prefix = c.prefix.clone();
+                rules.push(tls::ClientTlsRule {
+                    prefix: prefix.to_string(),
+                    matcher: Arc::new(move |id| prefix.captures(id)),
+                    common_name: t.common_name.clone(),
+                    tls: load(t, name)?,
+                });
+            }
+            if rules.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some(Arc::new(ClientTlsRules::new(rules))))
+        }
+    }
 }
 
 /// `telemetry:` and each router's access log, as telemetry takes them.

@@ -34,6 +34,7 @@ pub mod naming;
 pub mod proxy;
 pub mod routing;
 pub mod service;
+pub mod tls;
 
 pub mod admin;
 pub mod telemetry;

@@ -24,6 +24,7 @@ use crate::dtab::{Dtab, Path};
 use crate::naming::DtabFileHandle;
 use crate::proxy::Shutdown;
 use crate::routing::Router;
+use crate::tls::ServerTls;
 
 /// What the admin server serves, built by the integrator.
 #[derive(Clone)]
@@ -61,6 +62,15 @@ type AdminBody = Full<Bytes>;
 
 /// Serve the admin endpoints on `listener` until `state.shutdown` fires.
 pub async fn serve(listener: TcpListener, state: AdminState) -> std::io::Result<()> {
+    serve_with_tls(listener, state, None).await
+}
+
+/// [`serve`], over TLS when `tls` is given (`admin.tls`).
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    state: AdminState,
+    tls: Option<ServerTls>,
+) -> std::io::Result<()> {
     let state = Arc::new(state);
     let shutdown = state.shutdown.clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -68,7 +78,7 @@ pub async fn serve(listener: TcpListener, state: AdminState) -> std::io::Result<
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             biased;
             _ = shutdown.wait() => break,
             a = listener.accept() => match a {
@@ -85,6 +95,19 @@ pub async fn serve(listener: TcpListener, state: AdminState) -> std::io::Result<
             let st = st.clone();
             async move { Ok::<_, Infallible>(handle(&st, req).await) }
         });
+        if let Some(tls) = &tls {
+            let tls = tls.clone();
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let Ok(stream) = tls.accept(stream, peer).await else {
+                    return; // counted and logged by accept
+                };
+                let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                let _ = watcher.watch(conn.into_owned()).await;
+            });
+            continue;
+        }
         let conn = graceful.watch(
             builder
                 .serve_connection(TokioIo::new(stream), svc)
@@ -117,7 +140,7 @@ fn json(v: &serde_json::Value) -> Response<AdminBody> {
     r
 }
 
-const INDEX: &str = "/ (dashboard)\n/delegator (dtab playground)\n/dtabs.json\n/admin/ping\n/config.json\n/delegator.json?router=&path=&dtab=\n/client_state.json\n/bound-names.json\nPOST /admin/shutdown\n";
+const INDEX: &str = "/ (dashboard)\n/delegator (dtab playground)\n/dtabs.json\n/admin/ping\n/config.json\n/delegator.json?router=&path=&dtab=\n/client_state.json\n/bound-names.json\n/tls.json\nPOST /admin/shutdown\n";
 
 async fn handle(st: &AdminState, req: Request<Incoming>) -> Response<AdminBody> {
     // Metrics, logging level, recent requests.
@@ -157,6 +180,9 @@ async fn handle(st: &AdminState, req: Request<Incoming>) -> Response<AdminBody> 
             json(&serde_json::Value::Object(out))
         }
         (&Method::GET, "/delegator.json") => delegator(st, &query).await,
+        // Handshakes, failures by reason and certificate reloads of every
+        // TLS listener and client config.
+        (&Method::GET, "/tls.json") => json(&crate::tls::stats_json()),
         (&Method::POST, "/admin/shutdown") => {
             tracing::info!("shutdown requested through the admin endpoint");
             st.shutdown.trigger();

@@ -88,6 +88,21 @@ fn report(problems: &[config::Problem]) -> anyhow::Error {
 pub fn check(args: CheckArgs) -> anyhow::Result<()> {
     let problems = crate::config::check(&args.config);
     if problems.is_empty() {
+        // The config is sound; now the files its TLS settings name.
+        let tls = match config::load(&args.config) {
+            Ok(c) => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|rt| rt.block_on(async { crate::app::check_tls(&c) }))
+                .unwrap_or_else(|e| vec![format!("cannot start a runtime: {e}")]),
+            Err(_) => Vec::new(),
+        };
+        if !tls.is_empty() {
+            for p in &tls {
+                eprintln!("{}: {p}", args.config.display());
+            }
+            return Err(anyhow::anyhow!(""));
+        }
         println!("{}: ok", args.config.display());
         return Ok(());
     }

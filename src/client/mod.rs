@@ -291,7 +291,11 @@ impl fmt::Debug for Client {
 impl Client {
     /// A client following `bound`'s endpoint watch until it is dropped.
     pub fn new(bound: &Bound, params: ClientParams) -> Arc<Client> {
-        let upstream = Upstream::new(params.protocol, &params.host_connection_pool);
+        let upstream = Upstream::new(
+            params.protocol,
+            &params.host_connection_pool,
+            params.tls.as_ref(),
+        );
         let shared = Shared::new(bound.id.clone(), params);
         let mut rx = bound.addr.clone();
         let initial =
@@ -622,12 +626,13 @@ impl Drop for Waiting<'_> {
 }
 
 pin_project_lite::pin_project! {
-    /// A response body that holds a guard (the endpoint's outstanding count)
-    /// until it is finished or dropped.
-    struct Guarded<B, G> {
+    /// A body that holds a guard (an endpoint's outstanding count, a
+    /// server's admission slot) until it is finished or dropped, so load is
+    /// counted for as long as the response streams.
+    pub(crate) struct Guarded<B, G> {
         #[pin]
-        inner: B,
-        _guard: G,
+        pub(crate) inner: B,
+        pub(crate) _guard: G,
     }
 }
 

@@ -270,6 +270,10 @@ pub struct ClientSettings {
     /// `hostConnectionPool`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_connection_pool: Option<PoolParams>,
+    /// `tls`: loaded and resolved per bound name by the router's
+    /// `tls::ClientTlsRules` (the last matching entry with `tls` wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Box<crate::tls::ClientTlsSettings>>,
 }
 
 impl ClientSettings {
@@ -466,6 +470,9 @@ pub struct ClientParams {
     pub request_attempt_timeout: Option<Duration>,
     /// `hostConnectionPool`.
     pub host_connection_pool: PoolParams,
+    /// `tls`: originate TLS to the endpoints with this config and name
+    /// (resolved per bound name from the router's client TLS rules).
+    pub tls: Option<crate::tls::client::UpstreamTls>,
 }
 
 impl ClientParams {
@@ -479,6 +486,7 @@ impl ClientParams {
             requeue_budget: Budget::default(),
             request_attempt_timeout: None,
             host_connection_pool: PoolParams::default(),
+            tls: None,
         }
     }
 }

@@ -22,6 +22,9 @@ use tokio::net::TcpStream;
 use super::params::PoolParams;
 use crate::proxy::ProxyBody;
 use crate::routing::Protocol;
+use crate::tls::HandshakeFailure;
+use crate::tls::client::UpstreamTls;
+use crate::tls::connect::TlsConnector;
 
 /// Idle connections are closed after this when `idleTimeMs` is unset.
 const DEFAULT_IDLE: Duration = Duration::from_secs(60);
@@ -41,19 +44,27 @@ pub(crate) struct UpstreamError {
 /// Keep-alive connections to endpoints, per router protocol.
 pub(crate) enum Upstream {
     Http1(Box<Client<HttpConnector, ProxyBody>>),
+    /// HTTP/1.1 over TLS (`client.tls`).
+    Http1Tls(Box<Client<TlsConnector, ProxyBody>>),
     Http2(H2Pool),
 }
 
 #[derive(Default)]
 pub(crate) struct H2Pool {
     conns: Mutex<HashMap<SocketAddr, http2::SendRequest<ProxyBody>>>,
+    /// `client.tls`: originate TLS on each new connection.
+    tls: Option<UpstreamTls>,
 }
 
 impl Upstream {
-    /// Connections for `protocol`; HTTP/1.1 keeps at most
-    /// `hostConnectionPool.maxSize` idle connections per endpoint and closes
-    /// them after `idleTimeMs` (60 s when unset).
-    pub(crate) fn new(protocol: Protocol, pool: &PoolParams) -> Upstream {
+    /// Connections for `protocol`, over TLS when `tls` is given; HTTP/1.1
+    /// keeps at most `hostConnectionPool.maxSize` idle connections per
+    /// endpoint and closes them after `idleTimeMs` (60 s when unset).
+    pub(crate) fn new(
+        protocol: Protocol,
+        pool: &PoolParams,
+        tls: Option<&UpstreamTls>,
+    ) -> Upstream {
         match protocol {
             Protocol::Http => {
                 let mut connector = HttpConnector::new();
@@ -68,10 +79,17 @@ impl Upstream {
                 if let Some(max) = pool.max_size {
                     builder.pool_max_idle_per_host(max as usize);
                 }
-                let client = builder.build(connector);
-                Upstream::Http1(Box::new(client))
+                match tls {
+                    None => Upstream::Http1(Box::new(builder.build(connector))),
+                    Some(tls) => Upstream::Http1Tls(Box::new(
+                        builder.build(TlsConnector::new(connector, tls.clone())),
+                    )),
+                }
             }
-            Protocol::H2 => Upstream::Http2(H2Pool::default()),
+            Protocol::H2 => Upstream::Http2(H2Pool {
+                conns: Mutex::default(),
+                tls: tls.cloned(),
+            }),
         }
     }
 
@@ -87,6 +105,10 @@ impl Upstream {
                 connect: e.is_connect(),
                 cause: error_chain(&e),
             }),
+            Upstream::Http1Tls(client) => client
+                .request(req)
+                .await
+                .map_err(|e| tls_error(e.is_connect(), &e)),
             Upstream::Http2(pool) => pool.send(addr, req).await,
         }
     }
@@ -117,16 +139,16 @@ impl H2Pool {
             Err(_) => return Err(connect_err(format!("connect to {addr}: timed out"))),
         };
         let _ = stream.set_nodelay(true);
-        let (send, conn) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| connect_err(format!("h2 handshake with {addr}: {}", error_chain(&e))))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%addr, error = %e, "h2 connection ended");
+        let send = match &self.tls {
+            None => h2_handshake(stream, addr).await?,
+            Some(tls) => {
+                let stream = tls.connect(stream, addr).await.map_err(|f| UpstreamError {
+                    connect: true,
+                    cause: format!("{addr}: {f}"),
+                })?;
+                h2_handshake(stream, addr).await?
             }
-        });
+        };
         self.lock().insert(addr, send.clone());
         Ok(send)
     }
@@ -139,15 +161,54 @@ impl H2Pool {
         let mut send = self.connection(addr).await?;
         if let Err(e) = send.ready().await {
             self.lock().remove(&addr);
-            return Err(UpstreamError {
-                connect: true,
-                cause: error_chain(&e),
-            });
+            return Err(tls_error(true, &e));
         }
-        send.send_request(req).await.map_err(|e| UpstreamError {
-            connect: false,
-            cause: error_chain(&e),
-        })
+        send.send_request(req)
+            .await
+            .map_err(|e| tls_error(false, &e))
+    }
+}
+
+/// The HTTP/2 handshake on a fresh connection (plain or TLS); the
+/// connection is driven by its own task.
+async fn h2_handshake<T>(
+    io: T,
+    addr: SocketAddr,
+) -> Result<http2::SendRequest<ProxyBody>, UpstreamError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, conn) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| {
+            let mut u = tls_error(true, &e);
+            u.cause = format!("h2 handshake with {addr}: {}", u.cause);
+            u
+        })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%addr, error = %e, "h2 connection ended");
+        }
+    });
+    Ok(send)
+}
+
+/// An upstream error, told as a TLS failure when one is in its chain. A
+/// certificate refused by the endpoint shows only once the client sends
+/// (TLS 1.3 checks the client's certificate after the client's side of the
+/// handshake is done): such a request never reached the application.
+fn tls_error(connect: bool, e: &(dyn std::error::Error + 'static)) -> UpstreamError {
+    match HandshakeFailure::find_in(e) {
+        Some(f) => UpstreamError {
+            connect: connect || f.before_request(),
+            cause: f.to_string(),
+        },
+        None => UpstreamError {
+            connect,
+            cause: error_chain(e),
+        },
     }
 }
 

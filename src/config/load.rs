@@ -159,6 +159,7 @@ impl Builder<'_> {
                 shutdown_grace: a
                     .shutdown_grace_ms
                     .map_or(model::DEFAULT_SHUTDOWN_GRACE, Duration::from_millis),
+                tls: a.tls.and_then(|t| self.server_tls("admin.tls", t)),
             },
         };
         let namers = f
@@ -300,6 +301,9 @@ impl Builder<'_> {
                 ),
                 max_concurrent_requests: s.max_concurrent_requests,
                 clear_context: s.clear_context.unwrap_or(false),
+                tls: s
+                    .tls
+                    .and_then(|t| self.server_tls(&format!("{at}.servers[{j}].tls"), t)),
             })
             .collect();
         let client = match r.client {
@@ -442,6 +446,9 @@ impl Builder<'_> {
 
     /// Checks across a client's keys the schema cannot express.
     fn client_settings(&mut self, at: &str, s: &model::ClientSettings) {
+        if let Some(t) = &s.tls {
+            self.client_tls_check(at, t);
+        }
         if let Some(fa) = &s.failure_accrual
             && let model::Backoff::Jittered { min, max } = fa.backoff()
             && min > max
@@ -558,6 +565,48 @@ impl Builder<'_> {
                 header: header.unwrap_or_else(|| ":path".into()),
                 segments,
             },
+        }
+    }
+
+    /// `protocols: [TLSv1.2, ...]`.
+    fn tls_protocols(&mut self, key: &str, list: Option<Vec<String>>) -> Vec<model::TlsVersion> {
+        let mut out = Vec::new();
+        for (k, p) in list.unwrap_or_default().into_iter().enumerate() {
+            match p.parse::<model::TlsVersion>() {
+                Ok(v) => out.push(v),
+                Err(e) => self.problem(
+                    &format!("{key}.protocols[{k}]"),
+                    format!("{key}.protocols[{k}]: {e}"),
+                ),
+            }
+        }
+        out
+    }
+
+    /// `servers[].tls` / `admin.tls`; `None` when `enabled: false`.
+    fn server_tls(&mut self, key: &str, t: raw::ServerTls) -> Option<model::ServerTlsSettings> {
+        if t.enabled == Some(false) {
+            return None;
+        }
+        let settings = model::ServerTlsSettings {
+            cert_path: PathBuf::from(t.cert_path),
+            key_path: PathBuf::from(t.key_path),
+            intermediate_certs_path: t.intermediate_certs_path.map(PathBuf::from),
+            ca_cert_path: t.ca_cert_path.map(PathBuf::from),
+            require_client_auth: t.require_client_auth.unwrap_or(false),
+            protocols: self.tls_protocols(key, t.protocols),
+        };
+        if let Err(e) = settings.check() {
+            self.problem(key, format!("{key}: {e}"));
+        }
+        Some(settings)
+    }
+
+    /// `client.tls` of a client entry: settings that cannot work.
+    fn client_tls_check(&mut self, at: &str, t: &model::ClientTlsSettings) {
+        let key = format!("{at}.tls");
+        if let Err(e) = t.check() {
+            self.problem(&key, e.to_string().replacen("client.tls", &key, 1));
         }
     }
 

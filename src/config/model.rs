@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 use crate::dtab::{Dtab, Path};
+pub use crate::tls::{ClientTlsSettings, ServerTlsSettings, TlsVersion};
 
 pub use crate::client::{
     Backoff, Budget, ClientConfig, ClientPrefix, ClientSettings, FailureAccrual, LoadBalancer,
@@ -54,6 +55,9 @@ pub struct Admin {
     /// `shutdownGraceMs`; default 10 s.
     #[serde(rename = "shutdownGraceMs", serialize_with = "ser_ms")]
     pub shutdown_grace: Duration,
+    /// `tls`: serve the admin endpoints over TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServerTlsSettings>,
 }
 
 /// Default admin address, as Linkerd 1: loopback, port 9990.
@@ -66,6 +70,7 @@ impl Default for Admin {
         Admin {
             addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_ADMIN_PORT),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            tls: None,
         }
     }
 }
@@ -233,6 +238,9 @@ pub struct Server {
     pub max_concurrent_requests: Option<u32>,
     /// `clearContext`: strip `l5d-*` headers from inbound requests; default false.
     pub clear_context: bool,
+    /// `tls`: terminate TLS on this server (absent, or `enabled: false`: plaintext).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServerTlsSettings>,
 }
 
 /// A router's `client:`; `kind: io.l5d.global` (the default) or
@@ -305,6 +313,7 @@ pub(crate) mod raw {
         pub ip: Option<String>,
         pub port: Option<u16>,
         pub shutdown_grace_ms: Option<u64>,
+        pub tls: Option<ServerTls>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -397,6 +406,19 @@ pub(crate) mod raw {
         pub port: Option<u16>,
         pub max_concurrent_requests: Option<u32>,
         pub clear_context: Option<bool>,
+        pub tls: Option<ServerTls>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct ServerTls {
+        pub enabled: Option<bool>,
+        pub cert_path: String,
+        pub key_path: String,
+        pub intermediate_certs_path: Option<String>,
+        pub ca_cert_path: Option<String>,
+        pub require_client_auth: Option<bool>,
+        pub protocols: Option<Vec<String>>,
     }
 
     #[derive(Debug, Deserialize)]

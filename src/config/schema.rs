@@ -159,11 +159,11 @@ static ADMIN: Obj = Obj {
         opt("ip", Ty::Str),
         opt("port", PORT),
         opt("shutdownGraceMs", MILLIS),
+        opt("tls", Ty::Obj(&SERVER_TLS)),
     ],
     unsupported: &[
         "socketOptions",
         "httpIdentifierPort",
-        "tls",
         "security",
         "workerThreads",
     ],
@@ -301,10 +301,10 @@ static HTTP_SERVER: Obj = Obj {
         opt("port", PORT),
         opt("maxConcurrentRequests", POSITIVE),
         opt("clearContext", Ty::Bool),
+        opt("tls", Ty::Obj(&SERVER_TLS)),
     ],
     unsupported: &[
         "socketOptions",
-        "tls",
         "announce",
         "serverSession",
         "addForwardedHeader",
@@ -312,11 +312,48 @@ static HTTP_SERVER: Obj = Obj {
     ],
 };
 
+// ---------------------------------------------------------------------- tls
+
+/// `servers[].tls` and `admin.tls`.
+static SERVER_TLS: Obj = Obj {
+    fields: &[
+        opt("enabled", Ty::Bool),
+        req("certPath", Ty::Str),
+        req("keyPath", Ty::Str),
+        opt("intermediateCertsPath", Ty::Str),
+        opt("caCertPath", Ty::Str),
+        opt("requireClientAuth", Ty::Bool),
+        opt("protocols", Ty::List(&Ty::Str)),
+    ],
+    unsupported: &["ciphers"],
+};
+
+/// `client.tls`.
+static CLIENT_TLS: Obj = Obj {
+    fields: &[
+        opt("commonName", Ty::Str),
+        opt("trustCertsBundle", Ty::Str),
+        opt("trustCerts", Ty::List(&Ty::Str)),
+        opt("disableValidation", Ty::Bool),
+        opt("clientAuth", Ty::Obj(&CLIENT_AUTH)),
+        opt("protocols", Ty::List(&Ty::Str)),
+    ],
+    unsupported: &["ciphers", "enabled"],
+};
+
+static CLIENT_AUTH: Obj = Obj {
+    fields: &[
+        req("certPath", Ty::Str),
+        req("keyPath", Ty::Str),
+        opt("intermediateCertsPath", Ty::Str),
+    ],
+    unsupported: &[],
+};
+
 static H2_SERVER: Obj = Obj {
     fields: HTTP_SERVER.fields,
     unsupported: &[
         "socketOptions",
-        "tls",
         "announce",
         "serverSession",
         "addForwardedHeader",
@@ -428,6 +465,7 @@ const CLIENT_FIELDS: &[Field] = &[
     opt("requeueBudget", Ty::Obj(&BUDGET)),
     opt("requestAttemptTimeoutMs", MILLIS),
     opt("hostConnectionPool", Ty::Obj(&HOST_CONNECTION_POOL)),
+    opt("tls", Ty::Obj(&CLIENT_TLS)),
 ];
 
 /// An `io.l5d.static` entry: a prefix and the client keys.
@@ -438,6 +476,7 @@ const STATIC_ENTRY_FIELDS: &[Field] = &[
     opt("requeueBudget", Ty::Obj(&BUDGET)),
     opt("requestAttemptTimeoutMs", MILLIS),
     opt("hostConnectionPool", Ty::Obj(&HOST_CONNECTION_POOL)),
+    opt("tls", Ty::Obj(&CLIENT_TLS)),
 ];
 
 /// Client keys of Linkerd 1 common to http and h2, not supported yet.
@@ -446,7 +485,6 @@ macro_rules! client_unsupported {
         &[
             "failFast",
             "clientSession",
-            "tls",
             "socketOptions",
             "forwardClientCert",
             "requestAuthorizers",

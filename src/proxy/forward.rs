@@ -1,16 +1,13 @@
 //! One request through the proxy: admission, loop guard, per-request dtab,
 //! identification, routing, endpoint choice, forwarding and the response.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::header::{HOST, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use rand::Rng;
@@ -20,7 +17,7 @@ use super::error::ProxyError;
 use super::headers::{
     self, L5D_CTX_DTAB, L5D_DST_CLIENT, L5D_DST_RESIDUAL, L5D_DST_SERVICE, L5D_REQID,
 };
-use crate::client::{CallBody, CallCtx, ClientError, Reply};
+use crate::client::{CallBody, CallCtx, ClientError, Guarded, Reply};
 use crate::dtab::Path;
 use crate::routing::{Protocol, Router, ServerParams, identify, strip_segments};
 use crate::service::retry::{self, Attempted, Expiry, Limit};
@@ -308,35 +305,5 @@ fn client_error(e: ClientError, dst: &Path, client: &Path) -> ProxyError {
 fn put(h: &mut http::HeaderMap, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         h.insert(name, v);
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A response body that holds the server's admission slot until it is
-    /// finished or dropped.
-    struct Guarded<B, G> {
-        #[pin]
-        inner: B,
-        _guard: G,
-    }
-}
-
-impl<B: Body<Data = Bytes>, G> Body for Guarded<B, G> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.project().inner.poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

@@ -16,7 +16,7 @@ mod run;
 mod server;
 
 pub use error::ProxyError;
-pub use run::{RouterServers, run};
+pub use run::{RouterServers, run, run_with_admin_tls};
 pub use server::{Shutdown, serve, shutdown_on_signals};
 
 /// Body type flowing through the proxy both ways: streamed frame by frame,

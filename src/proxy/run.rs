@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use super::server::{Shutdown, serve, shutdown_on_signals};
 use crate::admin::{self, AdminState};
 use crate::routing::{Router, ServerParams};
+use crate::tls::ServerTls;
 
 /// One router and its already-bound server listeners.
 pub struct RouterServers {
@@ -29,6 +30,18 @@ pub async fn run(
     shutdown: Shutdown,
     grace: Duration,
 ) -> std::io::Result<()> {
+    let admin = admin.map(|(l, s)| (l, s, None));
+    run_with_admin_tls(routers, admin, shutdown, grace).await
+}
+
+/// [`run`], with the admin server over TLS when its `ServerTls` is given
+/// (`admin.tls`).
+pub async fn run_with_admin_tls(
+    routers: Vec<RouterServers>,
+    admin: Option<(TcpListener, AdminState, Option<ServerTls>)>,
+    shutdown: Shutdown,
+    grace: Duration,
+) -> std::io::Result<()> {
     let signals = tokio::spawn(shutdown_on_signals(shutdown.clone()));
     let mut tasks = Vec::new();
     for rs in routers {
@@ -42,8 +55,8 @@ pub async fn run(
             )));
         }
     }
-    if let Some((listener, state)) = admin {
-        tasks.push(tokio::spawn(admin::serve(listener, state)));
+    if let Some((listener, state, tls)) = admin {
+        tasks.push(tokio::spawn(admin::serve_with_tls(listener, state, tls)));
     }
     let mut first_err = None;
     for t in tasks {

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use super::forward::Forwarder;
 use crate::routing::{Protocol, Router, ServerParams};
 use crate::telemetry::ServerTelemetry;
+use crate::tls::server::Negotiated;
 
 /// A shutdown trigger shared by every server and the admin endpoint.
 ///
@@ -104,6 +105,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let protocol = router.params().protocol;
     let label = router.label().to_string();
+    let server_tls = server.tls.clone();
     let clear_context = server.clear_context;
     let forwarder = Arc::new(Forwarder::new(router, server));
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -142,6 +144,29 @@ pub async fn serve(
                 Ok::<_, Infallible>(tel.finish(started, fw.handle(req).await))
             }
         });
+        if let Some(tls) = &server_tls {
+            // The handshake runs in the connection's task, never in the
+            // accept loop: a slow client must not hold up the others.
+            let tls = tls.clone();
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let _open = open;
+                let Ok(stream) = tls.accept(stream, peer).await else {
+                    return; // counted and logged by accept
+                };
+                let builder = match crate::tls::server::negotiated(&stream) {
+                    Negotiated::H2 => builder.http2_only(),
+                    Negotiated::Http11 => builder.http1_only(),
+                    Negotiated::None => builder,
+                };
+                let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                if let Err(e) = watcher.watch(conn.into_owned()).await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+            continue;
+        }
         let conn = builder
             .serve_connection(TokioIo::new(stream), svc)
             .into_owned();

@@ -100,6 +100,8 @@ pub struct RouterParams {
     pub binding_idle_ttl: Duration,
     /// `service`: retries, classifier and timeouts per logical name.
     pub service: crate::service::ServiceConfig,
+    /// `client.tls`: which bound clients' endpoints get TLS; `None` for plaintext.
+    pub client_tls: Option<std::sync::Arc<crate::tls::ClientTlsRules>>,
 }
 
 impl RouterParams {
@@ -118,6 +120,7 @@ impl RouterParams {
             client_cache_capacity: 1000,
             binding_idle_ttl: Duration::from_secs(600),
             service: crate::service::ServiceConfig::default(),
+            client_tls: None,
         }
     }
 }
@@ -131,6 +134,8 @@ pub struct ServerParams {
     pub max_concurrent_requests: Option<usize>,
     /// `clearContext`: drop inbound `l5d-ctx-*`, `l5d-dtab` and `l5d-sample`.
     pub clear_context: bool,
+    /// `tls`: terminate TLS with this (loaded, reloading) config.
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 impl ServerParams {
@@ -140,6 +145,7 @@ impl ServerParams {
             addr,
             max_concurrent_requests: None,
             clear_context: false,
+            tls: None,
         }
     }
 }

@@ -156,6 +156,8 @@ struct ClientCache {
     config: ClientConfig,
     /// The router-level attempt timeout, when the client config sets none.
     attempt_timeout: Option<Duration>,
+    /// `client.tls`, by bound name.
+    tls: Option<Arc<crate::tls::ClientTlsRules>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -188,6 +190,9 @@ impl ClientCache {
         p.router.clone_from(&self.router);
         if p.request_attempt_timeout.is_none() {
             p.request_attempt_timeout = self.attempt_timeout;
+        }
+        if let Some(rules) = &self.tls {
+            p.tls = rules.for_client(id);
         }
         p
     }
@@ -268,6 +273,7 @@ impl Router {
             protocol: params.protocol,
             config: params.client.clone(),
             attempt_timeout: params.request_timeout,
+            tls: params.client_tls.clone(),
         });
         Router {
             inner: Arc::new(Inner {
