@@ -5,10 +5,8 @@
 //! binary with ports 0 and reads the addresses it announces on stderr.
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -87,98 +85,13 @@ impl Drop for Backend {
 
 // === the proxy process ===
 
-struct Proxy {
-    child: Child,
-    router: SocketAddr,
-    admin: SocketAddr,
-    stderr: Arc<Mutex<String>>,
-}
+mod support;
 
-impl Proxy {
-    /// Start `switchyard run -c <dir>/linkerd.yaml` with cwd `dir`.
-    fn start(dir: &Path, config: &str) -> Proxy {
-        let cfg = dir.join("linkerd.yaml");
-        std::fs::write(&cfg, config).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(["run", "-c"])
-            .arg(&cfg)
-            .args(["--threads", "2"])
-            .current_dir(dir)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn switchyard");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        let log = Arc::new(Mutex::new(String::new()));
-        let log2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(mut l) = log2.lock() {
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-                let _ = tx.send(line);
-            }
-        });
-        let (mut router, mut admin) = (None, None);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while router.is_none() || admin.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = match rx.recv_timeout(left) {
-                Ok(l) => l,
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!(
-                        "switchyard did not announce its listeners:\n{}",
-                        log.lock().map(|l| l.clone()).unwrap_or_default()
-                    );
-                }
-            };
-            if let Some(a) = announced(&line, "router listening") {
-                router = Some(a);
-            }
-            if let Some(a) = announced(&line, "admin listening") {
-                admin = Some(a);
-            }
-        }
-        Proxy {
-            child,
-            router: router.expect("router"),
-            admin: admin.expect("admin"),
-            stderr: log,
-        }
-    }
+/// The real binary, run in a test's own directory.
+type Proxy = support::process::Switchyard;
 
-    fn log(&self) -> String {
-        self.stderr.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `... router listening ... addr=127.0.0.1:4140` → the address.
-fn announced(line: &str, what: &str) -> Option<SocketAddr> {
-    if !line.contains(what) {
-        return None;
-    }
-    line.split(|c: char| c.is_whitespace() || c == '=' || c == '"')
-        .find_map(|w| w.parse::<SocketAddr>().ok())
+fn start(dir: &Path, config: &str) -> Proxy {
+    Proxy::start_in(dir, config, "info")
 }
 
 /// A temporary directory with `disco/` and a dtab file, plus a config using them.
@@ -288,7 +201,7 @@ async fn routes_by_host_through_fs_namer_and_reports_unknown_names() {
     let a = Backend::start("A").await;
     let site = Site::new("/svc => /#/io.l5d.fs;\n");
     site.write_service("web", &a.line());
-    let proxy = Proxy::start(site.path(), site.config());
+    let proxy = start(site.path(), site.config());
     let c = client();
 
     let ok = get(&c, proxy.router, "web", "/", &[]).await;
@@ -322,7 +235,7 @@ async fn weighted_split_and_failover() {
     site.write_service("users-v1", &v1.line());
     site.write_service("users-v2", &v2.line());
     site.write_service("shop", &v1.line());
-    let proxy = Proxy::start(site.path(), site.config());
+    let proxy = start(site.path(), site.config());
     let c = client();
 
     let n = 1000;
@@ -356,7 +269,7 @@ async fn l5d_dtab_overrides_one_request_only_and_bad_header_is_400() {
     let site = Site::new("/svc => /#/io.l5d.fs;\n");
     site.write_service("web", &a.line());
     site.write_service("web-v2", &b.line());
-    let proxy = Proxy::start(site.path(), site.config());
+    let proxy = start(site.path(), site.config());
     let c = client();
 
     let over = get(
@@ -408,13 +321,13 @@ async fn ctx_dtab_is_carried_through_two_chained_switchyards() {
     let second = Site::new("/svc => /#/io.l5d.fs;\n");
     second.write_service("web", &a.line());
     second.write_service("web-v2", &b.line());
-    let hop2 = Proxy::start(second.path(), second.config());
+    let hop2 = start(second.path(), second.config());
     // The first hop sends everything to the second hop.
     let first = Site::new(&format!(
         "/svc => /$/inet/127.0.0.1/{};\n",
         hop2.router.port()
     ));
-    let hop1 = Proxy::start(first.path(), first.config());
+    let hop1 = start(first.path(), first.config());
     let c = client();
 
     assert_eq!(get(&c, hop1.router, "web", "/", &[]).await.body, "A");
@@ -436,7 +349,7 @@ async fn dtab_and_endpoint_edits_take_effect_live_and_bad_dtab_is_rejected() {
     let site = Site::new("/svc => /#/io.l5d.fs;\n");
     site.write_service("web", &a.line());
     site.write_service("web-v2", &b.line());
-    let proxy = Proxy::start(site.path(), site.config());
+    let proxy = start(site.path(), site.config());
     let c = client();
     assert_eq!(get(&c, proxy.router, "web", "/", &[]).await.body, "A");
 
@@ -486,7 +399,7 @@ async fn no_request_fails_while_dtab_and_endpoints_churn() {
     let site = Arc::new(Site::new("/svc => /#/io.l5d.fs;\n"));
     site.write_service("web", &a.line());
     site.write_service("web-v2", &b.line());
-    let proxy = Proxy::start(site.path(), site.config());
+    let proxy = start(site.path(), site.config());
     let router = proxy.router;
 
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -552,7 +465,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let a = Backend::start("A").await;
     let site = Site::new("/svc => /#/io.l5d.fs;\n");
     site.write_service("web", &a.line());
-    let mut proxy = Proxy::start(site.path(), site.config());
+    let mut proxy = start(site.path(), site.config());
     let router = proxy.router;
 
     let slow = tokio::spawn(async move { get(&client(), router, "web", "/slow", &[]).await });
@@ -563,7 +476,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
 
     let start = Instant::now();
     let status = loop {
-        if let Some(s) = proxy.child.try_wait().expect("wait") {
+        if let Some(s) = proxy.try_wait() {
             break s;
         }
         assert!(

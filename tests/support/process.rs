@@ -16,20 +16,29 @@ pub struct Switchyard {
     /// The admin server.
     pub admin: SocketAddr,
     log: Arc<Mutex<String>>,
-    _dir: tempfile::TempDir,
+    /// The temporary directory it runs in, when it owns one.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Switchyard {
     /// Start with `config` (YAML) and `RUST_LOG=rust_log`.
     pub fn start(config: &str, rust_log: &str) -> Switchyard {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = dir.path().join("linkerd.yaml");
+        let mut s = Switchyard::start_in(dir.path(), config, rust_log);
+        s._dir = Some(dir);
+        s
+    }
+
+    /// Start in `dir` (its working directory, where the config is written),
+    /// for tests that lay out namer and dtab files there themselves.
+    pub fn start_in(dir: &std::path::Path, config: &str, rust_log: &str) -> Switchyard {
+        let cfg = dir.join("linkerd.yaml");
         std::fs::write(&cfg, config).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .args(["run", "-c"])
             .arg(&cfg)
             .args(["--threads", "2"])
-            .current_dir(dir.path())
+            .current_dir(dir)
             .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -71,8 +80,23 @@ impl Switchyard {
             router: router.expect("router"),
             admin: admin.expect("admin"),
             log,
-            _dir: dir,
+            _dir: None,
         }
+    }
+
+    /// Send a signal (`TERM`, `INT`) to the process.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{sig} failed");
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("wait")
     }
 
     /// Everything it logged so far.
