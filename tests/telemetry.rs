@@ -78,84 +78,13 @@ async fn backend() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     .await
 }
 
-struct Proxy {
-    child: Child,
-    router: SocketAddr,
-    admin: SocketAddr,
-    stderr: Arc<Mutex<String>>,
-}
+mod support;
 
-impl Proxy {
-    fn start(dir: &Path, config: &str) -> Proxy {
-        let cfg = dir.join("linkerd.yaml");
-        std::fs::write(&cfg, config).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(["run", "-c"])
-            .arg(&cfg)
-            .args(["--threads", "2"])
-            .current_dir(dir)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn switchyard");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        let log = Arc::new(Mutex::new(String::new()));
-        let log2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(mut l) = log2.lock() {
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-                let _ = tx.send(line);
-            }
-        });
-        let (mut router, mut admin) = (None, None);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while router.is_none() || admin.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(line) = rx.recv_timeout(left) else {
-                let _ = child.kill();
-                panic!(
-                    "switchyard did not announce its listeners:\n{}",
-                    log.lock().map(|l| l.clone()).unwrap_or_default()
-                );
-            };
-            if let Some(a) = announced(&line, "router listening") {
-                router = Some(a);
-            }
-            if let Some(a) = announced(&line, "admin listening") {
-                admin = Some(a);
-            }
-        }
-        Proxy {
-            child,
-            router: router.expect("router"),
-            admin: admin.expect("admin"),
-            stderr: log,
-        }
-    }
+/// The real binary, run in a test's own directory.
+type Proxy = support::process::Switchyard;
 
-    fn log(&self) -> String {
-        self.stderr.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn announced(line: &str, what: &str) -> Option<SocketAddr> {
-    if !line.contains(what) {
-        return None;
-    }
-    line.split(|c: char| c.is_whitespace() || c == '=' || c == '"')
-        .find_map(|w| w.parse::<SocketAddr>().ok())
+fn start(dir: &Path, config: &str) -> Proxy {
+    Proxy::start_in(dir, config, "info")
 }
 
 /// A temp dir with `disco/<name>` files and a router `out` using them.
@@ -269,7 +198,7 @@ async fn counters_exposition_access_log_and_admin_endpoints() {
     need("promtool");
     let (web, _web_task) = backend().await;
     let dir = site(&[("web", web)]);
-    let proxy = Proxy::start(
+    let proxy = start(
         dir.path(),
         &config(
             "  httpAccessLog: access.log\n",
@@ -464,7 +393,7 @@ async fn dtab_reloads_and_rejections_are_counted() {
         "",
     )
     .replace("  dtab: /svc => /#/io.l5d.fs\n", "");
-    let proxy = Proxy::start(dir.path(), &cfg);
+    let proxy = start(dir.path(), &cfg);
     let c = client();
     let prom_url = format!("http://{}/admin/metrics/prometheus", proxy.admin);
     let wait_for = |series: &'static str| {
@@ -507,7 +436,7 @@ async fn prefix_and_path_from_config() {
     need("promtool");
     let (web, _web_task) = backend().await;
     let dir = site(&[("web", web)]);
-    let proxy = Proxy::start(
+    let proxy = start(
         dir.path(),
         &config(
             "",
@@ -544,7 +473,7 @@ async fn a_real_prometheus_scrapes_switchyard() {
     need("prometheus");
     let (web, _web_task) = backend().await;
     let dir = site(&[("web", web)]);
-    let proxy = Proxy::start(dir.path(), &config("", ""));
+    let proxy = start(dir.path(), &config("", ""));
     let c = client();
     let url = format!("http://{}/", proxy.router);
     for _ in 0..3 {
@@ -687,11 +616,11 @@ async fn spans_of_two_chained_switchyards_reach_zipkin() {
     // what its caller sampled.
     let inner_dir = site(&[("web", web)]);
     let inner_cfg = config("", &zipkin("0.0")).replace("label: out", "label: inner");
-    let inner = Proxy::start(inner_dir.path(), &inner_cfg);
+    let inner = start(inner_dir.path(), &inner_cfg);
     // Outer: routes `web` to the inner switchyard; samples everything.
     let outer_dir = site(&[("web", inner.router)]);
     let outer_cfg = config("", &zipkin("1.0")).replace("label: out", "label: outer");
-    let outer = Proxy::start(outer_dir.path(), &outer_cfg);
+    let outer = start(outer_dir.path(), &outer_cfg);
 
     let c = client();
     let url = format!("http://{}/", outer.router);

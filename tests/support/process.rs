@@ -58,7 +58,7 @@ impl Switchyard {
             }
         });
         let (mut router, mut admin) = (None, None);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while router.is_none() || admin.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let Ok(line) = rx.recv_timeout(left) else {
