@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::failure::{HandshakeFailure, Reason, TlsStats};
-use super::reload::{Build, Contents, Reloading, Source};
+use super::reload::{Contents, Reloading, Source};
 use super::server::HANDSHAKE_TIMEOUT;
 use super::{TlsError, TlsVersion, files, provider, versions};
 use crate::dtab::Path;
@@ -240,15 +240,7 @@ impl ClientTls {
         name: impl Into<String>,
         alpn: &[&[u8]],
     ) -> Result<ClientTls, TlsError> {
-        settings.check()?;
-        let stats = TlsStats::new(name);
-        let s = settings.clone();
-        let alpn: Vec<Vec<u8>> = alpn.iter().map(|p| p.to_vec()).collect();
-        let build: Arc<Build<ClientConfig>> = Arc::new(move |c: &Contents, strict| {
-            let alpn: Vec<&[u8]> = alpn.iter().map(Vec::as_slice).collect();
-            s.build(c, strict, &alpn)
-        });
-        let config = Reloading::start(settings.sources(), stats, build)?;
+        let config = super::reload::load(settings, name, alpn)?;
         Ok(ClientTls { config })
     }
 
@@ -605,5 +597,26 @@ mod serde_tests {
         assert_eq!(s.protocols, vec![TlsVersion::Tls13]);
         assert!(serde_json::from_str::<ClientTlsSettings>(r#"{"protocols": ["SSLv3"]}"#).is_err());
         assert!(serde_json::from_str::<ClientTlsSettings>(r#"{"bogus": 1}"#).is_err());
+    }
+}
+
+impl super::reload::Settings for ClientTlsSettings {
+    type Config = ClientConfig;
+
+    fn check(&self) -> Result<(), TlsError> {
+        ClientTlsSettings::check(self)
+    }
+
+    fn sources(&self) -> Vec<Source> {
+        ClientTlsSettings::sources(self)
+    }
+
+    fn build(
+        &self,
+        contents: &Contents,
+        strict: bool,
+        alpn: &[&[u8]],
+    ) -> Result<ClientConfig, TlsError> {
+        ClientTlsSettings::build(self, contents, strict, alpn)
     }
 }

@@ -88,6 +88,42 @@ impl Contents {
 /// warned about, since the one in service is the better choice.
 pub type Build<T> = dyn Fn(&Contents, bool) -> Result<T, TlsError> + Send + Sync;
 
+/// Settings that name the files a rustls config is built from: what server
+/// and client TLS have in common, so both load and reload the same way.
+pub(crate) trait Settings: Clone + Send + Sync + 'static {
+    /// The rustls config built.
+    type Config: Send + Sync + 'static;
+    /// Check the settings themselves, before any file is read.
+    fn check(&self) -> Result<(), TlsError>;
+    /// The files to read and watch.
+    fn sources(&self) -> Vec<Source>;
+    /// Build the config from file contents, offering `alpn`.
+    fn build(
+        &self,
+        contents: &Contents,
+        strict: bool,
+        alpn: &[&[u8]],
+    ) -> Result<Self::Config, TlsError>;
+}
+
+/// Load `settings`' files now (errors are fatal and name the file) and
+/// follow them from then on; `name` labels logs and `/tls.json`.
+pub(crate) fn load<S: Settings>(
+    settings: &S,
+    name: impl Into<String>,
+    alpn: &[&[u8]],
+) -> Result<Arc<Reloading<S::Config>>, TlsError> {
+    settings.check()?;
+    let stats = TlsStats::new(name);
+    let s = settings.clone();
+    let alpn: Vec<Vec<u8>> = alpn.iter().map(|p| p.to_vec()).collect();
+    let build: Arc<Build<S::Config>> = Arc::new(move |c: &Contents, strict| {
+        let alpn: Vec<&[u8]> = alpn.iter().map(Vec::as_slice).collect();
+        s.build(c, strict, &alpn)
+    });
+    Reloading::start(settings.sources(), stats, build)
+}
+
 /// A config that follows its files.
 pub struct Reloading<T> {
     current: ArcSwap<T>,

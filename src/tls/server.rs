@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 use super::failure::{HandshakeFailure, Reason, TlsStats};
-use super::reload::{Build, Contents, Reloading, Source};
+use super::reload::{Contents, Reloading, Source};
 use super::{TlsError, TlsVersion, files, provider, versions};
 
 /// How long a client may take to finish the handshake.
@@ -171,15 +171,7 @@ impl ServerTls {
         name: impl Into<String>,
         alpn: &[&[u8]],
     ) -> Result<ServerTls, TlsError> {
-        settings.check()?;
-        let stats = TlsStats::new(name);
-        let s = settings.clone();
-        let alpn: Vec<Vec<u8>> = alpn.iter().map(|p| p.to_vec()).collect();
-        let build: Arc<Build<ServerConfig>> = Arc::new(move |c: &Contents, strict| {
-            let alpn: Vec<&[u8]> = alpn.iter().map(Vec::as_slice).collect();
-            s.build(c, strict, &alpn)
-        });
-        let config = Reloading::start(settings.sources(), stats, build)?;
+        let config = super::reload::load(settings, name, alpn)?;
         Ok(ServerTls { config })
     }
 
@@ -248,5 +240,26 @@ pub fn negotiated(stream: &TlsStream<TcpStream>) -> Negotiated {
         Some(p) if p == super::ALPN_H2 => Negotiated::H2,
         Some(p) if p == super::ALPN_HTTP11 => Negotiated::Http11,
         _ => Negotiated::None,
+    }
+}
+
+impl super::reload::Settings for ServerTlsSettings {
+    type Config = ServerConfig;
+
+    fn check(&self) -> Result<(), TlsError> {
+        ServerTlsSettings::check(self)
+    }
+
+    fn sources(&self) -> Vec<Source> {
+        ServerTlsSettings::sources(self)
+    }
+
+    fn build(
+        &self,
+        contents: &Contents,
+        strict: bool,
+        alpn: &[&[u8]],
+    ) -> Result<ServerConfig, TlsError> {
+        ServerTlsSettings::build(self, contents, strict, alpn)
     }
 }
