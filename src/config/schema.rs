@@ -613,6 +613,7 @@ static LOAD_BALANCER: Kinded = Kinded {
     unsupported: &[],
 };
 
+/// A backoff: `failureAccrual.backoff` and `service.retries.backoff` alike.
 static BACKOFF: Kinded = Kinded {
     tag: "kind",
     default: None,
@@ -774,7 +775,7 @@ static SERVICE_ENTRY: Obj = Obj {
 static RETRIES: Obj = Obj {
     fields: &[
         opt("budget", Ty::Obj(&RETRY_BUDGET)),
-        opt("backoff", Ty::Kinded(&RETRY_BACKOFF)),
+        opt("backoff", Ty::Kinded(&BACKOFF)),
     ],
     unsupported: &[],
 };
@@ -797,29 +798,6 @@ pub(crate) static RETRY_BUDGET: Obj = Obj {
             },
         ),
         opt("ttlSecs", POSITIVE),
-    ],
-    unsupported: &[],
-};
-
-/// A backoff (`service.retries.backoff`).
-pub(crate) static RETRY_BACKOFF: Kinded = Kinded {
-    tag: "kind",
-    default: None,
-    kinds: &[
-        (
-            "constant",
-            Obj {
-                fields: &[opt("ms", MILLIS)],
-                unsupported: &[],
-            },
-        ),
-        (
-            "jittered",
-            Obj {
-                fields: &[req("minMs", MILLIS), req("maxMs", MILLIS)],
-                unsupported: &[],
-            },
-        ),
     ],
     unsupported: &[],
 };
