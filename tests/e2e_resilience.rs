@@ -145,3 +145,82 @@ async fn configured_retries_hide_a_flaky_backend() {
     assert_eq!(r.status(), 503);
     assert_eq!(b.count(), before + 1);
 }
+
+/// An h2 router for gRPC (`/pkg.Svc/Method` → `/svc/pkg.Svc`) in front of
+/// `port`, with the default gRPC classifier and `service_extra` under
+/// `service:`.
+fn grpc_config(port: u16, service_extra: &str) -> String {
+    format!(
+        "admin:\n  ip: 127.0.0.1\n  port: 0\n\
+         routers:\n- protocol: h2\n  dtab: |\n    /svc => /$/inet/127.0.0.1/{port};\n  \
+         identifier:\n    kind: io.l5d.header.path\n    segments: 1\n  \
+         service:\n    responseClassifier:\n      kind: io.l5d.h2.grpc.default\n{service_extra}  \
+         servers:\n  - ip: 127.0.0.1\n    port: 0\n"
+    )
+}
+
+/// One unary gRPC-style call: its head's and its trailers' success class
+/// and `grpc-status`.
+async fn grpc_call(addr: std::net::SocketAddr) -> (Option<String>, Option<String>, String) {
+    use http_body_util::BodyExt;
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}/pkg.Svc/Call"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(full("\0\0\0\0\0"))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(20), h2_client().request(req))
+        .await
+        .expect("in time")
+        .expect("response");
+    assert_eq!(resp.status(), 200);
+    let head = resp
+        .headers()
+        .get("l5d-success-class")
+        .map(|v| v.to_str().unwrap().to_string());
+    let c = tokio::time::timeout(Duration::from_secs(20), resp.into_body().collect())
+        .await
+        .expect("body in time")
+        .expect("body");
+    let t = c.trailers().expect("trailers").clone();
+    let class = t
+        .get("l5d-success-class")
+        .map(|v| v.to_str().unwrap().to_string());
+    (head, class, t["grpc-status"].to_str().unwrap().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_success_class_rides_in_the_trailers() {
+    let b = FailingBackend::start(Mode::GrpcStatusNext { n: 1, code: 3 }).await;
+    // Retries possible: the trailers are read ahead, the class is in the
+    // head and in the trailers.
+    let s = Switchyard::start(&grpc_config(b.addr.port(), ""), "info");
+    let (head, trailer, status) = grpc_call(s.router).await;
+    assert_eq!(status, "3");
+    assert_eq!(head.as_deref(), Some("0.0"));
+    assert_eq!(trailer.as_deref(), Some("0.0"));
+    let (head, trailer, status) = grpc_call(s.router).await;
+    assert_eq!(status, "0");
+    assert_eq!(
+        (head.as_deref(), trailer.as_deref()),
+        (Some("1.0"), Some("1.0"))
+    );
+
+    // No retry possible (an empty budget): the head goes at once, without
+    // a class; the trailers carry it.
+    b.set(Mode::GrpcStatusNext { n: 1, code: 14 });
+    let s = Switchyard::start(
+        &grpc_config(
+            b.addr.port(),
+            "    retries:\n      budget:\n        minRetriesPerSec: 0\n        percentCanRetry: 0.0\n",
+        ),
+        "info",
+    );
+    let (head, trailer, status) = grpc_call(s.router).await;
+    assert_eq!(status, "14");
+    assert_eq!((head, trailer.as_deref()), (None, Some("0.0")));
+    let (head, trailer, status) = grpc_call(s.router).await;
+    assert_eq!(status, "0");
+    assert_eq!((head, trailer.as_deref()), (None, Some("1.0")));
+}
