@@ -17,6 +17,7 @@ mod accrual;
 mod backoff;
 mod balance;
 mod ewma;
+mod heap;
 mod params;
 mod upstream;
 
