@@ -637,3 +637,146 @@ routers:
         "{log}"
     );
 }
+
+// === requeues of requests an endpoint surely did not process ===
+
+/// An h2 endpoint that refuses every stream (`REFUSED_STREAM`), counting them.
+async fn refusing_h2() -> (SocketAddr, Arc<AtomicUsize>, AbortHandle) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let r = refused.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let r = r.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(stream).await else {
+                    return;
+                };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                }
+            });
+        }
+    });
+    (addr, refused, task.abort_handle())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_refused_streams_are_requeued_on_another_endpoint() {
+    let good = Switch::start("good").await;
+    let (refusing, refused, task) = refusing_h2().await;
+    let binder = Arc::new(TestBinder::new("/svc/web=>/#/test/web"));
+    let _web = binder.name("web", &[(good.addr, 1.0), (refusing, 1.0)]);
+    let mut p = RouterParams::new(Protocol::H2);
+    p.identifiers = vec![switchyard::routing::Identifier::HeaderPath {
+        header: ":path".into(),
+        segments: Some(1),
+    }];
+    // No ejection: every request may meet the refusing endpoint.
+    p.client = ClientConfig::Global(ClientSettings {
+        failure_accrual: Some(FailureAccrual::None {}),
+        ..Default::default()
+    });
+    let p = start_proxy(p, binder).await;
+    let client = h2_client();
+    for i in 0..30 {
+        let req = Request::builder()
+            .method("POST")
+            .uri(format!("http://{}/web/{i}", p.addr))
+            .body(full("x"))
+            .unwrap();
+        let (r, body) = send(&client, req).await;
+        assert_eq!(
+            (r.status(), body.as_str()),
+            (StatusCode::OK, "good"),
+            "{}",
+            l5d_err(&r)
+        );
+    }
+    // Even POSTs under the default classifier: the client requeued them.
+    let n = refused.load(Ordering::SeqCst);
+    assert!(n > 0, "the refusing endpoint was tried");
+    assert_eq!(good.hits(), 30);
+    let state = p.router.client_state();
+    assert_eq!(state["/#/test/web"]["requeues"], n as u64, "{state:#}");
+    task.abort();
+}
+
+/// An HTTP/1.1 endpoint that answers the first request on each connection
+/// and keeps it open, then drops it unread when the next request comes (a
+/// keep-alive timeout racing the request): the connection is reset.
+async fn one_per_connection() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>, AbortHandle) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (accepts, answered) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (a, n) = (accepts.clone(), answered.clone());
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            a.fetch_add(1, Ordering::SeqCst);
+            let n = n.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => head.extend_from_slice(&buf[..k]),
+                    }
+                }
+                n.fetch_add(1, Ordering::SeqCst);
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nonce")
+                    .await;
+                // The next request arrives; it is not read: closing with
+                // unread data resets the connection.
+                let _ = stream.readable().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                drop(stream);
+            });
+        }
+    });
+    (addr, accepts, answered, task.abort_handle())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_pooled_connections_are_requeued() {
+    let (addr, accepts, answered, task) = one_per_connection().await;
+    let binder = Arc::new(TestBinder::new("/svc/web=>/#/test/web"));
+    let _web = binder.name("web", &[(addr, 1.0)]);
+    let settings = ClientSettings {
+        failure_accrual: Some(consecutive(1, 60_000)),
+        ..Default::default()
+    };
+    let p = start_proxy(params(settings), binder).await;
+    let client = h1_client();
+    for i in 0..10 {
+        // POSTs: never retried by the service level under the default
+        // classifier, so each success after the first is the client's requeue.
+        let req = Request::builder()
+            .method("POST")
+            .uri(format!("http://{}/{i}", p.addr))
+            .header("host", "web")
+            .body(full("x"))
+            .unwrap();
+        let (r, body) = send(&client, req).await;
+        assert_eq!(
+            (r.status(), body.as_str()),
+            (StatusCode::OK, "once"),
+            "{}",
+            l5d_err(&r)
+        );
+    }
+    assert_eq!(answered.load(Ordering::SeqCst), 10);
+    assert_eq!(accepts.load(Ordering::SeqCst), 10);
+    let state = p.router.client_state();
+    let web = &state["/#/test/web"];
+    // Every request but the first met the previous one's stale connection.
+    assert_eq!(web["requeues"], 9, "{state:#}");
+    // A stale connection is not the endpoint's failure (one failure would
+    // eject it).
+    assert_eq!(web["ejections"], 0, "{state:#}");
+    task.abort();
+}

@@ -45,7 +45,9 @@ pub struct ClientStats {
     pub ejections_total: AtomicU64,
     /// Endpoints brought back (a probe or other request succeeded).
     pub revivals_total: AtomicU64,
-    /// Requests sent again on another endpoint after a refused connection.
+    /// Requests sent again because the endpoint surely did not process
+    /// them: a refused connection, a stale pooled HTTP/1.1 connection, an
+    /// h2 `REFUSED_STREAM` or `GOAWAY`.
     pub requeues_total: AtomicU64,
     /// Requeues refused because the requeue budget was spent.
     pub requeue_budget_exhausted_total: AtomicU64,
