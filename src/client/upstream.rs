@@ -187,6 +187,10 @@ impl Upstream {
 
 /// Whether an HTTP/2 failure says the endpoint did not process the stream:
 /// it refused it (`REFUSED_STREAM`), or went away (`GOAWAY`) without it.
+/// `h2` fails a stream with the remote GOAWAY only when the stream's id is
+/// above the GOAWAY's last stream id, or when the stream was opened after
+/// it (never sent); streams the endpoint kept and then lost when the
+/// connection closed fail with an I/O error instead, and are not requeued.
 fn h2_unprocessed(e: &(dyn std::error::Error + 'static)) -> Option<Unprocessed> {
     let mut cur = Some(e);
     while let Some(c) = cur {
