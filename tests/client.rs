@@ -780,3 +780,145 @@ async fn stale_pooled_connections_are_requeued() {
     assert_eq!(web["ejections"], 0, "{state:#}");
     task.abort();
 }
+
+// === hostConnectionPool.minSize ===
+
+/// An HTTP/1.1 backend that counts the connections it accepted, those
+/// still open, and the requests it answered.
+struct Counting {
+    addr: SocketAddr,
+    accepts: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+    task: AbortHandle,
+}
+
+impl Counting {
+    async fn start() -> Counting {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (accepts, open, requests) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let (a, o, r) = (accepts.clone(), open.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                o.fetch_add(1, Ordering::SeqCst);
+                let (o, r) = (o.clone(), r.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |_req: Request<Incoming>| {
+                        r.fetch_add(1, Ordering::SeqCst);
+                        async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("ok")))) }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                    o.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        })
+        .abort_handle();
+        Counting {
+            addr,
+            accepts,
+            open,
+            requests,
+            task,
+        }
+    }
+
+    fn accepts(&self) -> usize {
+        self.accepts.load(Ordering::SeqCst)
+    }
+
+    fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Wait (at most 5 s) until `cond` holds.
+    async fn until(&self, what: &str, cond: impl Fn(&Counting) -> bool) {
+        for _ in 0..500 {
+            if cond(self) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "{what}: accepts {}, open {}, requests {}",
+            self.accepts(),
+            self.open(),
+            self.requests()
+        );
+    }
+}
+
+impl Drop for Counting {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn bound(addrs: &[SocketAddr]) -> switchyard::naming::Addr {
+    let eps: Vec<switchyard::naming::Endpoint> = addrs
+        .iter()
+        .map(|&addr| switchyard::naming::Endpoint { addr, weight: 1.0 })
+        .collect();
+    switchyard::naming::Addr::Bound(eps.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_size_connections_are_opened_ahead_and_kept_past_idle_time() {
+    let a = Counting::start().await;
+    let b = Counting::start().await;
+    let binder = Arc::new(TestBinder::new("/svc/web=>/#/test/web"));
+    let web = binder.name("web", &[(a.addr, 1.0)]);
+    let settings = ClientSettings {
+        host_connection_pool: Some(PoolParams {
+            min_size: Some(2),
+            idle_time: Some(Duration::from_millis(100)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let p = start_proxy(params(settings), binder).await;
+    let client = h1_client();
+    // The first request makes the client; it opens two connections to A.
+    let (status, _, err) = get_status(&client, p.addr, "web").await;
+    assert_eq!(status, StatusCode::OK, "{err}");
+    a.until("two open to A", |c| c.open() >= 2).await;
+
+    // An endpoint added to the set gets its two connections before any
+    // request is sent to it.
+    web.send(bound(&[a.addr, b.addr])).unwrap();
+    b.until("two open to B", |c| c.open() == 2).await;
+    assert_eq!(b.requests(), 0);
+    assert_eq!(b.accepts(), 2);
+
+    // Well past idleTimeMs, they are still open, and no new ones were made.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!((b.open(), b.accepts()), (2, 2));
+    assert!(a.open() >= 2, "A: {}", a.open());
+
+    // Requests use them; connections the pool closes after idleTimeMs are
+    // replaced, so at least two stay open.
+    for _ in 0..10 {
+        let (status, _, err) = get_status(&client, p.addr, "web").await;
+        assert_eq!(status, StatusCode::OK, "{err}");
+    }
+    assert_eq!(a.requests() + b.requests(), 11);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    a.until("A keeps two", |c| c.open() >= 2).await;
+    b.until("B keeps two", |c| c.open() >= 2).await;
+
+    // An endpoint removed from the set is no longer kept.
+    web.send(bound(&[a.addr])).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.until("B let go", |c| c.open() == 0).await;
+}
