@@ -922,3 +922,89 @@ async fn min_size_connections_are_opened_ahead_and_kept_past_idle_time() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     b.until("B let go", |c| c.open() == 0).await;
 }
+
+/// An h2 endpoint that, on every connection, reads the client's preface
+/// and says `GOAWAY` with last stream 0 — no stream of the client's was
+/// taken — then keeps the connection open a while (raw frames: `h2`'s
+/// server picks the last stream id itself).
+async fn going_away_h2() -> (SocketAddr, Arc<AtomicUsize>, AbortHandle) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+    const SETTINGS_ACK: [u8; 9] = [0, 0, 0, 4, 1, 0, 0, 0, 0];
+    const GOAWAY_0: [u8; 17] = [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let c = conns.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut preface = [0u8; 24];
+                if stream.read_exact(&mut preface).await.is_err() {
+                    return;
+                }
+                let mut out = Vec::new();
+                out.extend_from_slice(&SETTINGS);
+                out.extend_from_slice(&SETTINGS_ACK);
+                out.extend_from_slice(&GOAWAY_0);
+                let _ = stream.write_all(&out).await;
+                // Read (and drop) whatever comes, for at most 2 s.
+                let mut buf = [0u8; 4096];
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while let Ok(n) = stream.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                })
+                .await;
+            });
+        }
+    });
+    (addr, conns, task.abort_handle())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_goaway_before_the_stream_is_requeued_on_another_endpoint() {
+    let good = Switch::start("good").await;
+    let (leaving, conns, task) = going_away_h2().await;
+    let binder = Arc::new(TestBinder::new("/svc/web=>/#/test/web"));
+    let _web = binder.name("web", &[(good.addr, 1.0), (leaving, 1.0)]);
+    let mut p = RouterParams::new(Protocol::H2);
+    p.identifiers = vec![switchyard::routing::Identifier::HeaderPath {
+        header: ":path".into(),
+        segments: Some(1),
+    }];
+    p.client = ClientConfig::Global(ClientSettings {
+        failure_accrual: Some(FailureAccrual::None {}),
+        ..Default::default()
+    });
+    let p = start_proxy(p, binder).await;
+    let client = h2_client();
+    for i in 0..20 {
+        let req = Request::builder()
+            .method("POST")
+            .uri(format!("http://{}/web/{i}", p.addr))
+            .body(full("x"))
+            .unwrap();
+        let (r, body) = send(&client, req).await;
+        assert_eq!(
+            (r.status(), body.as_str()),
+            (StatusCode::OK, "good"),
+            "{}",
+            l5d_err(&r)
+        );
+    }
+    assert!(
+        conns.load(Ordering::SeqCst) > 0,
+        "the leaving endpoint was tried"
+    );
+    assert_eq!(good.hits(), 20);
+    let state = p.router.client_state();
+    assert!(
+        state["/#/test/web"]["requeues"].as_u64().unwrap() > 0,
+        "{state:#}"
+    );
+    task.abort();
+}

@@ -67,6 +67,9 @@ pub(crate) enum Unprocessed {
     RefusedStream,
     /// HTTP/2: the endpoint went away (`GOAWAY`) before taking the stream.
     GoAway,
+    /// HTTP/2: the connection closed while the request still waited in
+    /// hyper's queue, before it became a stream.
+    NotSent,
 }
 
 impl Unprocessed {
@@ -81,6 +84,7 @@ impl Unprocessed {
             Unprocessed::Stale => "stale pooled connection",
             Unprocessed::RefusedStream => "stream refused (REFUSED_STREAM)",
             Unprocessed::GoAway => "endpoint going away (GOAWAY)",
+            Unprocessed::NotSent => "connection closed before the request was sent",
         }
     }
 }
@@ -256,7 +260,12 @@ impl H2Pool {
         }
         send.send_request(req).await.map_err(|e| {
             let mut u = tls_error(false, &e);
-            u.unprocessed = h2_unprocessed(&e);
+            u.unprocessed = h2_unprocessed(&e).or_else(|| {
+                // hyper hands back a request it never gave to h2 as
+                // "canceled: connection closed".
+                (e.is_canceled() && u.cause.ends_with("connection closed"))
+                    .then_some(Unprocessed::NotSent)
+            });
             u
         })
     }
