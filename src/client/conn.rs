@@ -481,6 +481,105 @@ mod tests {
         assert!(!reset_in_chain(&eof));
     }
 
+    /// A connector over in-memory pipes; the test holds the far ends.
+    #[derive(Clone, Default)]
+    struct Pipes {
+        made: Arc<AtomicUsize>,
+        far: Arc<Mutex<Vec<tokio::io::DuplexStream>>>,
+    }
+
+    struct PipeIo(tokio::io::DuplexStream);
+
+    impl AsyncRead for PipeIo {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for PipeIo {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.0).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+
+    impl Connection for PipeIo {
+        fn connected(&self) -> Connected {
+            Connected::new()
+        }
+    }
+
+    impl Service<Uri> for Pipes {
+        type Response = TokioIo<PipeIo>;
+        type Error = io::Error;
+        type Future = std::future::Ready<io::Result<TokioIo<PipeIo>>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Uri) -> Self::Future {
+            let (near, far) = tokio::io::duplex(64);
+            self.made.fetch_add(1, Ordering::SeqCst);
+            lock(&self.far).push(far);
+            std::future::ready(Ok(TokioIo::new(PipeIo(near))))
+        }
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn min_size_opens_ahead_hands_out_spares_and_replaces_closed_ones() {
+        let pipes = Pipes::default();
+        let mut c = Tracked::new(pipes.clone(), 2);
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+        let uri: Uri = "http://127.0.0.1:9/".parse().unwrap();
+        c.keep(&[addr]);
+        settle().await;
+        assert_eq!(pipes.made.load(Ordering::SeqCst), 2, "two opened ahead");
+        // Idle for a long time: nothing closes, nothing more is opened.
+        tokio::time::advance(Duration::from_secs(600)).await;
+        settle().await;
+        assert_eq!(pipes.made.load(Ordering::SeqCst), 2);
+        // The pool takes a spare (no new connection for it); one is open,
+        // one spare: still two, nothing more.
+        let used = c.call(uri.clone()).await.unwrap();
+        settle().await;
+        assert_eq!(pipes.made.load(Ordering::SeqCst), 2);
+        // The used one closes: replaced at once.
+        drop(used);
+        settle().await;
+        assert_eq!(pipes.made.load(Ordering::SeqCst), 3);
+        // A spare the endpoint closed is found at the next tick and replaced.
+        lock(&pipes.far).clear();
+        tokio::time::advance(KEEPER_TICK).await;
+        settle().await;
+        assert_eq!(pipes.made.load(Ordering::SeqCst), 5);
+        // The endpoint leaves the set: its keeper stops.
+        c.keep(&[]);
+        lock(&pipes.far).clear();
+        tokio::time::advance(KEEPER_TICK * 4).await;
+        settle().await;
+        assert_eq!(pipes.made.load(Ordering::SeqCst), 5);
+    }
+
     #[test]
     fn pool_keys_name_endpoints() {
         let u: Uri = "http://127.0.0.1:8080/".parse().unwrap();
