@@ -11,7 +11,11 @@
 //!   for its first), before any byte of its response, because the peer
 //!   reset the connection, met a connection the endpoint had already
 //!   dropped: the request was not read, and is requeued (see
-//!   [`stale`]).
+//!   [`stale`]). (An exchange begins with a write after a read; an
+//!   endpoint that sent part of a response head early, while the request
+//!   body was still being written, and then reset the connection would
+//!   look the same. Servers write heads whole; a whole head ends the
+//!   request's wait before any such error.)
 //! * **How many connections to an endpoint are open?** Each connection
 //!   holds a count of its endpoint's open connections while it lives; a
 //!   keeper task per endpoint connects ahead (spare connections, handed to

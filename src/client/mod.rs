@@ -409,8 +409,11 @@ impl Client {
         self.last_used.store(now_ms, Ordering::Relaxed);
     }
 
-    /// One attempt: choose an endpoint, send `req`, and requeue on another
-    /// endpoint when the connection is refused and the body is replayable.
+    /// One attempt: choose an endpoint, send `req`, and requeue it, when
+    /// the body is replayable and the requeue budget allows, if the endpoint
+    /// surely did not process it (connection refused, h2 stream refused or
+    /// cut by `GOAWAY`: another endpoint; stale kept-alive HTTP/1.1
+    /// connection: a fresh one).
     ///
     /// `req`'s URI gives the path and query (and, for h2, the `:authority`
     /// to send); its version is set from the protocol. Headers are sent as
