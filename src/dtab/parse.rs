@@ -800,6 +800,37 @@ fn dentry_start(s: &str, offset: usize) -> usize {
         .unwrap_or(0)
 }
 
+/// The precise rules alone, without the lean first try every `FromStr`
+/// makes: for the fuzz targets, which check that both give the same answer.
+#[doc(hidden)]
+pub mod precise {
+    use super::{Dentry, Dtab, Mode, NameTree, ParseError, Path};
+
+    /// [`Dtab`]'s `FromStr` with the precise rules only.
+    #[allow(clippy::result_large_err)]
+    pub fn dtab(s: &str) -> Result<Dtab, ParseError> {
+        super::precise_dtab(s)
+    }
+
+    /// [`Dentry`]'s `FromStr` with the precise rules only.
+    #[allow(clippy::result_large_err)]
+    pub fn dentry(s: &str) -> Result<Dentry, ParseError> {
+        super::parse_dentry(s, Mode::Dentry)
+    }
+
+    /// [`NameTree`]'s `FromStr` with the precise rules only.
+    #[allow(clippy::result_large_err)]
+    pub fn tree(s: &str) -> Result<NameTree<Path>, ParseError> {
+        super::precise_tree(s)
+    }
+
+    /// [`Path`]'s `FromStr` with the precise rules only.
+    #[allow(clippy::result_large_err)]
+    pub fn path(s: &str) -> Result<Path, ParseError> {
+        super::precise_path(s)
+    }
+}
+
 /// The lean rules of `grammar/dtab.pest`: the first try, with no error
 /// detail (`None` sends the caller to the precise rules, which then give the
 /// value or the error).
@@ -881,7 +912,15 @@ mod lean {
         dentries: Vec<Dentry>,
         /// The labels of the path being read.
         labels: Vec<Label>,
+        /// Labels read before, by a hash of their text: a recurring label
+        /// (`svc`, `#`, `io.l5d.k8s`, a service's name on both sides of its
+        /// dentry) is shared instead of allocated again, which saves about
+        /// half the allocations of a large dtab (and its memory).
+        seen: Vec<Option<Label>>,
     }
+
+    /// Slots in [`Builder::seen`] (a power of two).
+    const SEEN: usize = 128;
 
     impl<'i> Builder<'i> {
         fn new(input: &'i str) -> Builder<'i> {
@@ -897,25 +936,48 @@ mod lean {
                 // A dentry is rarely shorter than 16 bytes.
                 dentries: Vec::with_capacity(input.len() / 48 + 1),
                 labels: Vec::with_capacity(8),
+                seen: Vec::new(),
+            }
+        }
+
+        /// The label `s` spells (showable characters, no escapes): the one
+        /// seen before if its slot holds it.
+        fn label(&mut self, s: &str) -> Label {
+            if self.seen.is_empty() {
+                self.seen.resize(SEEN, None);
+            }
+            // FNV-1a: labels are short.
+            let h = s.bytes().fold(0x811c_9dc5_u32, |h, b| {
+                (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+            });
+            let slot = self.seen.get_mut(h as usize % SEEN);
+            match slot {
+                Some(Some(l)) if l.as_bytes() == s.as_bytes() => l.clone(),
+                Some(slot) => {
+                    let l = label_of(s);
+                    *slot = Some(l.clone());
+                    l
+                }
+                None => label_of(s),
             }
         }
 
         /// The path at the start of a `lean_leaf`'s text.
         fn path(&mut self, text: &str) -> Option<Path> {
             let mut labels = std::mem::take(&mut self.labels);
-            scan(text, false, |l| labels.push(label_of(l)))?;
+            scan(text, false, |l| labels.push(self.label(l)))?;
             let p = labels.drain(..).collect();
             self.labels = labels;
             Some(p)
         }
 
         /// The prefix at the start of a `lean_prefix`'s text.
-        fn prefix(text: &str) -> Option<Prefix> {
+        fn prefix(&mut self, text: &str) -> Option<Prefix> {
             let mut elems = Vec::with_capacity(4);
             scan(text, true, |e| {
                 elems.push(match e {
                     "*" => PrefixElem::Any,
-                    _ => PrefixElem::Label(label_of(e)),
+                    _ => PrefixElem::Label(self.label(e)),
                 })
             })?;
             Some(Prefix::new(elems))
@@ -952,7 +1014,7 @@ mod lean {
                 Token::End { rule, pos } => {
                     let text = self.input.get(self.start..pos.pos());
                     match rule {
-                        Rule::lean_prefix => self.prefix = Some(Self::prefix(text?)?),
+                        Rule::lean_prefix => self.prefix = Some(self.prefix(text?)?),
                         Rule::lean_weight => {
                             // The number, before the whitespace and `*`.
                             let text = text?;
