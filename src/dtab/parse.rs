@@ -946,11 +946,21 @@ mod lean {
             if self.seen.is_empty() {
                 self.seen.resize(SEEN, None);
             }
-            // FNV-1a: labels are short.
-            let h = s.bytes().fold(0x811c_9dc5_u32, |h, b| {
-                (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-            });
-            let slot = self.seen.get_mut(h as usize % SEEN);
+            // A cheap hash of the length and the last two bytes (where
+            // `service-12` and `service-13` differ); a collision only costs
+            // an allocation.
+            let b = s.as_bytes();
+            let last = |n: usize| {
+                usize::from(
+                    b.len()
+                        .checked_sub(n)
+                        .and_then(|i| b.get(i))
+                        .copied()
+                        .unwrap_or(0),
+                )
+            };
+            let h = b.len().wrapping_mul(31) ^ last(1).wrapping_mul(7) ^ last(2).wrapping_mul(131);
+            let slot = self.seen.get_mut(h % SEEN);
             match slot {
                 Some(Some(l)) if l.as_bytes() == s.as_bytes() => l.clone(),
                 Some(slot) => {
