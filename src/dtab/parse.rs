@@ -1548,6 +1548,7 @@ mod lean_agrees {
 
     /// Texts that are not dtabs, or that the lean rules must not misread.
     const TRICKY: &[&str] = &[
+        "/svc/serai)e-1 => /#/io.l5d.k8s/ns-1/http/service-1;\n",
         "/x=>/a\n=b;",
         "/x\n;=>/a",
         "/x\n)=>/a",
