@@ -4,6 +4,11 @@
 //! A [`ParseError`] names the line and column, shows the offending line with a
 //! caret under the spot, and says in words what was expected there, e.g.
 //! `prod.dtab:3:17: expected '=>' after the prefix /svc/users, found '/'`.
+//!
+//! Every `FromStr` first tries the grammar's lean rules (few, coarse
+//! tokens: fast, no error detail) and, when they or the checks on their
+//! tokens fail, the precise rules, whose value or error is the answer; see
+//! the `lean` module and the README's Benchmarks section.
 
 use std::fmt;
 use std::str::FromStr;
