@@ -7,15 +7,20 @@
 //! a downstream Linkerd identifies h2 requests by it.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
+use hyper::rt::ReadBufCursor;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
@@ -43,7 +48,7 @@ pub(crate) struct UpstreamError {
 
 /// Keep-alive connections to endpoints, per router protocol.
 pub(crate) enum Upstream {
-    Http1(Box<Client<HttpConnector, ProxyBody>>),
+    Http1(Box<Client<PlainConnector, ProxyBody>>),
     /// HTTP/1.1 over TLS (`client.tls`).
     Http1Tls(Box<Client<TlsConnector, ProxyBody>>),
     Http2(H2Pool),
@@ -80,7 +85,7 @@ impl Upstream {
                     builder.pool_max_idle_per_host(max as usize);
                 }
                 match tls {
-                    None => Upstream::Http1(Box::new(builder.build(connector))),
+                    None => Upstream::Http1(Box::new(builder.build(PlainConnector(connector)))),
                     Some(tls) => Upstream::Http1Tls(Box::new(
                         builder.build(TlsConnector::new(connector, tls.clone())),
                     )),
@@ -111,6 +116,79 @@ impl Upstream {
                 .map_err(|e| tls_error(e.is_connect(), &e)),
             Upstream::Http2(pool) => pool.send(addr, req).await,
         }
+    }
+}
+
+/// Plain TCP connections as [`HttpConnector`] makes them, but without the
+/// `HttpInfo` (the connection's addresses) it has the pool put in every
+/// response's extensions: three allocations per response that nothing reads.
+#[derive(Clone)]
+pub(crate) struct PlainConnector(HttpConnector);
+
+/// A connection of [`PlainConnector`].
+pub(crate) struct PlainConn(TokioIo<TcpStream>);
+
+impl hyper::rt::Read for PlainConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for PlainConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+}
+
+impl Connection for PlainConn {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower_service::Service<Uri> for PlainConnector {
+    type Response = PlainConn;
+    type Error = BoxError;
+    // Boxed once per connection, not per request.
+    type Future = Pin<Box<dyn Future<Output = Result<PlainConn, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        tower_service::Service::<Uri>::poll_ready(&mut self.0, cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = tower_service::Service::<Uri>::call(&mut self.0, uri);
+        Box::pin(async move { Ok(PlainConn(connecting.await?)) })
     }
 }
 
