@@ -6,6 +6,7 @@
 //! why each one declined.
 
 use std::fmt;
+use std::sync::Arc;
 
 use http::header::{HOST, HeaderName};
 use http::request::Parts;
@@ -335,7 +336,9 @@ struct Remembering {
     /// The header the identifier reads, checked once (`None`: the request
     /// line or `Host`, or a name that is not a valid header).
     header: Option<HeaderName>,
-    names: ReadMap<Box<[u8]>, Identified>,
+    /// Keys are shared (`Arc`), so that publishing a new map copies
+    /// pointers, not bytes.
+    names: ReadMap<Arc<[u8]>, Identified>,
 }
 
 /// Room for a key composed from several parts (`io.l5d.methodAndHost`);

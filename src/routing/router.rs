@@ -214,8 +214,12 @@ pub struct Router {
     inner: Arc<Inner>,
 }
 
-/// Bindings by (local dtab as text, empty for none; logical name).
-type BindingKey = (String, Path);
+/// Bindings by (local dtab as text, empty for none; logical name); shared
+/// text, so that publishing a new map copies pointers, not strings.
+type BindingKey = (Arc<str>, Path);
+
+/// The key text of the empty local dtab (most requests), made once.
+static NO_LOCAL: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
 
 struct Inner {
     params: RouterParams,
@@ -439,9 +443,9 @@ impl Router {
     pub fn destination(&self, local: &Dtab, path: &Path) -> Destination {
         // The text of an empty dtab is empty: no formatting, no allocation.
         let text = if local.is_empty() {
-            String::new()
+            NO_LOCAL.clone()
         } else {
-            local.to_string()
+            Arc::from(local.to_string())
         };
         let key = (text, path.clone());
         let now = self.now_ms();
