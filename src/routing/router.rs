@@ -509,7 +509,8 @@ impl Router {
     pub async fn route_to(&self, dst: &Destination) -> Result<Route, RouteError> {
         let (binding, local, path) = (&dst.0, &dst.0.local, &dst.0.path);
         let timeout = self.inner.params.binding_timeout;
-        let deadline = Instant::now() + timeout;
+        // The clock is read only when something must be waited for.
+        let mut deadline: Option<Instant> = None;
         let err = |kind| RouteError {
             dst: path.clone(),
             base: self.inner.binder.base_dtab(),
@@ -519,9 +520,10 @@ impl Router {
         };
         let mut state = binding.current.load_full();
         if matches!(*state, Activity::Pending) {
+            let until = *deadline.insert(Instant::now() + timeout);
             let mut rx = binding.rx.clone();
             let ready =
-                tokio::time::timeout_at(deadline, rx.wait_for(|a| !matches!(a, Activity::Pending)))
+                tokio::time::timeout_at(until, rx.wait_for(|a| !matches!(a, Activity::Pending)))
                     .await;
             let snapshot = match ready {
                 Ok(Ok(v)) => v.clone(),
@@ -548,7 +550,7 @@ impl Router {
         let target = choose(tree).map_err(err)?;
         let client = &target.client;
         client.touch(self.now_ms());
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let remaining = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
         let Some(set) = client.ready(remaining).await else {
             return Err(err(RouteFailure::BindingTimeout(
                 timeout,
