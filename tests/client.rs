@@ -637,3 +637,374 @@ routers:
         "{log}"
     );
 }
+
+// === requeues of requests an endpoint surely did not process ===
+
+/// An h2 endpoint that refuses every stream (`REFUSED_STREAM`), counting them.
+async fn refusing_h2() -> (SocketAddr, Arc<AtomicUsize>, AbortHandle) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let r = refused.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let r = r.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(stream).await else {
+                    return;
+                };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                }
+            });
+        }
+    });
+    (addr, refused, task.abort_handle())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_refused_streams_are_requeued_on_another_endpoint() {
+    let good = Switch::start("good").await;
+    let (refusing, refused, task) = refusing_h2().await;
+    let binder = Arc::new(TestBinder::new("/svc/web=>/#/test/web"));
+    let _web = binder.name("web", &[(good.addr, 1.0), (refusing, 1.0)]);
+    let mut p = RouterParams::new(Protocol::H2);
+    p.identifiers = vec![switchyard::routing::Identifier::HeaderPath {
+        header: ":path".into(),
+        segments: Some(1),
+    }];
+    // No ejection: every request may meet the refusing endpoint.
+    p.client = ClientConfig::Global(ClientSettings {
+        failure_accrual: Some(FailureAccrual::None {}),
+        ..Default::default()
+    });
+    let p = start_proxy(p, binder).await;
+    let client = h2_client();
+    for i in 0..30 {
+        let req = Request::builder()
+            .method("POST")
+            .uri(format!("http://{}/web/{i}", p.addr))
+            .body(full("x"))
+            .unwrap();
+        let (r, body) = send(&client, req).await;
+        assert_eq!(
+            (r.status(), body.as_str()),
+            (StatusCode::OK, "good"),
+            "{}",
+            l5d_err(&r)
+        );
+    }
+    // Even POSTs under the default classifier: the client requeued them.
+    let n = refused.load(Ordering::SeqCst);
+    assert!(n > 0, "the refusing endpoint was tried");
+    assert_eq!(good.hits(), 30);
+    let state = p.router.client_state();
+    assert_eq!(state["/#/test/web"]["requeues"], n as u64, "{state:#}");
+    task.abort();
+}
+
+/// An HTTP/1.1 endpoint that answers the first request on each connection
+/// and keeps it open, then drops it unread when the next request comes (a
+/// keep-alive timeout racing the request): the connection is reset.
+async fn one_per_connection() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>, AbortHandle) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (accepts, answered) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (a, n) = (accepts.clone(), answered.clone());
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            a.fetch_add(1, Ordering::SeqCst);
+            let n = n.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => head.extend_from_slice(&buf[..k]),
+                    }
+                }
+                n.fetch_add(1, Ordering::SeqCst);
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nonce")
+                    .await;
+                // The next request arrives; it is not read: closing with
+                // unread data resets the connection.
+                let _ = stream.readable().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                drop(stream);
+            });
+        }
+    });
+    (addr, accepts, answered, task.abort_handle())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_pooled_connections_are_requeued() {
+    let (addr, accepts, answered, task) = one_per_connection().await;
+    let binder = Arc::new(TestBinder::new("/svc/web=>/#/test/web"));
+    let _web = binder.name("web", &[(addr, 1.0)]);
+    let settings = ClientSettings {
+        failure_accrual: Some(consecutive(1, 60_000)),
+        ..Default::default()
+    };
+    let p = start_proxy(params(settings), binder).await;
+    let client = h1_client();
+    for i in 0..10 {
+        // POSTs: never retried by the service level under the default
+        // classifier, so each success after the first is the client's requeue.
+        let req = Request::builder()
+            .method("POST")
+            .uri(format!("http://{}/{i}", p.addr))
+            .header("host", "web")
+            .body(full("x"))
+            .unwrap();
+        let (r, body) = send(&client, req).await;
+        assert_eq!(
+            (r.status(), body.as_str()),
+            (StatusCode::OK, "once"),
+            "{}",
+            l5d_err(&r)
+        );
+    }
+    assert_eq!(answered.load(Ordering::SeqCst), 10);
+    assert_eq!(accepts.load(Ordering::SeqCst), 10);
+    let state = p.router.client_state();
+    let web = &state["/#/test/web"];
+    // Every request but the first met the previous one's stale connection.
+    assert_eq!(web["requeues"], 9, "{state:#}");
+    // A stale connection is not the endpoint's failure (one failure would
+    // eject it).
+    assert_eq!(web["ejections"], 0, "{state:#}");
+    task.abort();
+}
+
+// === hostConnectionPool.minSize ===
+
+/// An HTTP/1.1 backend that counts the connections it accepted, those
+/// still open, and the requests it answered.
+struct Counting {
+    addr: SocketAddr,
+    accepts: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+    task: AbortHandle,
+}
+
+impl Counting {
+    async fn start() -> Counting {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (accepts, open, requests) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let (a, o, r) = (accepts.clone(), open.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                o.fetch_add(1, Ordering::SeqCst);
+                let (o, r) = (o.clone(), r.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |_req: Request<Incoming>| {
+                        r.fetch_add(1, Ordering::SeqCst);
+                        async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("ok")))) }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                    o.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        })
+        .abort_handle();
+        Counting {
+            addr,
+            accepts,
+            open,
+            requests,
+            task,
+        }
+    }
+
+    fn accepts(&self) -> usize {
+        self.accepts.load(Ordering::SeqCst)
+    }
+
+    fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Wait (at most 5 s) until `cond` holds.
+    async fn until(&self, what: &str, cond: impl Fn(&Counting) -> bool) {
+        for _ in 0..500 {
+            if cond(self) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "{what}: accepts {}, open {}, requests {}",
+            self.accepts(),
+            self.open(),
+            self.requests()
+        );
+    }
+}
+
+impl Drop for Counting {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn bound(addrs: &[SocketAddr]) -> switchyard::naming::Addr {
+    let eps: Vec<switchyard::naming::Endpoint> = addrs
+        .iter()
+        .map(|&addr| switchyard::naming::Endpoint { addr, weight: 1.0 })
+        .collect();
+    switchyard::naming::Addr::Bound(eps.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_size_connections_are_opened_ahead_and_kept_past_idle_time() {
+    let a = Counting::start().await;
+    let b = Counting::start().await;
+    let binder = Arc::new(TestBinder::new("/svc/web=>/#/test/web"));
+    let web = binder.name("web", &[(a.addr, 1.0)]);
+    let settings = ClientSettings {
+        host_connection_pool: Some(PoolParams {
+            min_size: Some(2),
+            idle_time: Some(Duration::from_millis(100)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let p = start_proxy(params(settings), binder).await;
+    let client = h1_client();
+    // The first request makes the client; it opens two connections to A.
+    let (status, _, err) = get_status(&client, p.addr, "web").await;
+    assert_eq!(status, StatusCode::OK, "{err}");
+    a.until("two open to A", |c| c.open() >= 2).await;
+
+    // An endpoint added to the set gets its two connections before any
+    // request is sent to it.
+    web.send(bound(&[a.addr, b.addr])).unwrap();
+    b.until("two open to B", |c| c.open() == 2).await;
+    assert_eq!(b.requests(), 0);
+    assert_eq!(b.accepts(), 2);
+
+    // Well past idleTimeMs, they are still open, and no new ones were made.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!((b.open(), b.accepts()), (2, 2));
+    assert!(a.open() >= 2, "A: {}", a.open());
+
+    // Requests use them; connections the pool closes after idleTimeMs are
+    // replaced, so at least two stay open.
+    for _ in 0..10 {
+        let (status, _, err) = get_status(&client, p.addr, "web").await;
+        assert_eq!(status, StatusCode::OK, "{err}");
+    }
+    assert_eq!(a.requests() + b.requests(), 11);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    a.until("A keeps two", |c| c.open() >= 2).await;
+    b.until("B keeps two", |c| c.open() >= 2).await;
+
+    // An endpoint removed from the set is no longer kept.
+    web.send(bound(&[a.addr])).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.until("B let go", |c| c.open() == 0).await;
+}
+
+/// An h2 endpoint that, on every connection, reads the client's preface
+/// and says `GOAWAY` with last stream 0 — no stream of the client's was
+/// taken — then keeps the connection open a while (raw frames: `h2`'s
+/// server picks the last stream id itself).
+async fn going_away_h2() -> (SocketAddr, Arc<AtomicUsize>, AbortHandle) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+    const SETTINGS_ACK: [u8; 9] = [0, 0, 0, 4, 1, 0, 0, 0, 0];
+    const GOAWAY_0: [u8; 17] = [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let c = conns.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut preface = [0u8; 24];
+                if stream.read_exact(&mut preface).await.is_err() {
+                    return;
+                }
+                let mut out = Vec::new();
+                out.extend_from_slice(&SETTINGS);
+                out.extend_from_slice(&SETTINGS_ACK);
+                out.extend_from_slice(&GOAWAY_0);
+                let _ = stream.write_all(&out).await;
+                // Read (and drop) whatever comes, for at most 2 s.
+                let mut buf = [0u8; 4096];
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while let Ok(n) = stream.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                })
+                .await;
+            });
+        }
+    });
+    (addr, conns, task.abort_handle())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_goaway_before_the_stream_is_requeued_on_another_endpoint() {
+    let good = Switch::start("good").await;
+    let (leaving, conns, task) = going_away_h2().await;
+    let binder = Arc::new(TestBinder::new("/svc/web=>/#/test/web"));
+    let _web = binder.name("web", &[(good.addr, 1.0), (leaving, 1.0)]);
+    let mut p = RouterParams::new(Protocol::H2);
+    p.identifiers = vec![switchyard::routing::Identifier::HeaderPath {
+        header: ":path".into(),
+        segments: Some(1),
+    }];
+    p.client = ClientConfig::Global(ClientSettings {
+        failure_accrual: Some(FailureAccrual::None {}),
+        ..Default::default()
+    });
+    let p = start_proxy(p, binder).await;
+    let client = h2_client();
+    for i in 0..20 {
+        let req = Request::builder()
+            .method("POST")
+            .uri(format!("http://{}/web/{i}", p.addr))
+            .body(full("x"))
+            .unwrap();
+        let (r, body) = send(&client, req).await;
+        assert_eq!(
+            (r.status(), body.as_str()),
+            (StatusCode::OK, "good"),
+            "{}",
+            l5d_err(&r)
+        );
+    }
+    assert!(
+        conns.load(Ordering::SeqCst) > 0,
+        "the leaving endpoint was tried"
+    );
+    assert_eq!(good.hits(), 20);
+    let state = p.router.client_state();
+    assert!(
+        state["/#/test/web"]["requeues"].as_u64().unwrap() > 0,
+        "{state:#}"
+    );
+    task.abort();
+}

@@ -8,7 +8,6 @@
 //! `target/screenshots/`.
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,6 +22,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+
+mod support;
+use support::process::Switchyard;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -59,76 +61,15 @@ async fn backend() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     (addr, task)
 }
 
-/// `switchyard run -c` in a temp dir, killed on drop.
-struct Proxy {
-    child: Child,
-    router: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl Proxy {
-    fn start(dir: &Path) -> Proxy {
-        let cfg = dir.join("linkerd.yaml");
-        std::fs::write(
-            &cfg,
-            "admin:\n  ip: 127.0.0.1\n  port: 0\n\
-             namers:\n- kind: io.l5d.fs\n  rootDir: disco\n\
-             routers:\n- protocol: http\n  label: out\n  interpreter:\n    kind: io.l5d.fs\n    dtabFile: routing.dtab\n  servers:\n  - ip: 127.0.0.1\n    port: 0\n",
-        )
-        .expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(["run", "-c"])
-            .arg(&cfg)
-            .args(["--threads", "2"])
-            .current_dir(dir)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn switchyard");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let (mut router, mut admin) = (None, None);
-        let mut seen = String::new();
-        let deadline = Instant::now() + WAIT;
-        while router.is_none() || admin.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(line) = rx.recv_timeout(left) else {
-                let _ = child.kill();
-                panic!("switchyard did not announce its listeners:\n{seen}");
-            };
-            if line.contains("router listening") {
-                router = announced(&line);
-            }
-            if line.contains("admin listening") {
-                admin = announced(&line);
-            }
-            seen.push_str(&line);
-            seen.push('\n');
-        }
-        Proxy {
-            child,
-            router: router.expect("router"),
-            admin: admin.expect("admin"),
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn announced(line: &str) -> Option<SocketAddr> {
-    line.split(|c: char| c.is_whitespace() || c == '=' || c == '"')
-        .find_map(|w| w.parse::<SocketAddr>().ok())
+/// `switchyard run -c` in a temp dir (tests/support/process.rs), killed on drop.
+fn start_proxy(dir: &Path) -> Switchyard {
+    Switchyard::start_in(
+        dir,
+        "admin:\n  ip: 127.0.0.1\n  port: 0\n\
+         namers:\n- kind: io.l5d.fs\n  rootDir: disco\n\
+         routers:\n- protocol: http\n  label: out\n  interpreter:\n    kind: io.l5d.fs\n    dtabFile: routing.dtab\n  servers:\n  - ip: 127.0.0.1\n    port: 0\n",
+        "info",
+    )
 }
 
 async fn http(
@@ -409,7 +350,7 @@ async fn dashboard_and_delegator_in_a_browser() {
     )
     .expect("service file");
     std::fs::write(dir.path().join("routing.dtab"), "/svc => /#/io.l5d.fs;\n").expect("dtab");
-    let proxy = Proxy::start(dir.path());
+    let proxy = start_proxy(dir.path());
 
     // Some traffic, so there is something to see.
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();

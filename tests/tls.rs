@@ -8,10 +8,9 @@
 //! -y curl openssl`).
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,6 +29,9 @@ use switchyard::tls::{
     self, ClientAuth, ClientTls, ClientTlsSettings, Reason, ServerTls, ServerTlsSettings,
 };
 use tokio::net::{TcpListener, TcpStream};
+
+mod support;
+use support::process::Switchyard;
 
 // === certificates ===
 
@@ -153,68 +155,19 @@ where
 
 // === the proxy process ===
 
-struct Proxy {
-    child: Child,
-    router: SocketAddr,
-    admin: SocketAddr,
-    stderr: Arc<Mutex<String>>,
+/// The real binary (tests/support/process.rs) plus the TLS admin views.
+struct Proxy(Switchyard);
+
+impl std::ops::Deref for Proxy {
+    type Target = Switchyard;
+    fn deref(&self) -> &Switchyard {
+        &self.0
+    }
 }
 
 impl Proxy {
     fn start(dir: &Path, name: &str, config: &str) -> Proxy {
-        let cfg = dir.join(format!("{name}.yaml"));
-        std::fs::write(&cfg, config).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(["run", "-c"])
-            .arg(&cfg)
-            .args(["--threads", "2"])
-            .current_dir(dir)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn switchyard");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        let log = Arc::new(Mutex::new(String::new()));
-        let log2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(mut l) = log2.lock() {
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-                let _ = tx.send(line);
-            }
-        });
-        let (mut router, mut admin) = (None, None);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while router.is_none() || admin.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(line) = rx.recv_timeout(left) else {
-                let _ = child.kill();
-                panic!(
-                    "switchyard did not announce its listeners:\n{}",
-                    log.lock().map(|l| l.clone()).unwrap_or_default()
-                );
-            };
-            if let Some(a) = announced(&line, "router listening") {
-                router = Some(a);
-            }
-            if let Some(a) = announced(&line, "admin listening") {
-                admin = Some(a);
-            }
-        }
-        Proxy {
-            child,
-            router: router.expect("router"),
-            admin: admin.expect("admin"),
-            stderr: log,
-        }
-    }
-
-    fn log(&self) -> String {
-        self.stderr.lock().map(|l| l.clone()).unwrap_or_default()
+        Proxy(Switchyard::start_named(dir, name, config, "info"))
     }
 
     /// `/tls.json` from the admin server (plaintext).
@@ -236,21 +189,6 @@ impl Proxy {
             })
             .unwrap_or(0)
     }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn announced(line: &str, what: &str) -> Option<SocketAddr> {
-    if !line.contains(what) {
-        return None;
-    }
-    line.split(|c: char| c.is_whitespace() || c == '=' || c == '"')
-        .find_map(|w| w.parse::<SocketAddr>().ok())
 }
 
 // === clients ===

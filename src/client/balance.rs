@@ -8,7 +8,8 @@
 //! lock that is never held across an await. Endpoint state survives
 //! endpoint-set updates (matched by address and weight).
 //!
-//! Choosing is kind-specific (`p2c`, `ewma`, `aperture`, `heap`,
+//! Choosing is kind-specific (`p2c`, `ewma`, `aperture`, `heap` — a real
+//! min-heap kept in order as loads change, see [`super::heap`] —,
 //! `roundRobin`); every kind divides load by the endpoint's weight (or
 //! samples in proportion to it), skips ejected endpoints for up to
 //! `maxEffort` picks, then scans for any available endpoint, and finally
@@ -27,6 +28,7 @@ use tokio::time::Instant;
 use super::ResponseClass;
 use super::accrual::{Accrual, Health, Transition};
 use super::ewma::PeakEwma;
+use super::heap::{Heap, NOWHERE};
 use super::params::{ClientParams, LoadBalancer};
 use crate::dtab::Path;
 use crate::naming::Addr;
@@ -43,7 +45,9 @@ pub struct ClientStats {
     pub ejections_total: AtomicU64,
     /// Endpoints brought back (a probe or other request succeeded).
     pub revivals_total: AtomicU64,
-    /// Requests sent again on another endpoint after a refused connection.
+    /// Requests sent again because the endpoint surely did not process
+    /// them: a refused connection, a stale pooled HTTP/1.1 connection, an
+    /// h2 `REFUSED_STREAM` or `GOAWAY`.
     pub requeues_total: AtomicU64,
     /// Requeues refused because the requeue budget was spent.
     pub requeue_budget_exhausted_total: AtomicU64,
@@ -66,6 +70,9 @@ pub(crate) struct Shared {
     /// Round robin's position.
     rr: AtomicUsize,
     aperture: Mutex<Aperture>,
+    /// The `heap` balancer's min-heap of the endpoints by load (only for
+    /// `heap`): kept in order as loads change.
+    heap: Option<Mutex<Heap>>,
 }
 
 /// Aperture's current size and smoothed load.
@@ -84,6 +91,8 @@ impl Shared {
             LoadBalancer::Aperture { min_aperture, .. } => min_aperture.max(1) as usize,
             _ => 1,
         };
+        let heap = matches!(params.load_balancer, LoadBalancer::Heap {})
+            .then(|| Mutex::new(Heap::default()));
         Arc::new(Shared {
             metrics: crate::telemetry::metrics::ClientMetrics::new(&params.router, &id),
             id,
@@ -92,6 +101,7 @@ impl Shared {
             stats: ClientStats::default(),
             outstanding: AtomicUsize::new(0),
             rr: AtomicUsize::new(0),
+            heap,
             aperture: Mutex::new(Aperture {
                 size: min,
                 load: 0.0,
@@ -120,6 +130,8 @@ pub struct EndpointState {
     pub(crate) pool: Option<Arc<Semaphore>>,
     /// Requests waiting for a permit.
     pub(crate) waiters: AtomicUsize,
+    /// Where it sits in its client's load heap (`heap` balancer).
+    pub(crate) heap_index: AtomicUsize,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -142,6 +154,7 @@ impl EndpointState {
             failures: AtomicU64::new(0),
             pool,
             waiters: AtomicUsize::new(0),
+            heap_index: AtomicUsize::new(NOWHERE),
             shared,
         }
     }
@@ -170,7 +183,7 @@ impl EndpointState {
         }
     }
 
-    fn usable(&self) -> bool {
+    pub(crate) fn usable(&self) -> bool {
         self.weight.is_finite() && self.weight > 0.0
     }
 
@@ -298,6 +311,9 @@ impl Outstanding {
     pub fn new(ep: Arc<EndpointState>) -> Outstanding {
         ep.outstanding.fetch_add(1, Ordering::Relaxed);
         ep.shared.outstanding.fetch_add(1, Ordering::Relaxed);
+        if let Some(h) = &ep.shared.heap {
+            lock(h).update(&ep);
+        }
         Outstanding(ep)
     }
 
@@ -311,6 +327,9 @@ impl Drop for Outstanding {
     fn drop(&mut self) {
         self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
         self.0.shared.outstanding.fetch_sub(1, Ordering::Relaxed);
+        if let Some(h) = &self.0.shared.heap {
+            lock(h).update(&self.0);
+        }
     }
 }
 
@@ -351,6 +370,14 @@ fn better<'a>(
 impl EndpointSet {
     /// Build from an `Addr`, keeping the state of endpoints already known.
     pub(crate) fn from_addr(addr: &Addr, prev: &EndpointSet, shared: &Arc<Shared>) -> EndpointSet {
+        let set = EndpointSet::build(addr, prev, shared);
+        if let Some(h) = &shared.heap {
+            lock(h).rebuild(set.endpoints());
+        }
+        set
+    }
+
+    fn build(addr: &Addr, prev: &EndpointSet, shared: &Arc<Shared>) -> EndpointSet {
         match addr {
             Addr::Pending => EndpointSet::Pending,
             Addr::Neg => EndpointSet::Neg,
@@ -440,7 +467,23 @@ impl EndpointSet {
         let now = Instant::now();
         let mut rng = rand::rng();
         let mut last: Option<&Arc<EndpointState>> = None;
-        for _ in 0..lb.max_effort() {
+        if let Some(heap) = &shared.heap {
+            // The top of the heap, or the best below it that may be used.
+            let found = lock(heap)
+                .best(|e| !exclude.contains(&e.addr) && e.is_available(now))
+                .cloned();
+            if let Some(c) = found
+                && c.try_acquire(now)
+            {
+                return Some(c);
+            }
+        }
+        let effort = if shared.heap.is_some() {
+            0
+        } else {
+            lb.max_effort()
+        };
+        for _ in 0..effort {
             let Some(c) = self.choose(&mut rng, endpoints, cumulative, shared, exclude, now) else {
                 break;
             };
@@ -558,23 +601,8 @@ impl EndpointSet {
                 let b = at(j)?;
                 Some(better(a, b, exclude, now))
             }
-            LoadBalancer::Heap {} => {
-                let start = rng.random_range(0..n);
-                let mut best: Option<&Arc<EndpointState>> = None;
-                for i in 0..n {
-                    let Some(e) = endpoints.get((start + i) % n) else {
-                        continue;
-                    };
-                    if !e.usable() && total > 0.0 && endpoints.iter().any(|x| x.usable()) {
-                        continue;
-                    }
-                    best = Some(match best {
-                        None => e,
-                        Some(b) => better(b, e, exclude, now),
-                    });
-                }
-                best
-            }
+            // Chosen from the client's heap (see `pick`).
+            LoadBalancer::Heap {} => None,
             LoadBalancer::RoundRobin { .. } => {
                 let k = shared.rr.fetch_add(1, Ordering::Relaxed);
                 let equal = endpoints
@@ -822,5 +850,162 @@ mod tests {
             tokio::time::advance(Duration::from_millis(200)).await;
         }
         assert!(lock(&sh.aperture).size < wide);
+    }
+}
+
+#[cfg(test)]
+mod heap_tests {
+    use super::*;
+    use crate::client::params::FailureAccrual;
+    use crate::naming::Endpoint;
+    use crate::routing::Protocol;
+
+    fn heap_shared() -> Arc<Shared> {
+        let mut p = ClientParams::new(Protocol::Http);
+        p.load_balancer = LoadBalancer::Heap {};
+        p.failure_accrual = FailureAccrual::ConsecutiveFailures {
+            failures: 1,
+            backoff: super::super::params::Backoff::Constant {
+                ms: Duration::from_secs(60),
+            },
+        };
+        Shared::new("/heap".parse().unwrap(), p)
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn bound(ports: &[(u16, f64)], prev: &EndpointSet, sh: &Arc<Shared>) -> EndpointSet {
+        let eps: Vec<Endpoint> = ports
+            .iter()
+            .map(|&(p, weight)| Endpoint {
+                addr: addr(p),
+                weight,
+            })
+            .collect();
+        EndpointSet::from_addr(&Addr::Bound(eps.into()), prev, sh)
+    }
+
+    fn valid(sh: &Shared) -> bool {
+        sh.heap.as_ref().is_some_and(|h| lock(h).is_valid())
+    }
+
+    fn top(sh: &Shared) -> u16 {
+        let h = sh.heap.as_ref().unwrap();
+        lock(h).top().unwrap().addr.port()
+    }
+
+    #[tokio::test]
+    async fn picks_follow_the_least_loaded_as_load_changes() {
+        let sh = heap_shared();
+        let s = bound(
+            &[(1, 1.0), (2, 1.0), (3, 1.0), (4, 1.0)],
+            &EndpointSet::Pending,
+            &sh,
+        );
+        assert!(valid(&sh));
+        // Each request taken and held goes to an endpoint with the least
+        // load: four requests, one on each.
+        let mut held: Vec<Outstanding> = (0..4)
+            .map(|_| Outstanding::new(s.pick(&[]).unwrap()))
+            .collect();
+        assert!(valid(&sh));
+        let mut ports: Vec<u16> = held.iter().map(|o| o.endpoint().addr.port()).collect();
+        ports.sort();
+        assert_eq!(ports, vec![1, 2, 3, 4]);
+        // Two more on whichever; then releasing one endpoint's requests
+        // brings it to the top.
+        held.push(Outstanding::new(s.pick(&[]).unwrap()));
+        held.push(Outstanding::new(s.pick(&[]).unwrap()));
+        let free = held[0].endpoint().addr.port();
+        held.retain(|o| o.endpoint().addr.port() != free);
+        assert!(valid(&sh));
+        assert_eq!(top(&sh), free);
+        assert_eq!(s.pick(&[]).unwrap().addr.port(), free);
+        drop(held);
+        assert!(valid(&sh));
+    }
+
+    #[tokio::test]
+    async fn weights_divide_the_load() {
+        let sh = heap_shared();
+        let s = bound(&[(1, 1.0), (2, 3.0)], &EndpointSet::Pending, &sh);
+        let held: Vec<Outstanding> = (0..8)
+            .map(|_| Outstanding::new(s.pick(&[]).unwrap()))
+            .collect();
+        let on = |p: u16| {
+            held.iter()
+                .filter(|o| o.endpoint().addr.port() == p)
+                .count()
+        };
+        // Load (outstanding + 1) / weight evens out at 2 : 6.
+        assert_eq!((on(1), on(2)), (2, 6));
+        assert!(valid(&sh));
+    }
+
+    #[tokio::test]
+    async fn excluded_and_ejected_endpoints_are_passed_over_best_first() {
+        let sh = heap_shared();
+        let s = bound(&[(1, 1.0), (2, 1.0), (3, 1.0)], &EndpointSet::Pending, &sh);
+        let e = s.endpoints();
+        let _g2 = [
+            Outstanding::new(e[1].clone()),
+            Outstanding::new(e[1].clone()),
+        ];
+        let _g3 = Outstanding::new(e[2].clone());
+        assert_eq!(top(&sh), 1);
+        // Excluding the least loaded gives the next least loaded.
+        assert_eq!(s.pick(&[addr(1)]).unwrap().addr.port(), 3);
+        assert_eq!(s.pick(&[addr(1), addr(3)]).unwrap().addr.port(), 2);
+        assert!(s.pick(&[addr(1), addr(2), addr(3)]).is_none());
+        // Ejected: passed over while others are available...
+        e[0].record(ResponseClass::Failure);
+        assert_eq!(s.pick(&[]).unwrap().addr.port(), 3);
+        // ...and used anyway when every endpoint is ejected.
+        e[1].record(ResponseClass::Failure);
+        e[2].record(ResponseClass::Failure);
+        assert!(s.pick(&[]).is_some());
+    }
+
+    #[tokio::test]
+    async fn updates_add_and_remove_endpoints_and_keep_loads() {
+        let sh = heap_shared();
+        let s = bound(&[(1, 1.0), (2, 1.0)], &EndpointSet::Pending, &sh);
+        let g1 = Outstanding::new(s.endpoints()[0].clone());
+        let g2 = Outstanding::new(s.endpoints()[1].clone());
+        // A new, idle endpoint goes to the top.
+        let s2 = bound(&[(1, 1.0), (2, 1.0), (3, 1.0)], &s, &sh);
+        assert!(valid(&sh));
+        assert_eq!(top(&sh), 3);
+        assert_eq!(s2.pick(&[]).unwrap().addr.port(), 3);
+        // A removed endpoint leaves the heap; its outstanding request's end
+        // does not disturb it.
+        let g3 = Outstanding::new(s2.endpoints()[2].clone());
+        let g3b = Outstanding::new(s2.endpoints()[2].clone());
+        let s3 = bound(&[(2, 1.0), (3, 1.0)], &s2, &sh);
+        drop(g1);
+        assert!(valid(&sh));
+        assert_eq!(top(&sh), 2);
+        assert_eq!(s3.pick(&[]).unwrap().addr.port(), 2);
+        drop((g2, g3, g3b));
+        assert!(valid(&sh));
+        // Back to nothing bound: an empty heap.
+        let s4 = EndpointSet::from_addr(&Addr::Neg, &s3, &sh);
+        assert!(s4.pick(&[]).is_none());
+        assert!(lock(sh.heap.as_ref().unwrap()).top().is_none());
+    }
+
+    #[tokio::test]
+    async fn unusable_weights_only_when_nothing_else() {
+        let sh = heap_shared();
+        let s = bound(&[(1, 0.0), (2, 1.0)], &EndpointSet::Pending, &sh);
+        let _held: Vec<Outstanding> = (0..5)
+            .map(|_| Outstanding::new(s.endpoints()[1].clone()))
+            .collect();
+        assert_eq!(s.pick(&[]).unwrap().addr.port(), 2);
+        assert!(s.pick(&[addr(2)]).is_none());
+        let s = bound(&[(1, 0.0), (2, 0.0)], &EndpointSet::Pending, &sh);
+        assert!(s.pick(&[]).is_some());
     }
 }

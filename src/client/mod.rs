@@ -5,8 +5,12 @@
 //! pool, and the per-endpoint state that endpoint choice reads. One call,
 //! [`Client::call`], is one *attempt* as the service level sees it: choose an
 //! endpoint, send, and — only when the request surely never reached the
-//! application (the connection was refused) and its body can be sent again —
-//! requeue it on another endpoint. Retries of responses (5xx, timeouts) are
+//! application and its body can be sent again — requeue it, within the
+//! requeue budget: on another endpoint when the connection was refused or an
+//! h2 endpoint refused the stream (`REFUSED_STREAM`, or `GOAWAY` without
+//! it); on a fresh connection when a kept-alive HTTP/1.1 connection turned
+//! out to be stale (hyper handed the request back unsent, or the endpoint
+//! reset the idle connection before any byte of the response; see `conn`). Retries of responses (5xx, timeouts) are
 //! the service level's business and wrap `call`.
 //!
 //! How a response counts for the endpoint (success or failure) is reported
@@ -16,7 +20,9 @@
 mod accrual;
 mod backoff;
 mod balance;
+mod conn;
 mod ewma;
+mod heap;
 mod params;
 mod upstream;
 
@@ -44,7 +50,7 @@ pub use params::{
     Backoff, Budget, ClientConfig, ClientParams, ClientPrefix, ClientSettings, FailureAccrual,
     LoadBalancer, PoolParams, PrefixElem, PrefixError, StaticClient,
 };
-use upstream::Upstream;
+use upstream::{Upstream, UpstreamError};
 
 use crate::dtab::Path;
 use crate::naming::{Addr, Bound};
@@ -190,6 +196,11 @@ impl ClientError {
     }
 }
 
+/// The addresses of a set's endpoints.
+fn addrs_of(set: &EndpointSet) -> Vec<SocketAddr> {
+    set.endpoints().iter().map(|e| e.addr).collect()
+}
+
 fn fmt_addrs(addrs: &[SocketAddr]) -> String {
     addrs
         .iter()
@@ -274,7 +285,7 @@ pub struct Client {
     set: Arc<ArcSwap<EndpointSet>>,
     last_used: AtomicU64,
     shared: Arc<Shared>,
-    upstream: Upstream,
+    upstream: Arc<Upstream>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -291,21 +302,23 @@ impl fmt::Debug for Client {
 impl Client {
     /// A client following `bound`'s endpoint watch until it is dropped.
     pub fn new(bound: &Bound, params: ClientParams) -> Arc<Client> {
-        let upstream = Upstream::new(
+        let upstream = Arc::new(Upstream::new(
             params.protocol,
             &params.host_connection_pool,
             params.tls.as_ref(),
-        );
+        ));
         let shared = Shared::new(bound.id.clone(), params);
         let mut rx = bound.addr.clone();
         let initial =
             EndpointSet::from_addr(&rx.borrow_and_update(), &EndpointSet::Pending, &shared);
         initial.publish_gauges(&shared);
+        upstream.keep(&addrs_of(&initial));
         let set = Arc::new(ArcSwap::from_pointee(initial));
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let set = set.clone();
             let shared = shared.clone();
+            let upstream = upstream.clone();
             rt.spawn(async move {
                 loop {
                     tokio::select! {
@@ -318,6 +331,7 @@ impl Client {
                             let addr = rx.borrow_and_update().clone();
                             let next = EndpointSet::from_addr(&addr, &set.load(), &shared);
                             next.publish_gauges(&shared);
+                            upstream.keep(&addrs_of(&next));
                             set.store(Arc::new(next));
                         }
                     }
@@ -395,8 +409,11 @@ impl Client {
         self.last_used.store(now_ms, Ordering::Relaxed);
     }
 
-    /// One attempt: choose an endpoint, send `req`, and requeue on another
-    /// endpoint when the connection is refused and the body is replayable.
+    /// One attempt: choose an endpoint, send `req`, and requeue it, when
+    /// the body is replayable and the requeue budget allows, if the endpoint
+    /// surely did not process it (connection refused, h2 stream refused or
+    /// cut by `GOAWAY`: another endpoint; stale kept-alive HTTP/1.1
+    /// connection: a fresh one).
     ///
     /// `req`'s URI gives the path and query (and, for h2, the `:authority`
     /// to send); its version is set from the protocol. Headers are sent as
@@ -433,6 +450,7 @@ impl Client {
             Protocol::H2 => Version::HTTP_2,
         };
         let mut tried: Vec<SocketAddr> = Vec::new();
+        let mut sent = 0usize;
         loop {
             let Some(ep) = set.pick(&tried) else {
                 return Err(ClientError::Connect {
@@ -465,6 +483,7 @@ impl Client {
             };
 
             let start = tokio::time::Instant::now();
+            sent += 1;
             let attempt = async {
                 let permit = self.permit(&ep).await?;
                 let outstanding = Outstanding::new(ep.clone());
@@ -518,6 +537,43 @@ impl Client {
                             .fetch_add(1, Ordering::Relaxed);
                         cause.push_str(" (requeue budget exhausted)");
                         return Err(ClientError::Connect { tried, cause });
+                    }
+                    self.shared
+                        .stats
+                        .requeues_total
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.shared.metrics.requeues.increment(1);
+                }
+                Err(UpstreamError {
+                    unprocessed: Some(why),
+                    cause,
+                    ..
+                }) => {
+                    // Not processed: sent again, on another endpoint if this
+                    // one refused it, on a fresh connection if the pooled one
+                    // was stale.
+                    drop((outstanding, permit));
+                    if why.excludes_endpoint() {
+                        ep.record(ResponseClass::Failure);
+                        tried.push(addr);
+                    }
+                    tracing::debug!(dst = %ctx.dst, client = %self.id, %addr, why = why.as_str(), %cause, "request not processed");
+                    let fail = |more: &str| ClientError::Upstream {
+                        addr,
+                        cause: format!("{cause} (not processed: {}{more})", why.as_str()),
+                    };
+                    if !replayable || !body.is_replayable() || sent >= MAX_CONNECT_ATTEMPTS {
+                        return Err(fail(""));
+                    }
+                    if set.endpoints().iter().all(|e| tried.contains(&e.addr)) {
+                        return Err(fail("; no other endpoint"));
+                    }
+                    if !budget.try_withdraw() {
+                        self.shared
+                            .stats
+                            .requeue_budget_exhausted_total
+                            .fetch_add(1, Ordering::Relaxed);
+                        return Err(fail("; requeue budget exhausted"));
                     }
                     self.shared
                         .stats

@@ -230,9 +230,11 @@ pub use crate::service::budget::BudgetConfig as Budget;
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolParams {
-    /// `minSize` (0): idle connections kept regardless of `idleTimeMs`.
-    /// Accepted; the pool keeps idle connections up to `maxSize` and closes
-    /// them after `idleTimeMs` without a floor.
+    /// `minSize` (0): HTTP/1.1 connections kept open per endpoint whatever
+    /// `idleTimeMs` says: opened when the endpoint joins the set, opened
+    /// again when some close, taken first when a request needs a new one.
+    /// (An h2 client keeps one multiplexed connection per endpoint and
+    /// ignores it.)
     pub min_size: Option<u32>,
     /// `maxSize` (unbounded): requests in flight to one endpoint (one
     /// connection each for HTTP/1.1); more wait.

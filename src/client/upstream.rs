@@ -19,6 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use super::conn::{Tracked, stale};
 use super::params::PoolParams;
 use crate::proxy::ProxyBody;
 use crate::routing::Protocol;
@@ -37,15 +38,67 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) struct UpstreamError {
     /// The connection could not be made: the request never left.
     pub(crate) connect: bool,
+    /// The connection was made, but the request surely was not processed:
+    /// it may be sent again (requeued).
+    pub(crate) unprocessed: Option<Unprocessed>,
     /// What happened, with its causes.
     pub(crate) cause: String,
 }
 
+impl UpstreamError {
+    fn new(connect: bool, cause: String) -> UpstreamError {
+        UpstreamError {
+            connect,
+            unprocessed: None,
+            cause,
+        }
+    }
+}
+
+/// How a request that reached an endpoint's connection is known not to
+/// have been processed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unprocessed {
+    /// HTTP/1.1: a kept-alive (or pre-connected) connection the endpoint had
+    /// already dropped; the request was not read. The endpoint itself is
+    /// fine: another connection to it will do.
+    Stale,
+    /// HTTP/2: the endpoint refused the stream (`REFUSED_STREAM`).
+    RefusedStream,
+    /// HTTP/2: the endpoint went away (`GOAWAY`) before taking the stream.
+    GoAway,
+    /// HTTP/2: the connection closed while the request still waited in
+    /// hyper's queue, before it became a stream.
+    NotSent,
+}
+
+impl Unprocessed {
+    /// Whether the endpoint should not be tried again for this request.
+    pub(crate) fn excludes_endpoint(self) -> bool {
+        self != Unprocessed::Stale
+    }
+
+    /// For logs and error texts.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Unprocessed::Stale => "stale pooled connection",
+            Unprocessed::RefusedStream => "stream refused (REFUSED_STREAM)",
+            Unprocessed::GoAway => "endpoint going away (GOAWAY)",
+            Unprocessed::NotSent => "connection closed before the request was sent",
+        }
+    }
+}
+
+/// The HTTP/1.1 connector: TCP, tracked.
+type Plain = Tracked<HttpConnector, tokio::net::TcpStream>;
+/// The HTTP/1.1 connector over TLS, tracked.
+type Tls = Tracked<TlsConnector, crate::tls::connect::TlsConn>;
+
 /// Keep-alive connections to endpoints, per router protocol.
 pub(crate) enum Upstream {
-    Http1(Box<Client<HttpConnector, ProxyBody>>),
+    Http1(Box<Client<Plain, ProxyBody>>, Plain),
     /// HTTP/1.1 over TLS (`client.tls`).
-    Http1Tls(Box<Client<TlsConnector, ProxyBody>>),
+    Http1Tls(Box<Client<Tls, ProxyBody>>, Tls),
     Http2(H2Pool),
 }
 
@@ -75,15 +128,23 @@ impl Upstream {
                     .pool_timer(TokioTimer::new())
                     .timer(TokioTimer::new())
                     .pool_idle_timeout(pool.idle_time.unwrap_or(DEFAULT_IDLE))
+                    // A request hyper hands back unsent is requeued by the
+                    // client itself (counted, within the requeue budget).
+                    .retry_canceled_requests(false)
                     .set_host(false);
                 if let Some(max) = pool.max_size {
                     builder.pool_max_idle_per_host(max as usize);
                 }
+                let min = pool.min_size.unwrap_or(0);
                 match tls {
-                    None => Upstream::Http1(Box::new(builder.build(connector))),
-                    Some(tls) => Upstream::Http1Tls(Box::new(
-                        builder.build(TlsConnector::new(connector, tls.clone())),
-                    )),
+                    None => {
+                        let c = Tracked::new(connector, min);
+                        Upstream::Http1(Box::new(builder.build(c.clone())), c)
+                    }
+                    Some(tls) => {
+                        let c = Tracked::new(TlsConnector::new(connector, tls.clone()), min);
+                        Upstream::Http1Tls(Box::new(builder.build(c.clone())), c)
+                    }
                 }
             }
             Protocol::H2 => Upstream::Http2(H2Pool {
@@ -101,17 +162,54 @@ impl Upstream {
         req: Request<ProxyBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         match self {
-            Upstream::Http1(client) => client.request(req).await.map_err(|e| UpstreamError {
+            Upstream::Http1(client, _) => client.request(req).await.map_err(|e| UpstreamError {
                 connect: e.is_connect(),
+                unprocessed: (!e.is_connect() && stale(&e)).then_some(Unprocessed::Stale),
                 cause: error_chain(&e),
             }),
-            Upstream::Http1Tls(client) => client
-                .request(req)
-                .await
-                .map_err(|e| tls_error(e.is_connect(), &e)),
+            Upstream::Http1Tls(client, _) => client.request(req).await.map_err(|e| {
+                let mut u = tls_error(e.is_connect(), &e);
+                if !u.connect && stale(&e) {
+                    u.unprocessed = Some(Unprocessed::Stale);
+                }
+                u
+            }),
             Upstream::Http2(pool) => pool.send(addr, req).await,
         }
     }
+
+    /// The endpoint set is now `addrs`: keep `hostConnectionPool.minSize`
+    /// connections open to each (HTTP/1.1).
+    pub(crate) fn keep(&self, addrs: &[SocketAddr]) {
+        match self {
+            Upstream::Http1(_, c) => c.keep(addrs),
+            Upstream::Http1Tls(_, c) => c.keep(addrs),
+            Upstream::Http2(_) => {}
+        }
+    }
+}
+
+/// Whether an HTTP/2 failure says the endpoint did not process the stream:
+/// it refused it (`REFUSED_STREAM`), or went away (`GOAWAY`) without it.
+/// `h2` fails a stream with the remote GOAWAY only when the stream's id is
+/// above the GOAWAY's last stream id, or when the stream was opened after
+/// it (never sent); streams the endpoint kept and then lost when the
+/// connection closed fail with an I/O error instead, and are not requeued.
+fn h2_unprocessed(e: &(dyn std::error::Error + 'static)) -> Option<Unprocessed> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(h2) = c.downcast_ref::<h2::Error>() {
+            if h2.is_go_away() && h2.is_remote() {
+                return Some(Unprocessed::GoAway);
+            }
+            if h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
+                return Some(Unprocessed::RefusedStream);
+            }
+            return None;
+        }
+        cur = c.source();
+    }
+    None
 }
 
 impl H2Pool {
@@ -129,10 +227,7 @@ impl H2Pool {
         if let Some(s) = existing {
             return Ok(s);
         }
-        let connect_err = |cause: String| UpstreamError {
-            connect: true,
-            cause,
-        };
+        let connect_err = |cause: String| UpstreamError::new(true, cause);
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(connect_err(format!("connect to {addr}: {e}"))),
@@ -142,10 +237,10 @@ impl H2Pool {
         let send = match &self.tls {
             None => h2_handshake(stream, addr).await?,
             Some(tls) => {
-                let stream = tls.connect(stream, addr).await.map_err(|f| UpstreamError {
-                    connect: true,
-                    cause: format!("{addr}: {f}"),
-                })?;
+                let stream = tls
+                    .connect(stream, addr)
+                    .await
+                    .map_err(|f| UpstreamError::new(true, format!("{addr}: {f}")))?;
                 h2_handshake(stream, addr).await?
             }
         };
@@ -163,9 +258,16 @@ impl H2Pool {
             self.lock().remove(&addr);
             return Err(tls_error(true, &e));
         }
-        send.send_request(req)
-            .await
-            .map_err(|e| tls_error(false, &e))
+        send.send_request(req).await.map_err(|e| {
+            let mut u = tls_error(false, &e);
+            u.unprocessed = h2_unprocessed(&e).or_else(|| {
+                // hyper hands back a request it never gave to h2 as
+                // "canceled: connection closed".
+                (e.is_canceled() && u.cause.ends_with("connection closed"))
+                    .then_some(Unprocessed::NotSent)
+            });
+            u
+        })
     }
 }
 
@@ -201,14 +303,8 @@ where
 /// handshake is done): such a request never reached the application.
 fn tls_error(connect: bool, e: &(dyn std::error::Error + 'static)) -> UpstreamError {
     match HandshakeFailure::find_in(e) {
-        Some(f) => UpstreamError {
-            connect: connect || f.before_request(),
-            cause: f.to_string(),
-        },
-        None => UpstreamError {
-            connect,
-            cause: error_chain(e),
-        },
+        Some(f) => UpstreamError::new(connect || f.before_request(), f.to_string()),
+        None => UpstreamError::new(connect, error_chain(e)),
     }
 }
 

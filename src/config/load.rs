@@ -290,6 +290,9 @@ impl Builder<'_> {
                 }
             }
         };
+        // Enforced per router: the strictest of the router's own key and its
+        // servers' (Linkerd 1 puts the h2 one on the servers).
+        let server_depth = r.servers.iter().filter_map(|s| s.max_call_depth).min();
         let servers = r
             .servers
             .into_iter()
@@ -373,9 +376,10 @@ impl Builder<'_> {
             binding_cache,
             servers,
             client,
-            max_call_depth: r
-                .max_call_depth
-                .unwrap_or(protocol.default_max_call_depth()),
+            max_call_depth: match (r.max_call_depth, server_depth) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b).unwrap_or(protocol.default_max_call_depth()),
+            },
             access_log: r.http_access_log.or(r.h2_access_log).map(PathBuf::from),
         }
     }

@@ -407,6 +407,8 @@ pub(crate) mod raw {
         pub max_concurrent_requests: Option<u32>,
         pub clear_context: Option<bool>,
         pub tls: Option<ServerTls>,
+        /// h2 only (the schema walk refuses it on http servers).
+        pub max_call_depth: Option<u32>,
     }
 
     #[derive(Debug, Deserialize)]

@@ -350,8 +350,17 @@ static CLIENT_AUTH: Obj = Obj {
     unsupported: &[],
 };
 
+/// Linkerd 1 reads an h2 router's `maxCallDepth` from its servers (an http
+/// router's from the router); Switchyard accepts both places for h2.
 static H2_SERVER: Obj = Obj {
-    fields: HTTP_SERVER.fields,
+    fields: &[
+        opt("ip", Ty::Str),
+        opt("port", PORT),
+        opt("maxConcurrentRequests", POSITIVE),
+        opt("clearContext", Ty::Bool),
+        opt("tls", Ty::Obj(&SERVER_TLS)),
+        opt("maxCallDepth", POSITIVE),
+    ],
     unsupported: &[
         "socketOptions",
         "announce",

@@ -321,3 +321,27 @@ fn routers_and_servers_are_required() {
         "l.yaml:3:12: routers[0].servers: at least one server is required"
     );
 }
+
+#[test]
+fn h2_max_call_depth_on_servers_as_in_linkerd() {
+    // Linkerd 1 reads an h2 router's maxCallDepth from its servers; the
+    // strictest of the servers' and the router's own applies.
+    let c = parse(
+        "routers:\n- protocol: h2\n  servers:\n  - port: 4142\n    maxCallDepth: 5\n  - port: 4143\n    maxCallDepth: 3\n",
+    )
+    .expect("valid");
+    assert_eq!(c.routers[0].max_call_depth, 3);
+    let c = parse(
+        "routers:\n- protocol: h2\n  maxCallDepth: 2\n  servers:\n  - port: 4142\n    maxCallDepth: 5\n",
+    )
+    .expect("valid");
+    assert_eq!(c.routers[0].max_call_depth, 2);
+    let c = parse("routers:\n- protocol: h2\n  servers:\n  - port: 4142\n").expect("valid");
+    assert_eq!(c.routers[0].max_call_depth, 10);
+    // On an http server it is refused (Linkerd reads it from the router).
+    let e = errors("routers:\n- protocol: http\n  servers:\n  - port: 4140\n    maxCallDepth: 5\n");
+    assert!(
+        e.starts_with("l.yaml:5:5: unknown key 'maxCallDepth'"),
+        "{e}"
+    );
+}

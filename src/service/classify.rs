@@ -246,8 +246,13 @@ impl Classifier {
     }
 
     /// Classify a gRPC response by its trailers (`grpc-status` missing: a
-    /// success only for non-gRPC classifiers).
+    /// success only for non-gRPC classifiers). A downstream hop's
+    /// `l5d-success-class` (or `l5d-retryable`) trailer wins, as it would
+    /// in the head.
     pub fn classify_trailers(&self, trailers: Option<&HeaderMap>) -> ResponseClass {
+        if let Some(c) = trailers.and_then(|t| from_headers(StatusCode::OK, t)) {
+            return c;
+        }
         let code = trailers.and_then(grpc_status);
         match (self, code) {
             (Classifier::Grpc { .. }, Some(c)) => self.grpc(c),

@@ -16,6 +16,7 @@
 //! * [`deadline`]: `l5d-ctx-deadline` and `grpc-timeout`.
 //! * [`body`]: request bodies kept up to `retryBufferSize.requestBytes`.
 //! * [`retry`]: the loop that ties them together.
+//! * [`trailers`]: `l5d-success-class` in the trailers of gRPC responses.
 
 pub mod backoff;
 pub mod body;
@@ -24,6 +25,7 @@ pub mod classify;
 pub mod deadline;
 pub mod params;
 pub mod retry;
+pub mod trailers;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

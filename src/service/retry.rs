@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::Service;
 use super::body::ReplayBody;
 use super::classify::{L5D_SUCCESS_CLASS, ResponseClass};
+use super::trailers::ClassTrailers;
 use crate::client::Report;
 use crate::proxy::{BoxError, ProxyBody, ProxyError};
 
@@ -206,8 +207,12 @@ async fn classify(
             let (resp, class) = match c.classify_response(method, resp.status(), resp.headers()) {
                 Some(class) => (resp, class),
                 // The trailers will tell, but no retry could follow: pass the
-                // stream on at once (the endpoint gets the status's class).
-                None if !may_retry => return (ResponseClass::Success, Ok(resp)),
+                // stream on at once; its trailers get the class, and the
+                // endpoint hears it, when they come.
+                None if !may_retry => {
+                    let resp = resp.map(|b| ClassTrailers::pending(b, c.clone(), report).boxed());
+                    return (ResponseClass::Success, Ok(resp));
+                }
                 None => {
                     let p = &svc.params;
                     let (resp, end) = peek_trailers(
@@ -217,10 +222,20 @@ async fn classify(
                     )
                     .await;
                     match end {
-                        Some(trailers) => (resp, c.classify_trailers(trailers.as_ref())),
-                        // Still streaming: too late to retry; a success
-                        // as far as anyone can tell now.
-                        None => (resp, ResponseClass::Success),
+                        Some(trailers) => {
+                            let class = c.classify_trailers(trailers.as_ref());
+                            // In the head (the stream was read ahead) and
+                            // where gRPC looks for it, the trailers.
+                            let resp = resp.map(|b| ClassTrailers::known(b, class).boxed());
+                            (resp, class)
+                        }
+                        // Still streaming: too late to retry; the trailers
+                        // will tell when they come.
+                        None => {
+                            let resp =
+                                resp.map(|b| ClassTrailers::pending(b, c.clone(), report).boxed());
+                            return (ResponseClass::Success, Ok(resp));
+                        }
                     }
                 }
             };

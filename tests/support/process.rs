@@ -32,7 +32,18 @@ impl Switchyard {
     /// Start in `dir` (its working directory, where the config is written),
     /// for tests that lay out namer and dtab files there themselves.
     pub fn start_in(dir: &std::path::Path, config: &str, rust_log: &str) -> Switchyard {
-        let cfg = dir.join("linkerd.yaml");
+        Switchyard::start_named(dir, "linkerd", config, rust_log)
+    }
+
+    /// Start in `dir` with the config written to `NAME.yaml`, so that several
+    /// switchyards (two hops, say) can share one directory.
+    pub fn start_named(
+        dir: &std::path::Path,
+        name: &str,
+        config: &str,
+        rust_log: &str,
+    ) -> Switchyard {
+        let cfg = dir.join(format!("{name}.yaml"));
         std::fs::write(&cfg, config).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .args(["run", "-c"])
