@@ -46,6 +46,12 @@ use super::server::Shutdown;
 /// apart between requests.
 pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long hyper's connection is kept after it went idle (by default). Taking it apart
+/// and building it again costs about as much as a quarter of a proxied
+/// request (allocations, hyper's caches), so a client that sends requests
+/// back to back keeps it; one that pauses longer than this gives it back.
+pub(super) const LINGER: Duration = Duration::from_millis(50);
+
 /// The HTTP/2 connection preface a prior-knowledge client starts with.
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -66,6 +72,9 @@ pub(super) struct ConnState {
     flushed: AtomicBool,
     /// The latest request had a body, which hyper may still be reading.
     body: AtomicBool,
+    /// Requests so far: tells whether a connection stayed idle for a whole
+    /// [`LINGER`].
+    requests: AtomicUsize,
 }
 
 impl Default for ConnState {
@@ -75,6 +84,7 @@ impl Default for ConnState {
             read_empty: AtomicBool::new(false),
             flushed: AtomicBool::new(true),
             body: AtomicBool::new(false),
+            requests: AtomicUsize::new(0),
         }
     }
 }
@@ -83,6 +93,7 @@ impl ConnState {
     /// A request arrived; the guard lives as long as its response.
     pub(super) fn begin(self: &Arc<Self>, has_body: bool) -> ActiveGuard {
         self.active.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
         self.body.store(has_body, Ordering::Relaxed);
         ActiveGuard(self.clone())
     }
@@ -275,7 +286,8 @@ pub(super) async fn sniff(stream: &mut TcpStream) -> Sniffed {
 /// Serve HTTP/1 on `stream` (whose first bytes, already read, are `pending`)
 /// until the client closes, stays silent for [`IDLE_TIMEOUT`], or `shutdown`
 /// fires (then the request in progress is finished first). hyper holds the
-/// connection only while a request is in progress; see the module docs.
+/// connection only while a request is in progress, and for `linger` after
+/// (see [`LINGER`] and the module docs).
 pub(super) async fn serve_http1<S>(
     builder: &http1::Builder,
     mut stream: TcpStream,
@@ -283,6 +295,7 @@ pub(super) async fn serve_http1<S>(
     state: Arc<ConnState>,
     service: S,
     shutdown: &Shutdown,
+    linger: Duration,
 ) -> Result<(), hyper::Error>
 where
     S: HttpService<Incoming, ResBody = TrackedBody> + Clone + Unpin,
@@ -311,6 +324,12 @@ where
         let mut conn = Box::new(builder.serve_connection(TokioIo::new(io), service.clone()));
         let mut stop = pin!(shutdown.wait());
         let mut draining = false;
+        // Armed when hyper first goes idle, with the request count then; when
+        // it fires, hyper is let go if no request came in the meantime, else
+        // it is armed again. So a busy connection costs one timer per
+        // `linger`, not one per request.
+        let mut timer = pin!(tokio::time::sleep(linger));
+        let mut armed: Option<usize> = None;
         let done = poll_fn(|cx| {
             if !draining && stop.as_mut().poll(cx).is_ready() {
                 draining = true;
@@ -318,7 +337,21 @@ where
             }
             match Pin::new(&mut *conn).poll(cx) {
                 Poll::Ready(r) => Poll::Ready(Some(r)),
-                Poll::Pending if !draining && state.is_idle() => Poll::Ready(None),
+                Poll::Pending if !draining && state.is_idle() => {
+                    let seen = state.requests.load(Ordering::Relaxed);
+                    if armed.is_none() {
+                        armed = Some(seen);
+                        timer.as_mut().reset(Instant::now() + linger);
+                    }
+                    while timer.as_mut().poll(cx).is_ready() {
+                        if armed == Some(seen) {
+                            return Poll::Ready(None);
+                        }
+                        armed = Some(seen);
+                        timer.as_mut().reset(Instant::now() + linger);
+                    }
+                    Poll::Pending
+                }
                 Poll::Pending => Poll::Pending,
             }
         })
@@ -406,9 +439,14 @@ mod tests {
         }
     }
 
+    /// What the tests let hyper linger: short, so that they see it go.
+    const SHORT: Duration = Duration::from_millis(10);
+    /// Long enough to wait for well past [`SHORT`], whatever the load.
+    const WAIT: Duration = Duration::from_millis(200);
+
     /// A server on 127.0.0.1:0 serving one connection with `serve_http1`;
     /// returns its address and the hyper-connection count.
-    async fn server() -> (std::net::SocketAddr, Arc<AtomicUsize>, Shutdown) {
+    async fn server(linger: Duration) -> (std::net::SocketAddr, Arc<AtomicUsize>, Shutdown) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let clones = Arc::new(AtomicUsize::new(0));
@@ -426,7 +464,7 @@ mod tests {
                 requests: Arc::default(),
             };
             let builder = http1::Builder::new();
-            let _ = serve_http1(&builder, stream, head, state, svc, &s).await;
+            let _ = serve_http1(&builder, stream, head, state, svc, &s, linger).await;
         });
         (addr, clones, shutdown)
     }
@@ -452,7 +490,7 @@ mod tests {
 
     #[tokio::test]
     async fn keep_alive_requests_each_get_a_fresh_hyper_connection() {
-        let (addr, clones, _shutdown) = server().await;
+        let (addr, clones, _shutdown) = server(SHORT).await;
         let mut s = TcpStream::connect(addr).await.unwrap();
         for i in 1..=3 {
             s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -461,14 +499,29 @@ mod tests {
             let r = read_responses(&mut s, 1).await;
             assert!(r.ends_with(&format!("ok {i} 0")), "{r}");
             // The connection goes idle: hyper is dropped before the next request.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(WAIT).await;
         }
         assert_eq!(clones.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]
+    async fn back_to_back_requests_keep_the_hyper_connection() {
+        let (addr, clones, _shutdown) = server(Duration::from_secs(30)).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        for i in 1..=5 {
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let r = read_responses(&mut s, 1).await;
+            assert!(r.ends_with(&format!("ok {i} 0")), "{r}");
+        }
+        // Well within the linger of each other: one hyper connection for all.
+        assert_eq!(clones.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
     async fn pipelined_and_split_requests_survive_the_hand_back() {
-        let (addr, _clones, _shutdown) = server().await;
+        let (addr, _clones, _shutdown) = server(SHORT).await;
         let mut s = TcpStream::connect(addr).await.unwrap();
         // Two requests in one write, and the head of a third.
         s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHo")
@@ -477,7 +530,7 @@ mod tests {
         let r = read_responses(&mut s, 2).await;
         assert!(r.contains("ok 1 0") && r.ends_with("ok 2 0"), "{r}");
         // The rest of the third head comes later, after hyper let go.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(WAIT).await;
         s.write_all(b"st: x\r\n\r\n").await.unwrap();
         let r = read_responses(&mut s, 1).await;
         assert!(r.ends_with("ok 3 0"), "{r}");
@@ -485,7 +538,7 @@ mod tests {
 
     #[tokio::test]
     async fn requests_with_bodies_then_without() {
-        let (addr, clones, _shutdown) = server().await;
+        let (addr, clones, _shutdown) = server(SHORT).await;
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234")
             .await
@@ -500,7 +553,7 @@ mod tests {
         let r = read_responses(&mut s, 1).await;
         assert!(r.ends_with("ok 2 0"), "{r}");
         // After a body-less request the connection lets go of hyper again.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(WAIT).await;
         s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
@@ -511,13 +564,13 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_closes_an_idle_connection() {
-        let (addr, _clones, shutdown) = server().await;
+        let (addr, _clones, shutdown) = server(SHORT).await;
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
         read_responses(&mut s, 1).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(WAIT).await;
         shutdown.trigger();
         let mut buf = [0u8; 16];
         let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))

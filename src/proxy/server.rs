@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::BoxError;
-use super::conn::{ConnIo, ConnState, Sniffed, TrackedBody, serve_http1, sniff};
+use super::conn::{ConnIo, ConnState, LINGER, Sniffed, TrackedBody, serve_http1, sniff};
 use super::forward::Forwarder;
 use crate::routing::{Protocol, Router, ServerParams};
 use crate::telemetry::ServerTelemetry;
@@ -253,7 +253,7 @@ async fn serve_plain(
         Sniffed::Http1(head) => {
             let state = Arc::new(ConnState::default());
             let svc = service(ctx, peer, Some(state.clone()));
-            Ok(serve_http1(&ctx.h1, stream, head, state, svc, &ctx.shutdown).await?)
+            Ok(serve_http1(&ctx.h1, stream, head, state, svc, &ctx.shutdown, LINGER).await?)
         }
     }
 }
