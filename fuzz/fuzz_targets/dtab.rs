@@ -1,17 +1,24 @@
-//! Dtab text: parsing never panics; `parse_all` agrees with `parse`; what
+//! Dtab text: parsing never panics; `parse` (lean rules first) agrees with
+//! the precise rules alone; `parse_all` agrees with `parse`; what
 //! parses re-parses from its show form, to the same value after one round
 //! (weights with more than two decimals are rounded by show); the indexed
 //! lookup equals Finagle's plain scan.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use switchyard::dtab::{Dtab, Label, NameTree, Path, PrefixElem};
+use switchyard::dtab::{Dentry, Dtab, Label, NameTree, Path, PrefixElem};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     let parsed = text.parse::<Dtab>();
+    assert_eq!(parsed, switchyard::dtab::precise::dtab(text), "{text:?}");
+    assert_eq!(
+        text.parse::<Dentry>(),
+        switchyard::dtab::precise::dentry(text),
+        "{text:?}"
+    );
     match (&parsed, Dtab::parse_all(text)) {
         (Ok(a), Ok(b)) => assert_eq!(*a, b),
         (Err(e), Err(es)) => {

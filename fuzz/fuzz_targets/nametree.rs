@@ -1,4 +1,5 @@
-//! Name tree text: parsing never panics, and what parses re-parses from its
+//! Name tree text: parsing never panics, `parse` (lean rules first) agrees
+//! with the precise rules alone, and what parses re-parses from its
 //! show form, to the same value after one round (show rounds weights to two
 //! decimals).
 #![no_main]
@@ -10,7 +11,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let tree = match text.parse::<NameTree<Path>>() {
+    let parsed = text.parse::<NameTree<Path>>();
+    assert_eq!(parsed, switchyard::dtab::precise::tree(text), "{text:?}");
+    let tree = match parsed {
         Ok(t) => t,
         Err(e) => {
             let _ = e.to_string();

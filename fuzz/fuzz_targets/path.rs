@@ -1,4 +1,5 @@
-//! Paths and prefixes: parsing never panics and show/parse is lossless;
+//! Paths and prefixes: parsing never panics, `parse` (lean rules first)
+//! agrees with the precise rules alone, and show/parse is lossless;
 //! any bytes make a path whose show form parses back to it.
 #![no_main]
 
@@ -18,7 +19,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match text.parse::<Path>() {
+    let parsed = text.parse::<Path>();
+    assert_eq!(parsed, switchyard::dtab::precise::path(text), "{text:?}");
+    match parsed {
         Ok(p) => {
             let shown = p.to_string();
             assert_eq!(shown.parse::<Path>().ok(), Some(p), "{shown:?}");

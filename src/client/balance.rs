@@ -117,6 +117,8 @@ impl Shared {
 pub struct EndpointState {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// `addr` as a URI authority, made once: requests are addressed to it.
+    pub(crate) authority: Option<http::uri::Authority>,
     /// Its weight within the set (> 0 to receive traffic).
     pub weight: f64,
     outstanding: AtomicUsize,
@@ -145,6 +147,7 @@ impl EndpointState {
         });
         EndpointState {
             addr,
+            authority: http::uri::Authority::try_from(addr.to_string()).ok(),
             weight,
             outstanding: AtomicUsize::new(0),
             available: AtomicBool::new(true),

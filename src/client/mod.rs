@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::uri::{PathAndQuery, Uri};
+use http::uri::{Authority, PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full};
@@ -461,9 +461,11 @@ impl Client {
             let addr = ep.addr;
             // HTTP/1.1 is addressed to the endpoint (Host carries the name);
             // HTTP/2 keeps the caller's :authority.
-            let authority = match (version, parts.uri.authority()) {
-                (Version::HTTP_2, Some(a)) => a.to_string(),
-                _ => addr.to_string(),
+            let authority = match (version, parts.uri.authority(), &ep.authority) {
+                (Version::HTTP_2, Some(a), _) => a.clone(),
+                (_, _, Some(a)) => a.clone(),
+                _ => Authority::try_from(addr.to_string())
+                    .map_err(|e| ClientError::BadRequest(e.to_string()))?,
             };
             let uri = Uri::builder()
                 .scheme("http")

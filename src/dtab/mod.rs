@@ -29,6 +29,8 @@ pub use delegate::{
 };
 pub use dentry::{Dentry, Prefix, PrefixElem};
 pub use parse::ParseError;
+#[doc(hidden)]
+pub use parse::precise;
 pub use path::{EmptyLabel, Label, Path, is_showable};
 pub use system::{SystemBound, SystemNamers};
 pub use table::Dtab;

@@ -4,6 +4,11 @@
 //! A [`ParseError`] names the line and column, shows the offending line with a
 //! caret under the spot, and says in words what was expected there, e.g.
 //! `prod.dtab:3:17: expected '=>' after the prefix /svc/users, found '/'`.
+//!
+//! Every `FromStr` first tries the grammar's lean rules (few, coarse
+//! tokens: fast, no error detail) and, when they or the checks on their
+//! tokens fail, the precise rules, whose value or error is the answer; see
+//! the `lean` module and the README's Benchmarks section.
 
 use std::fmt;
 use std::str::FromStr;
@@ -584,9 +589,18 @@ impl FromStr for Path {
     type Err = ParseError;
     /// Finagle's `Path.read`.
     fn from_str(s: &str) -> Result<Path, ParseError> {
-        let p = parse_rule(Rule::path_only, Mode::Path, s)?;
-        Ok(first_inner(p, Rule::path).map(path_of).unwrap_or_default())
+        match lean::path(s) {
+            Some(v) => Ok(v),
+            None => precise_path(s),
+        }
     }
+}
+
+// ParseError is big, but errors are the rare path and carry what a person needs.
+#[allow(clippy::result_large_err)]
+fn precise_path(s: &str) -> Result<Path, ParseError> {
+    let p = parse_rule(Rule::path_only, Mode::Path, s)?;
+    Ok(first_inner(p, Rule::path).map(path_of).unwrap_or_default())
 }
 
 impl FromStr for Prefix {
@@ -604,11 +618,20 @@ impl FromStr for NameTree<Path> {
     type Err = ParseError;
     /// Finagle's `NameTree.read`.
     fn from_str(s: &str) -> Result<NameTree<Path>, ParseError> {
-        let p = parse_rule(Rule::tree_only, Mode::Tree, s)?;
-        match first_inner(p, Rule::tree) {
-            Some(t) => tree_of(t).map_err(|e| invalid(s, e)),
-            None => Ok(NameTree::Neg),
+        match lean::tree(s) {
+            Some(v) => Ok(v),
+            None => precise_tree(s),
         }
+    }
+}
+
+// ParseError is big, but errors are the rare path and carry what a person needs.
+#[allow(clippy::result_large_err)]
+fn precise_tree(s: &str) -> Result<NameTree<Path>, ParseError> {
+    let p = parse_rule(Rule::tree_only, Mode::Tree, s)?;
+    match first_inner(p, Rule::tree) {
+        Some(t) => tree_of(t).map_err(|e| invalid(s, e)),
+        None => Ok(NameTree::Neg),
     }
 }
 
@@ -616,7 +639,10 @@ impl FromStr for Dentry {
     type Err = ParseError;
     /// Finagle's `Dentry.read`.
     fn from_str(s: &str) -> Result<Dentry, ParseError> {
-        parse_dentry(s, Mode::Dentry)
+        match lean::dentry(s) {
+            Some(v) => Ok(v),
+            None => parse_dentry(s, Mode::Dentry),
+        }
     }
 }
 
@@ -636,15 +662,26 @@ impl FromStr for Dtab {
     /// when the syntax is right, the first weight too large for an f64); see
     /// [`Dtab::parse_all`] for all of them in text order.
     fn from_str(s: &str) -> Result<Dtab, ParseError> {
-        let p = parse_rule(Rule::dtab, Mode::Dtab, s)?;
-        let mut dentries = Vec::new();
-        for c in p.into_inner() {
-            if c.as_rule() == Rule::dentry {
-                dentries.push(dentry_of(c).map_err(|e| invalid(s, e))?);
-            }
+        match lean::dtab(s) {
+            Some(v) => Ok(v),
+            None => precise_dtab(s),
         }
-        Ok(Dtab::new(dentries))
     }
+}
+
+/// [`Dtab`]'s `FromStr` with the precise rules only: the reference the lean
+/// rules are checked against, and the source of every error message.
+// ParseError is big, but errors are the rare path and carry what a person needs.
+#[allow(clippy::result_large_err)]
+fn precise_dtab(s: &str) -> Result<Dtab, ParseError> {
+    let p = parse_rule(Rule::dtab, Mode::Dtab, s)?;
+    let mut dentries = Vec::new();
+    for c in p.into_inner() {
+        if c.as_rule() == Rule::dentry {
+            dentries.push(dentry_of(c).map_err(|e| invalid(s, e))?);
+        }
+    }
+    Ok(Dtab::new(dentries))
 }
 
 impl Dtab {
@@ -766,6 +803,349 @@ fn dentry_start(s: &str, offset: usize) -> usize {
         .take_while(|&start| start <= offset)
         .last()
         .unwrap_or(0)
+}
+
+/// The precise rules alone, without the lean first try every `FromStr`
+/// makes: for the fuzz targets, which check that both give the same answer.
+#[doc(hidden)]
+pub mod precise {
+    use super::{Dentry, Dtab, Mode, NameTree, ParseError, Path};
+
+    /// [`Dtab`]'s `FromStr` with the precise rules only.
+    #[allow(clippy::result_large_err)]
+    pub fn dtab(s: &str) -> Result<Dtab, ParseError> {
+        super::precise_dtab(s)
+    }
+
+    /// [`Dentry`]'s `FromStr` with the precise rules only.
+    #[allow(clippy::result_large_err)]
+    pub fn dentry(s: &str) -> Result<Dentry, ParseError> {
+        super::parse_dentry(s, Mode::Dentry)
+    }
+
+    /// [`NameTree`]'s `FromStr` with the precise rules only.
+    #[allow(clippy::result_large_err)]
+    pub fn tree(s: &str) -> Result<NameTree<Path>, ParseError> {
+        super::precise_tree(s)
+    }
+
+    /// [`Path`]'s `FromStr` with the precise rules only.
+    #[allow(clippy::result_large_err)]
+    pub fn path(s: &str) -> Result<Path, ParseError> {
+        super::precise_path(s)
+    }
+}
+
+/// The lean rules of `grammar/dtab.pest`: the first try, with no error
+/// detail (`None` sends the caller to the precise rules, which then give the
+/// value or the error).
+///
+/// Their tokens are walked once, in order, with a stack of open Alts
+/// (`lean_tree`) and Unions (`lean_tree1`) whose members wait in two shared
+/// vectors, so a dentry costs no allocation beyond its own values.
+mod lean {
+    use pest::Parser;
+    use pest::Token;
+
+    use super::{DtabParser, Rule, is_showable, label_of, parse_weight};
+    use crate::dtab::dentry::{Dentry, Prefix, PrefixElem};
+    use crate::dtab::path::{Label, Path};
+    use crate::dtab::table::Dtab;
+    use crate::dtab::tree::{DEFAULT_WEIGHT, NameTree, Weighted};
+
+    /// Deeper parentheses go to the precise rules, so that where pest's
+    /// stack limit lies (it differs between the rule sets) never decides
+    /// whether a text parses.
+    const MAX_NESTING: usize = 64;
+
+    /// A dtab, if the lean rules and the value checks accept `s`.
+    pub(super) fn dtab(s: &str) -> Option<Dtab> {
+        Some(Dtab::new(build(Rule::lean_dtab, s)?.dentries))
+    }
+
+    /// A dentry, likewise.
+    pub(super) fn dentry(s: &str) -> Option<Dentry> {
+        let mut b = build(Rule::lean_dentry_only, s)?;
+        b.dentries.pop().filter(|_| b.dentries.is_empty())
+    }
+
+    /// A name tree, likewise.
+    pub(super) fn tree(s: &str) -> Option<NameTree<Path>> {
+        build(Rule::lean_tree_only, s)?.tree
+    }
+
+    /// A path, likewise.
+    pub(super) fn path(s: &str) -> Option<Path> {
+        let mut b = build(Rule::lean_path_only, s)?;
+        match b.members.pop()?.tree {
+            NameTree::Leaf(p) if b.members.is_empty() => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Parse `s` with a lean entry rule and walk its tokens.
+    fn build(rule: Rule, s: &str) -> Option<Builder<'_>> {
+        let pairs = DtabParser::parse(rule, s).ok()?;
+        let mut b = Builder::new(s);
+        if rule == Rule::lean_dtab {
+            // About one dentry per 48 bytes (the benchmark's take 64); more
+            // only cost a regrowth.
+            b.dentries.reserve(s.len() / 48 + 1);
+            b.seen.resize(SEEN, None);
+        }
+        for t in pairs.tokens() {
+            b.token(t)?;
+        }
+        Some(b)
+    }
+
+    enum Frame {
+        /// An open `lean_tree`: its members are `alts[start..]`; `weight` is
+        /// the one written before its `(`.
+        Alt { start: usize, weight: Option<f64> },
+        /// An open `lean_tree1`: its members are `members[start..]`.
+        Union { start: usize },
+    }
+
+    struct Builder<'i> {
+        input: &'i str,
+        /// Where the token being read started.
+        start: usize,
+        frames: Vec<Frame>,
+        alts: Vec<NameTree<Path>>,
+        members: Vec<Weighted<Path>>,
+        /// A weight read, waiting for the tree it weighs.
+        weight: Option<f64>,
+        /// The prefix of the dentry being read.
+        prefix: Option<Prefix>,
+        /// The last complete top-level tree (for a tree alone).
+        tree: Option<NameTree<Path>>,
+        dentries: Vec<Dentry>,
+        /// The labels of the path being read.
+        labels: Vec<Label>,
+        /// Labels read before, by a hash of their text: a recurring label
+        /// (`svc`, `#`, `io.l5d.k8s`, a service's name on both sides of its
+        /// dentry) is shared instead of allocated again, which saves many of
+        /// the allocations of a large dtab (and its memory).
+        seen: Vec<Option<Label>>,
+    }
+
+    /// Slots in [`Builder::seen`] (a power of two).
+    const SEEN: usize = 128;
+
+    impl<'i> Builder<'i> {
+        fn new(input: &'i str) -> Builder<'i> {
+            Builder {
+                input,
+                start: 0,
+                frames: Vec::new(),
+                alts: Vec::new(),
+                members: Vec::new(),
+                weight: None,
+                prefix: None,
+                tree: None,
+                dentries: Vec::new(),
+                labels: Vec::new(),
+                seen: Vec::new(),
+            }
+        }
+
+        /// The label `s` spells (showable characters, no escapes): the one
+        /// seen before if its slot holds it (dtabs only: `seen` is empty
+        /// for the other entry points).
+        fn label(&mut self, s: &str) -> Label {
+            // A cheap hash of the length and the last two bytes (where
+            // `service-12` and `service-13` differ); a collision only costs
+            // an allocation.
+            let b = s.as_bytes();
+            let last = |n: usize| {
+                usize::from(
+                    b.len()
+                        .checked_sub(n)
+                        .and_then(|i| b.get(i))
+                        .copied()
+                        .unwrap_or(0),
+                )
+            };
+            let h = b.len().wrapping_mul(31) ^ last(1).wrapping_mul(7) ^ last(2).wrapping_mul(131);
+            let slot = self.seen.get_mut(h % SEEN);
+            match slot {
+                Some(Some(l)) if l.as_bytes() == s.as_bytes() => l.clone(),
+                Some(slot) => {
+                    let l = label_of(s);
+                    *slot = Some(l.clone());
+                    l
+                }
+                None => label_of(s),
+            }
+        }
+
+        /// The path at the start of a `lean_leaf`'s text.
+        fn path(&mut self, text: &str) -> Option<Path> {
+            let mut labels = std::mem::take(&mut self.labels);
+            scan(text, false, |l| labels.push(self.label(l)))?;
+            let p = labels.drain(..).collect();
+            self.labels = labels;
+            Some(p)
+        }
+
+        /// The prefix at the start of a `lean_prefix`'s text.
+        fn prefix(&mut self, text: &str) -> Option<Prefix> {
+            let mut elems = Vec::with_capacity(4);
+            scan(text, true, |e| {
+                elems.push(match e {
+                    "*" => PrefixElem::Any,
+                    _ => PrefixElem::Label(self.label(e)),
+                })
+            })?;
+            Some(Prefix::new(elems))
+        }
+
+        /// A `lean_leaf`'s tree, told apart by its first character.
+        fn leaf(&mut self, text: &str) -> Option<NameTree<Path>> {
+            Some(match text.as_bytes().first()? {
+                b'/' => NameTree::Leaf(self.path(text)?),
+                b'!' => NameTree::Fail,
+                b'~' => NameTree::Neg,
+                b'$' => NameTree::Empty,
+                _ => return None,
+            })
+        }
+
+        /// Take the next token; `None` if its text fails a check.
+        fn token(&mut self, t: Token<'i, Rule>) -> Option<()> {
+            match t {
+                Token::Start { rule, pos } => match rule {
+                    Rule::lean_tree => {
+                        if self.frames.len() >= MAX_NESTING {
+                            return None;
+                        }
+                        self.frames.push(Frame::Alt {
+                            start: self.alts.len(),
+                            weight: self.weight.take(),
+                        });
+                    }
+                    Rule::lean_tree1 => self.frames.push(Frame::Union {
+                        start: self.members.len(),
+                    }),
+                    _ => self.start = pos.pos(),
+                },
+                Token::End { rule, pos } => {
+                    let text = self.input.get(self.start..pos.pos());
+                    match rule {
+                        Rule::lean_prefix => self.prefix = Some(self.prefix(text?)?),
+                        Rule::lean_weight => {
+                            // The number, before the whitespace and `*`.
+                            let text = text?;
+                            let end = text
+                                .bytes()
+                                .position(|b| !(b.is_ascii_digit() || b == b'.'))
+                                .unwrap_or(text.len());
+                            self.weight = Some(parse_weight(text.get(..end)?)?);
+                        }
+                        Rule::lean_leaf => {
+                            let leaf = self.leaf(text?)?;
+                            let w = self.weight.take().unwrap_or(DEFAULT_WEIGHT);
+                            self.members.push(Weighted::new(w, leaf));
+                        }
+                        Rule::lean_tree1 => {
+                            let Some(Frame::Union { start }) = self.frames.pop() else {
+                                return None;
+                            };
+                            let t = if self.members.len() == start + 1 {
+                                // A weight on a lone member is dropped.
+                                self.members.pop()?.tree
+                            } else {
+                                NameTree::Union(self.members.split_off(start))
+                            };
+                            self.alts.push(t);
+                        }
+                        Rule::lean_tree => {
+                            let Some(Frame::Alt { start, weight }) = self.frames.pop() else {
+                                return None;
+                            };
+                            let t = if self.alts.len() == start + 1 {
+                                self.alts.pop()?
+                            } else {
+                                NameTree::Alt(self.alts.split_off(start))
+                            };
+                            if self.frames.is_empty() {
+                                match self.prefix.take() {
+                                    Some(p) => self.dentries.push(Dentry::new(p, t)),
+                                    None => self.tree = Some(t),
+                                }
+                            } else {
+                                let w = weight.unwrap_or(DEFAULT_WEIGHT);
+                                self.members.push(Weighted::new(w, t));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Some(())
+        }
+    }
+
+    /// Split the path or prefix at the start of a `lean_leaf` or
+    /// `lean_prefix` into its labels (or `*`s), calling `each` on them; `None`
+    /// unless it is one.
+    ///
+    /// `skip_until` stopped at the first space or `=` (prefix) or `;` or `)`
+    /// (path), so what comes before that was skipped: it must be a `/`,
+    /// non-empty labels of showable characters (and elements that are a `*`
+    /// alone when `star`) separated by single `/`s, then ASCII whitespace
+    /// only (`/a\n` at the end of a line is fine; `/a/`, `/a//b`, `/a*`,
+    /// `/a\n/b` and `/a\t#x` are not).
+    fn scan<'t>(text: &'t str, star: bool, mut each: impl FnMut(&'t str)) -> Option<()> {
+        let b = text.as_bytes();
+        if b.first() != Some(&b'/') {
+            return None;
+        }
+        let mut start = 1;
+        let mut stars = false;
+        let mut i = 1;
+        loop {
+            match b.get(i) {
+                Some(b'/') => {
+                    each(element(text, start, i, stars)?);
+                    start = i + 1;
+                    stars = false;
+                }
+                Some(&c) if is_showable(c) => {}
+                Some(b'*') if star => stars = true,
+                rest => {
+                    // `/` alone is the empty path.
+                    if i > 1 {
+                        each(element(text, start, i, stars)?);
+                    }
+                    let ws = rest.is_none()
+                        || b.get(i..)?
+                            .iter()
+                            .take_while(|&&c| !stop(c, star))
+                            .all(|&c| matches!(c, b'\t'..=b'\r' | 0x1C..=0x1F));
+                    return ws.then_some(());
+                }
+            }
+            i += 1;
+        }
+    }
+
+    /// Where `skip_until` stops in a `lean_prefix` (`star`) or a `lean_leaf`.
+    fn stop(c: u8, star: bool) -> bool {
+        if star {
+            matches!(c, b' ' | b'=')
+        } else {
+            matches!(c, b' ' | b';' | b')')
+        }
+    }
+
+    /// `text[start..end]` if it is a label, or a `*` alone (`stars`: it
+    /// holds a `*`).
+    fn element(text: &str, start: usize, end: usize, stars: bool) -> Option<&str> {
+        let e = text.get(start..end).filter(|e| !e.is_empty())?;
+        (!stars || e == "*").then_some(e)
+    }
 }
 
 #[cfg(test)]
@@ -1105,6 +1485,215 @@ mod deep {
                     "{depth}: {e}"
                 ),
             }
+        }
+    }
+}
+
+/// The lean rules against the precise ones: wherever the lean rules give a
+/// value, the precise rules give the same one (elsewhere the precise rules
+/// decide, so the answer is theirs by construction).
+#[cfg(test)]
+mod lean_agrees {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Check every entry point on `s`; true if the lean rules took it at one.
+    fn agree(s: &str) -> bool {
+        let mut took = false;
+        if let Some(d) = lean::dtab(s) {
+            took = true;
+            let p = precise_dtab(s)
+                .unwrap_or_else(|e| panic!("lean accepts {s:?}, precise says {}", e.summary()));
+            assert_eq!(d, p, "{s:?}");
+            assert_eq!(d.to_string(), p.to_string(), "{s:?}");
+        }
+        if let Some(x) = lean::dentry(s) {
+            took = true;
+            let p = parse_dentry(s, Mode::Dentry)
+                .unwrap_or_else(|e| panic!("lean accepts {s:?}, precise says {}", e.summary()));
+            assert_eq!(x, p, "{s:?}");
+        }
+        if let Some(x) = lean::tree(s) {
+            took = true;
+            let p = precise_tree(s)
+                .unwrap_or_else(|e| panic!("lean accepts {s:?}, precise says {}", e.summary()));
+            assert_eq!(x, p, "{s:?}");
+        }
+        if let Some(x) = lean::path(s) {
+            took = true;
+            let p = precise_path(s)
+                .unwrap_or_else(|e| panic!("lean accepts {s:?}, precise says {}", e.summary()));
+            assert_eq!(x, p, "{s:?}");
+        }
+        took
+    }
+
+    /// Texts the lean rules must take (or parsing is slow again), and
+    /// corner cases they must get right or leave to the precise rules.
+    const SEEDS: &[&str] = &[
+        "/svc/service-1 => /#/io.l5d.k8s/ns-1/http/service-1;\n",
+        "/svc/s => 9 * /srv/s-v1 & /srv/s-v2;\n/svc/t => /srv/t | /dnssrv/t.srv.dc-2.example.org.;",
+        "/host/*/service-3 => /svc/service-3; # by any namespace\n",
+        "/grpc/pkg5.Service => (/srv/grpc-5 & 0.25 * /srv/grpc-5-canary) | ~;",
+        "/env/prod => /$/inet/127.0.0.1/8080;\n/=>!;/a=>$;/b=>~",
+        "# a full-line comment\n/#foo => /bar; # after a semicolon\n#/ignore=>/me;\n\
+         /a => /b # trailing\n  & # after &\n /c;\n",
+        "/a => /b\n",
+        "/a=>/b;/c=>/d",
+        "/a/b",
+        " /a ",
+        "/",
+        "2 */a &3* /b",
+        "( /a & # one\n /b ) # end",
+        "/a | (/b | /c)",
+        "((/a))",
+        "1. * /a & .5 * /b & 007 * /c",
+        "",
+        "  \n# nothing\n  ",
+        "/a => $# ; not a separator\n;/b=>/c",
+        "/a=>/b # c\r/x=>/y\n;/c=>/d",
+    ];
+
+    /// Texts that are not dtabs, or that the lean rules must not misread.
+    const TRICKY: &[&str] = &[
+        "/svc/serai)e-1 => /#/io.l5d.k8s/ns-1/http/service-1;\n",
+        "/x=>/a\n=b;",
+        "/x\n;=>/a",
+        "/x\n)=>/a",
+        "/x=>(/a\n=b)",
+        "/x=>/a\n;=>/b",
+        "/x=>/a\t",
+        "/x\t=>/a",
+        "/a/",
+        "/a//b",
+        "//",
+        "/a b",
+        "a",
+        "/é",
+        "/a\\x4",
+        "/a\\x41",
+        "/\\x2F",
+        "/a*",
+        "/*a",
+        "/a/**",
+        "/a/*/c=>/d",
+        "/a*=>/b",
+        "/*a=>/b",
+        "/a=>/b*",
+        "/a=>/*",
+        "/a=>/b/",
+        "/a=>/b//c",
+        "/a=>/b\n/c=>/d",
+        "/a=>/b\n# c;/x=>/y",
+        "/a=>/b\t#x;/c=>/d",
+        "/a=>/b\n&/c",
+        "/a=>/b&/c",
+        "/a=>/b|/c",
+        "/a=>(/b)",
+        "/a=>(/b)/c",
+        "/a => 2 # w\n * /b & /c",
+        "/a => 2 /b",
+        "/a => 2 * 3 * /b",
+        "/a=>/b;;",
+        ";",
+        "/a=>/b,/c=>/d",
+        "/a = > /b",
+        "/a\n=> /b",
+        "/a\u{2003}=> /b",
+        "/a =>\u{3000}/b",
+        "\u{0B}/a=>/b\u{1C}",
+        "/a => 1e3 * /b",
+        "/a=>/b)",
+        "/a=>(/b",
+        "/a => 1.2.3 * /b & /c",
+    ];
+
+    #[test]
+    fn seeds_take_the_lean_path_and_agree() {
+        for s in SEEDS {
+            assert!(agree(s), "the lean rules refuse {s:?}");
+        }
+        // As does a dtab of the benchmark's dentry shapes.
+        let mut big = String::from("# generated\n");
+        for i in 0..60 {
+            big.push_str(&format!(
+                "/svc/s-{i} => /#/io.l5d.k8s/ns-{i}/http/s-{i};\n\
+                 /svc/s-{i} => 9 * /srv/s-{i}-v1 & /srv/s-{i}-v2;\n\
+                 /svc/s-{i} => /srv/s-{i} | /dnssrv/s-{i}.srv.dc-2.example.org.;\n\
+                 /host/*/s-{i} => /svc/s-{i}; # by any namespace\n\
+                 /grpc/pkg{i}.Service => (/srv/grpc-{i} & 0.25 * /srv/grpc-{i}-canary) | ~;\n"
+            ));
+        }
+        assert_eq!(lean::dtab(&big).map(|d| d.len()), Some(300));
+        assert!(agree(&big));
+        assert!(lean::path("/svc/users").is_some());
+        assert!(lean::tree("/a & 2 * /b | ~").is_some());
+        assert!(lean::dentry("/svc/* => /srv").is_some());
+    }
+
+    #[test]
+    fn tricky_texts_agree() {
+        for s in TRICKY {
+            agree(s);
+        }
+        // Deep parentheses are left to the precise rules.
+        let deep = format!("/a => {}/b{}", "(".repeat(100), ")".repeat(100));
+        assert!(lean::dtab(&deep).is_none());
+        assert!(agree(&format!(
+            "/a => {}/b{}",
+            "(".repeat(10),
+            ")".repeat(10)
+        )));
+        // An infinite weight is the precise rules' error.
+        let huge = format!("/a => 1{} * /b & /c", "0".repeat(400));
+        assert!(!agree(&huge));
+    }
+
+    /// Characters dtabs are made of, and some they must not hold.
+    const ALPHABET: &str = "/ab*#$!~&|();=>. 0123\n\t\r\\x,é\u{0B}\u{2003}";
+
+    fn mutated() -> impl Strategy<Value = String> {
+        let chars: Vec<char> = ALPHABET.chars().collect();
+        (
+            0..SEEDS.len(),
+            prop::collection::vec(
+                (
+                    any::<prop::sample::Index>(),
+                    0..3u8,
+                    prop::sample::select(chars),
+                ),
+                1..4,
+            ),
+        )
+            .prop_map(|(seed, edits)| {
+                let mut v: Vec<char> = SEEDS[seed].chars().collect();
+                for (at, op, c) in edits {
+                    let i = at.index(v.len() + 1);
+                    match op {
+                        0 => v.insert(i, c),
+                        1 if i < v.len() => {
+                            v.remove(i);
+                        }
+                        _ if i < v.len() => v[i] = c,
+                        _ => v.push(c),
+                    }
+                }
+                v.into_iter().collect()
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_texts_agree(s in "[/ab*#$!~&|();=>. 0123\n\t\r\\\\x,é\u{0B}\u{2003}]{0,40}") {
+            agree(&s);
+        }
+
+        #[test]
+        fn mutated_dtabs_agree(s in mutated()) {
+            agree(&s);
         }
     }
 }

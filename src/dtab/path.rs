@@ -164,6 +164,13 @@ impl Path {
     }
 }
 
+impl FromIterator<Label> for Path {
+    /// Collected straight into the shared slice when the length is known.
+    fn from_iter<I: IntoIterator<Item = Label>>(labels: I) -> Path {
+        Path(labels.into_iter().collect())
+    }
+}
+
 impl fmt::Display for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_empty() {

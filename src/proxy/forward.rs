@@ -10,16 +10,13 @@ use http::{Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use rand::Rng;
 
 use super::ProxyBody;
 use super::error::ProxyError;
-use super::headers::{
-    self, L5D_CTX_DTAB, L5D_DST_CLIENT, L5D_DST_RESIDUAL, L5D_DST_SERVICE, L5D_REQID,
-};
+use super::headers::{self, names};
 use crate::client::{CallBody, CallCtx, ClientError, Guarded, Reply};
 use crate::dtab::Path;
-use crate::routing::{Protocol, Router, ServerParams, identify, strip_segments};
+use crate::routing::{Protocol, Router, ServerParams, Target, strip_segments};
 use crate::service::retry::{self, Attempted, Expiry, Limit};
 use crate::service::{Deadline, ReplayBody, deadline};
 use crate::telemetry;
@@ -94,13 +91,13 @@ impl Forwarder {
             });
         }
         let local = headers::take_local_dtab(&mut parts.headers)?;
-        let probe = Request::from_parts(parts, ());
-        let identified = identify(&params.identifiers, &params.dst_prefix, &probe)?;
-        let (mut parts, ()) = probe.into_parts();
+        let identified = self.router.identify_parts(&parts)?;
         telemetry::note_service(&parts.extensions, &identified.path);
 
-        let dst = identified.path.clone();
-        let svc = self.router.services().get(&dst);
+        // The cached binding: the name's service policy and header values
+        // come with it.
+        let dst = self.router.destination(&local, &identified.path);
+        let svc = dst.service();
 
         // The deadline: the caller's (l5d-ctx-deadline, grpc-timeout on h2)
         // and this service's totalTimeoutMs, the strictest. Past it, the
@@ -121,7 +118,7 @@ impl Forwarder {
                 };
                 let Some(left) = d.remaining(now) else {
                     svc.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                    return Err(retry::expired(&svc, why, 0));
+                    return Err(retry::expired(svc, why, 0));
                 };
                 Some(Limit {
                     at: tokio::time::Instant::now() + left,
@@ -130,26 +127,33 @@ impl Forwarder {
             }
         };
 
-        // The request as the upstream sees it.
-        let original_authority = parts.uri.authority().cloned();
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let pq: PathAndQuery = strip_segments(pq, identified.consume_segments)
-            .parse()
-            .map_err(|e| ProxyError::BadRequest(format!("rewritten path: {e}")))?;
+        // The request as the upstream sees it; the caller's URI is taken
+        // apart rather than copied.
+        let original = std::mem::take(&mut parts.uri).into_parts();
+        let pq = match (original.path_and_query, identified.consume_segments) {
+            (Some(pq), 0) => pq,
+            (None, 0) => PathAndQuery::from_static("/"),
+            (pq, n) => {
+                let pq = pq.as_ref().map_or("/", |p| p.as_str());
+                strip_segments(pq, n)
+                    .parse()
+                    .map_err(|e| ProxyError::BadRequest(format!("rewritten path: {e}")))?
+            }
+        };
+        let original_authority = original.authority;
         headers::strip_hop_by_hop(&mut parts.headers);
         headers::append_via(&mut parts.headers);
         let h = &mut parts.headers;
-        put(h, L5D_DST_SERVICE, &identified.path.to_string());
-        if !h.contains_key(L5D_REQID) {
-            let id: u64 = rand::rng().random();
-            put(h, L5D_REQID, &format!("{id:016x}"));
+        // Room for what is added below, made once.
+        h.reserve(6);
+        if let Some(v) = dst.dst_service() {
+            h.insert(names::L5D_DST_SERVICE, v.clone());
         }
-        if !local.is_empty() {
-            put(h, L5D_CTX_DTAB, &local.to_string());
+        if !h.contains_key(names::L5D_REQID) {
+            h.insert(names::L5D_REQID, headers::request_id());
+        }
+        if let Some(v) = dst.ctx_dtab() {
+            h.insert(names::L5D_CTX_DTAB, v.clone());
         }
         if params.protocol == Protocol::Http
             && !h.contains_key(HOST)
@@ -161,60 +165,66 @@ impl Forwarder {
         }
         // HTTP/1.1 is addressed to the endpoint (Host carries the name);
         // HTTP/2 keeps the caller's :authority.
-        let mut uri = Uri::builder();
+        let mut up = http::uri::Parts::default();
         if params.protocol == Protocol::H2
             && let Some(a) = original_authority
         {
-            uri = uri.scheme("http").authority(a);
+            up.scheme = Some(http::uri::Scheme::HTTP);
+            up.authority = Some(a);
         }
-        let uri = uri
-            .path_and_query(pq)
-            .build()
-            .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+        up.path_and_query = Some(pq);
+        let uri = Uri::from_parts(up).map_err(|e| ProxyError::BadRequest(e.to_string()))?;
 
         // The first attempt's route, before the body: telemetry counts the
         // body's bytes (once, as received) against it.
-        let first = match self.router.route(&local, &dst).await {
-            Ok((client, _set)) => client,
+        let first = match self.router.route_to(&dst).await {
+            Ok(route) => route.target,
             Err(error) => {
-                let detail = self.router.binder().explain(&local, &dst);
+                let detail = self.router.binder().explain(&local, dst.path());
                 return Err(ProxyError::Route { error, detail });
             }
         };
-        telemetry::note_client(&parts.extensions, first.id());
+        telemetry::note_client(&parts.extensions, first.client().id());
+        // The first attempt's client headers go in once, before any copy;
+        // an attempt routed elsewhere overwrites them.
+        put_client(&mut parts.headers, &first);
         let mut first = Some(first);
 
-        // Kept up to retryBufferSize.requestBytes so it can be sent again.
+        // Kept up to retryBufferSize.requestBytes so it can be sent again;
+        // an empty body (most requests) needs no keeping and no counting.
         let empty = body.is_end_stream();
-        let body = ReplayBody::new(
-            telemetry::count_request_body(&parts.extensions, body),
-            svc.params.retry_buffer_size.request_bytes,
-        );
-        let method = parts.method.clone();
-        let (parts, local, router) = (&parts, &local, &self.router);
-        let ctx = CallCtx::new(dst.clone());
+        let body = if empty {
+            ReplayBody::empty()
+        } else {
+            ReplayBody::new(
+                telemetry::count_request_body(&parts.extensions, body),
+                svc.params.retry_buffer_size.request_bytes,
+            )
+        };
+        let (parts, router, dst) = (&parts, &self.router, &dst);
+        let ctx = CallCtx::new(dst.path().clone());
         let ctx = &ctx;
         let attempt = |body: ReplayBody, n: usize| {
             let uri = uri.clone();
             let routed = first.take();
             async move {
+                let mut h = parts.headers.clone();
                 // A retry routes again: a union may pick another branch.
-                let client = match routed {
-                    Some(c) => c,
-                    None => match router.route(local, &ctx.dst).await {
-                        Ok((c, _set)) => {
-                            telemetry::note_client(&parts.extensions, c.id());
-                            c
+                let target = match routed {
+                    Some(t) => t,
+                    None => match router.route_to(dst).await {
+                        Ok(route) => {
+                            telemetry::note_client(&parts.extensions, route.target.client().id());
+                            put_client(&mut h, &route.target);
+                            route.target
                         }
                         Err(error) => {
-                            let detail = router.binder().explain(local, &ctx.dst);
+                            let detail = router.binder().explain(dst.local(), dst.path());
                             return Err(ProxyError::Route { error, detail });
                         }
                     },
                 };
-                let mut h = parts.headers.clone();
-                put(&mut h, L5D_DST_CLIENT, &client.id().to_string());
-                put(&mut h, L5D_DST_RESIDUAL, &client.residual().to_string());
+                let client = target.client();
                 if let Some(d) = effective {
                     deadline::write_request(&mut h, &d, grpc, deadline::now_ns());
                 }
@@ -236,11 +246,11 @@ impl Forwarder {
                 }
             }
         };
-        let response = retry::call(&svc, &method, body, limit, attempt).await?;
+        let response = retry::call(svc, &parts.method, body, limit, attempt).await?;
         // Stats agree with the service's classifier (and downstream hops).
         let success = response
             .headers()
-            .get(crate::service::classify::L5D_SUCCESS_CLASS)
+            .get(crate::service::classify::names::L5D_SUCCESS_CLASS)
             .is_none_or(|v| v.as_bytes() == b"1.0");
         telemetry::note_class(
             &parts.extensions,
@@ -262,6 +272,16 @@ impl Forwarder {
             None => rbody,
         };
         Ok(Response::from_parts(rparts, rbody))
+    }
+}
+
+/// The `l5d-dst-client` and `l5d-dst-residual` of the client a request is sent to.
+fn put_client(h: &mut http::HeaderMap, target: &Target) {
+    if let Some(v) = target.dst_client() {
+        h.insert(names::L5D_DST_CLIENT, v.clone());
+    }
+    if let Some(v) = target.dst_residual() {
+        h.insert(names::L5D_DST_RESIDUAL, v.clone());
     }
 }
 
@@ -298,12 +318,5 @@ fn client_error(e: ClientError, dst: &Path, client: &Path) -> ProxyError {
             cause: format!("connection pool exhausted ({max_size} in use, {max_waiters} waiting)"),
         },
         ClientError::BadRequest(m) => ProxyError::BadRequest(m),
-    }
-}
-
-/// Set a header from text the proxy produced (paths show as ASCII).
-fn put(h: &mut http::HeaderMap, name: &'static str, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        h.insert(name, v);
     }
 }

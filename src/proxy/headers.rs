@@ -1,10 +1,14 @@
 //! Header rules of a Linkerd 1 hop: hop-by-hop removal, `Via`, the
 //! per-request dtab headers and the `l5d-dst-*` annotations.
 
+use std::cell::RefCell;
 use std::str::FromStr;
+use std::sync::LazyLock;
 
+use bytes::BytesMut;
 use http::HeaderMap;
 use http::header::{CONNECTION, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE, VIA};
+use rand::Rng;
 
 use crate::dtab::{Dtab, ParseError};
 
@@ -27,46 +31,127 @@ pub const L5D_REQID: &str = "l5d-reqid";
 /// What this proxy appends to `Via`.
 pub const VIA_VALUE: &str = "1.1 switchyard";
 
+/// The headers the proxy writes on every request, as names checked once at
+/// compile time rather than on each insert.
+pub mod names {
+    use http::header::HeaderName;
+
+    /// `l5d-ctx-dtab`.
+    pub const L5D_CTX_DTAB: HeaderName = HeaderName::from_static(super::L5D_CTX_DTAB);
+    /// `l5d-dtab`.
+    pub const L5D_DTAB: HeaderName = HeaderName::from_static(super::L5D_DTAB);
+    /// `l5d-dst-service`.
+    pub const L5D_DST_SERVICE: HeaderName = HeaderName::from_static(super::L5D_DST_SERVICE);
+    /// `l5d-dst-client`.
+    pub const L5D_DST_CLIENT: HeaderName = HeaderName::from_static(super::L5D_DST_CLIENT);
+    /// `l5d-dst-residual`.
+    pub const L5D_DST_RESIDUAL: HeaderName = HeaderName::from_static(super::L5D_DST_RESIDUAL);
+    /// `l5d-reqid`.
+    pub const L5D_REQID: HeaderName = HeaderName::from_static(super::L5D_REQID);
+    /// `keep-alive`.
+    pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+}
+
+/// Hex digits of a request id.
+const REQID_LEN: usize = 16;
+
+/// Request ids are cut from a shared chunk per thread, so that making one
+/// costs a fraction of an allocation rather than one (a chunk is freed
+/// once every id cut from it is gone).
+const REQID_CHUNK: usize = REQID_LEN * 256;
+
+thread_local! {
+    static REQID_ARENA: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+/// A fresh `l5d-reqid` value: 64 random bits as 16 hex digits.
+pub fn request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let id: u64 = rand::rng().random();
+    let mut text = [0u8; REQID_LEN];
+    for (i, b) in text.iter_mut().enumerate() {
+        *b = HEX[((id >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    let bytes = REQID_ARENA.with(|arena| {
+        let mut arena = arena.borrow_mut();
+        if arena.capacity() - arena.len() < REQID_LEN {
+            *arena = BytesMut::with_capacity(REQID_CHUNK);
+        }
+        arena.extend_from_slice(&text);
+        arena.split().freeze()
+    });
+    // Hex digits are always a valid value.
+    HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// The empty dtab, shared: most requests carry no dtab headers, and a new
+/// empty dtab would cost an allocation each.
+static NO_DTAB: LazyLock<Dtab> = LazyLock::new(Dtab::empty);
+
 /// Remove hop-by-hop headers: `Connection` and every header it names,
 /// `Keep-Alive`, `Proxy-*`, `Transfer-Encoding`, `Upgrade`, and `TE` unless
 /// it asks for trailers (then exactly `te: trailers` is kept, for gRPC).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in listed {
-        if n != TE {
+    // Most messages carry none, or only `Connection`: one look at the
+    // names (standard ones compare as integers) decides, without hashing.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    if headers.contains_key(CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            // `keep-alive` (the usual value) goes below anyway: no need
+            // to make a name of it.
+            .filter(|n| !n.eq_ignore_ascii_case("keep-alive"))
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .filter(|n| n != TE && n != CONNECTION)
+            .collect();
+        for n in listed {
             headers.remove(&n);
         }
+        headers.remove(CONNECTION);
     }
-    let wants_trailers = headers.get_all(TE).iter().any(|v| {
-        v.to_str()
-            .map(|s| {
-                s.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-            })
-            .unwrap_or(false)
-    });
-    headers.remove(TE);
-    if wants_trailers {
-        headers.insert(TE, HeaderValue::from_static("trailers"));
+    if headers.contains_key(TE) {
+        let wants_trailers = headers.get_all(TE).iter().any(|v| {
+            v.to_str()
+                .map(|s| {
+                    s.split(',')
+                        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+                })
+                .unwrap_or(false)
+        });
+        headers.remove(TE);
+        if wants_trailers {
+            headers.insert(TE, HeaderValue::from_static("trailers"));
+        }
     }
-    headers.remove(CONNECTION);
-    headers.remove(TRANSFER_ENCODING);
-    headers.remove(UPGRADE);
-    headers.remove("keep-alive");
-    let proxy: Vec<HeaderName> = headers
+    // What is left: at most a few names, each removed by one lookup.
+    while let Some(k) = headers
         .keys()
-        .filter(|k| k.as_str().starts_with("proxy-"))
+        .find(|k| is_hop_by_hop(k) && *k != TE)
         .cloned()
-        .collect();
-    for k in proxy {
+    {
         headers.remove(&k);
     }
+}
+
+/// Whether `k` is hop-by-hop whatever `Connection` says (`TE` included:
+/// the caller keeps `te: trailers`).
+fn is_hop_by_hop(k: &HeaderName) -> bool {
+    k == CONNECTION
+        || k == TE
+        || k == TRANSFER_ENCODING
+        || k == UPGRADE
+        || k == names::KEEP_ALIVE
+        || is_proxy_header(k)
+}
+
+fn is_proxy_header(k: &HeaderName) -> bool {
+    k.as_str().starts_with("proxy-")
 }
 
 /// How many proxies this request already went through (`Via` entries).
@@ -119,7 +204,10 @@ pub struct DtabHeaderError {
 /// Read and remove `l5d-ctx-dtab` then `l5d-dtab` (every value, each a full
 /// dtab), returning `ctx ++ user` so the caller's own entries win.
 pub fn take_local_dtab(headers: &mut HeaderMap) -> Result<Dtab, DtabHeaderError> {
-    let mut local = Dtab::empty();
+    let mut local = NO_DTAB.clone();
+    if !headers.contains_key(names::L5D_CTX_DTAB) && !headers.contains_key(names::L5D_DTAB) {
+        return Ok(local);
+    }
     for header in [L5D_CTX_DTAB, L5D_DTAB] {
         for v in headers.get_all(header).iter() {
             let text = String::from_utf8_lossy(v.as_bytes()).into_owned();
@@ -154,6 +242,43 @@ mod tests {
         assert_eq!(names.len(), 2, "{names:?}");
         assert_eq!(h.get("te").unwrap(), "trailers");
         assert!(h.get("x-bar").is_some());
+    }
+
+    #[test]
+    fn hop_by_hop_named_by_connection_and_proxy_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "x-a, te".parse().unwrap());
+        h.append("connection", "x-b".parse().unwrap());
+        h.insert("x-a", "1".parse().unwrap());
+        h.insert("x-b", "1".parse().unwrap());
+        h.insert("te", "trailers".parse().unwrap());
+        h.insert("proxy-a", "1".parse().unwrap());
+        h.insert("proxy-b", "1".parse().unwrap());
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        h.insert("host", "web".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["host", "te"]);
+        let mut plain = HeaderMap::new();
+        plain.insert("host", "web".parse().unwrap());
+        strip_hop_by_hop(&mut plain);
+        assert_eq!(plain.len(), 1);
+        let mut te = HeaderMap::new();
+        te.insert("te", "gzip".parse().unwrap());
+        strip_hop_by_hop(&mut te);
+        assert!(te.is_empty());
+    }
+
+    #[test]
+    fn request_ids_are_hex_and_differ() {
+        let ids: Vec<HeaderValue> = (0..600).map(|_| request_id()).collect();
+        for id in &ids {
+            assert_eq!(id.len(), 16);
+            assert!(id.as_bytes().iter().all(u8::is_ascii_hexdigit), "{id:?}");
+        }
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
     }
 
     #[test]

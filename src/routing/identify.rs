@@ -6,10 +6,13 @@
 //! why each one declined.
 
 use std::fmt;
+use std::sync::Arc;
 
 use http::header::{HOST, HeaderName};
-use http::{Method, Request, Version};
+use http::request::Parts;
+use http::{HeaderMap, Method, Request, Uri, Version};
 
+use super::cache::ReadMap;
 use crate::dtab::{Label, Path};
 
 /// An identifier: how a request becomes a logical name.
@@ -136,6 +139,7 @@ pub fn identify<B>(
     dst_prefix: &Path,
     req: &Request<B>,
 ) -> Result<Identified, Unidentified> {
+    let req = View::of(req);
     let mut reasons = Vec::new();
     for id in identifiers {
         match identify_one(id, req) {
@@ -151,7 +155,53 @@ pub fn identify<B>(
     Err(Unidentified { reasons })
 }
 
-fn identify_one<B>(id: &Identifier, req: &Request<B>) -> Result<(Path, usize), String> {
+/// The parts of a request an identifier looks at, so that a request and the
+/// parts of one are identified alike without being put back together.
+#[derive(Clone, Copy)]
+pub(crate) struct View<'a> {
+    method: &'a Method,
+    version: Version,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+}
+
+impl<'a> View<'a> {
+    pub(crate) fn of<B>(req: &'a Request<B>) -> View<'a> {
+        View {
+            method: req.method(),
+            version: req.version(),
+            uri: req.uri(),
+            headers: req.headers(),
+        }
+    }
+
+    pub(crate) fn of_parts(p: &'a Parts) -> View<'a> {
+        View {
+            method: &p.method,
+            version: p.version,
+            uri: &p.uri,
+            headers: &p.headers,
+        }
+    }
+
+    fn method(&self) -> &'a Method {
+        self.method
+    }
+
+    fn version(&self) -> Version {
+        self.version
+    }
+
+    fn uri(&self) -> &'a Uri {
+        self.uri
+    }
+
+    fn headers(&self) -> &'a HeaderMap {
+        self.headers
+    }
+}
+
+fn identify_one(id: &Identifier, req: View<'_>) -> Result<(Path, usize), String> {
     match id {
         Identifier::HeaderToken { header } => {
             let value = header_value(req, header)?;
@@ -234,14 +284,14 @@ fn method_label(m: &Method) -> Result<Label, String> {
 }
 
 /// The request's host as sent: the `Host` header, else the URI authority (h2).
-fn host_of<B>(req: &Request<B>) -> Option<String> {
+fn host_of(req: View<'_>) -> Option<String> {
     if let Some(h) = req.headers().get(HOST) {
         return Some(String::from_utf8_lossy(h.as_bytes()).into_owned());
     }
     req.uri().authority().map(|a| a.as_str().to_string())
 }
 
-fn header_value<B>(req: &Request<B>, header: &str) -> Result<String, String> {
+fn header_value(req: View<'_>, header: &str) -> Result<String, String> {
     if header.eq_ignore_ascii_case(":authority") || header.eq_ignore_ascii_case("host") {
         let v = host_of(req).ok_or_else(|| format!("{header} header is absent"))?;
         return if v.is_empty() {
@@ -265,6 +315,201 @@ fn uri_segments(path: &str) -> impl Iterator<Item = Label> + '_ {
         let bytes: Vec<u8> = percent_encoding::percent_decode_str(s).collect();
         Label::new(bytes).ok()
     })
+}
+
+/// A router's identifiers, each remembering the names it gave before.
+///
+/// Identifying parses and allocates (labels, paths); most requests repeat a
+/// name already seen, so each identifier keeps the names it produced keyed
+/// by the request bytes it read (the `Host` value, the leading path
+/// segments, ...). A request like an earlier one is then named by one
+/// lock-free lookup, without allocating. Failures are not kept: they are
+/// explained afresh each time.
+pub(crate) struct Identifiers {
+    prefix: Path,
+    capacity: usize,
+    ids: Vec<Remembering>,
+}
+
+struct Remembering {
+    id: Identifier,
+    /// The header the identifier reads, checked once (`None`: the request
+    /// line or `Host`, or a name that is not a valid header).
+    header: Option<HeaderName>,
+    /// Keys are shared (`Arc`), so that publishing a new map copies
+    /// pointers, not bytes.
+    names: ReadMap<Arc<[u8]>, Identified>,
+}
+
+/// Room for a key composed from several parts (`io.l5d.methodAndHost`);
+/// longer keys are not remembered.
+const KEY_ROOM: usize = 256;
+
+struct KeyBuf {
+    bytes: [u8; KEY_ROOM],
+    len: usize,
+}
+
+impl KeyBuf {
+    fn new() -> KeyBuf {
+        KeyBuf {
+            bytes: [0; KEY_ROOM],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, b: &[u8]) -> Option<()> {
+        let end = self.len.checked_add(b.len())?;
+        self.bytes.get_mut(self.len..end)?.copy_from_slice(b);
+        self.len = end;
+        Some(())
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
+
+fn is_host(header: &str) -> bool {
+    header.eq_ignore_ascii_case(":authority") || header.eq_ignore_ascii_case("host")
+}
+
+/// The raw bytes of the request's host, as [`host_of`] reads them.
+fn host_bytes<'a>(req: View<'a>) -> Option<&'a [u8]> {
+    match req.headers().get(HOST) {
+        Some(h) => Some(h.as_bytes()),
+        None => req.uri().authority().map(|a| a.as_str().as_bytes()),
+    }
+}
+
+/// The leading part of `path` that holds its first `n` non-empty segments.
+fn leading_segments(path: &str, n: usize) -> &str {
+    let mut seen = 0;
+    let mut in_segment = false;
+    for (i, b) in path.bytes().enumerate() {
+        if b == b'/' {
+            if in_segment {
+                in_segment = false;
+                if seen == n {
+                    return path.get(..i).unwrap_or(path);
+                }
+            }
+        } else if !in_segment {
+            in_segment = true;
+            seen += 1;
+        }
+    }
+    path
+}
+
+impl Remembering {
+    /// The request bytes this identifier's answer depends on, all of them;
+    /// `None` when they cannot be had without allocating.
+    fn key<'a>(&self, req: View<'a>, buf: &'a mut KeyBuf) -> Option<&'a [u8]> {
+        let header = |req: View<'a>| Some(req.headers().get(self.header.as_ref()?)?.as_bytes());
+        match &self.id {
+            Identifier::HeaderPath { header: h, .. } if h.eq_ignore_ascii_case(":path") => {
+                Some(req.uri().path().as_bytes())
+            }
+            Identifier::HeaderToken { header: h }
+            | Identifier::Header { header: h }
+            | Identifier::HeaderPath { header: h, .. }
+                if is_host(h) =>
+            {
+                host_bytes(req)
+            }
+            Identifier::HeaderToken { .. }
+            | Identifier::Header { .. }
+            | Identifier::HeaderPath { .. } => header(req),
+            Identifier::Static { .. } => Some(b""),
+            Identifier::Path { segments, .. } => {
+                Some(leading_segments(req.uri().path(), *segments).as_bytes())
+            }
+            Identifier::MethodAndHost { http_uri_in_dst } => {
+                let version: &[u8] = if req.version() == Version::HTTP_10 {
+                    b"0"
+                } else {
+                    b"1"
+                };
+                buf.push(version)?;
+                buf.push(req.method().as_str().as_bytes())?;
+                buf.push(b" ")?;
+                buf.push(host_bytes(req).unwrap_or_default())?;
+                if *http_uri_in_dst {
+                    // Host bytes never hold a space: the path starts here.
+                    buf.push(b" ")?;
+                    buf.push(req.uri().path().as_bytes())?;
+                }
+                Some(buf.as_slice())
+            }
+        }
+    }
+}
+
+impl Identifiers {
+    /// `ids` under `prefix`, each remembering at most `capacity` names.
+    pub(crate) fn new(ids: &[Identifier], prefix: &Path, capacity: usize) -> Identifiers {
+        let ids = ids
+            .iter()
+            .map(|id| {
+                let header = match id {
+                    Identifier::HeaderToken { header }
+                    | Identifier::Header { header }
+                    | Identifier::HeaderPath { header, .. } => {
+                        HeaderName::from_bytes(header.as_bytes()).ok()
+                    }
+                    _ => None,
+                };
+                Remembering {
+                    id: id.clone(),
+                    header,
+                    names: ReadMap::new(),
+                }
+            })
+            .collect();
+        Identifiers {
+            prefix: prefix.clone(),
+            capacity: capacity.max(1),
+            ids,
+        }
+    }
+
+    /// As [`identify`], from remembered names when the request repeats
+    /// what an identifier read before.
+    pub(crate) fn identify(&self, req: View<'_>) -> Result<Identified, Unidentified> {
+        let mut reasons = Vec::new();
+        for r in &self.ids {
+            let mut buf = KeyBuf::new();
+            let key = r.key(req, &mut buf);
+            if let Some(k) = key
+                && let Some(hit) = r.names.get(k)
+            {
+                return Ok(hit);
+            }
+            match identify_one(&r.id, req) {
+                Ok((suffix, consume_segments)) => {
+                    let found = Identified {
+                        path: self.prefix.concat(&suffix),
+                        consume_segments,
+                    };
+                    if let Some(k) = key {
+                        let capacity = self.capacity;
+                        r.names.update(|m| {
+                            // Bounded: a caller inventing names starts the
+                            // memory over rather than growing it.
+                            if m.len() >= capacity {
+                                m.clear();
+                            }
+                            m.insert(k.into(), found.clone());
+                        });
+                    }
+                    return Ok(found);
+                }
+                Err(why) => reasons.push((r.id.kind(), why)),
+            }
+        }
+        Err(Unidentified { reasons })
+    }
 }
 
 /// `path_and_query` with its first `n` path segments removed.
@@ -406,6 +651,57 @@ mod tests {
         assert!(identify(std::slice::from_ref(&id), &svc(), &r).is_err());
         let r = req("GET", "/", &[("l5d-name", "/web/v2")]);
         assert_eq!(name(&[id], &r), "/svc/web/v2");
+    }
+
+    #[test]
+    fn remembered_names_match_fresh_ones() {
+        let ids = [
+            Identifier::Header {
+                header: "l5d-name".into(),
+            },
+            Identifier::Path {
+                segments: 2,
+                consume: true,
+            },
+            Identifier::MethodAndHost {
+                http_uri_in_dst: true,
+            },
+            Identifier::HeaderPath {
+                header: "host".into(),
+                segments: None,
+            },
+            Identifier::default_http(),
+        ];
+        let reqs = [
+            req("GET", "/a/b/c", &[]),
+            req("GET", "//a//b/d?x", &[]),
+            req("GET", "/a", &[("host", "Web")]),
+            req("POST", "/a", &[("host", "Web")]),
+            req("GET", "/a", &[("l5d-name", "/x/y")]),
+            req("GET", "/", &[("host", "web:80")]),
+            req("GET", "http://auth.example/x", &[]),
+            req("GET", "/", &[]),
+        ];
+        for first in 0..ids.len() {
+            let cached = Identifiers::new(&ids[first..], &svc(), 2);
+            for _ in 0..3 {
+                for r in &reqs {
+                    let want = identify(&ids[first..], &svc(), r);
+                    let (parts, ()) = r.clone().into_parts();
+                    let got = cached.identify(View::of_parts(&parts));
+                    assert_eq!(got, want, "{r:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn leading_segments_cover_what_the_path_identifier_reads() {
+        assert_eq!(leading_segments("/a/b/c", 2), "/a/b");
+        assert_eq!(leading_segments("//a//b//c", 2), "//a//b");
+        assert_eq!(leading_segments("/a", 2), "/a");
+        assert_eq!(leading_segments("/a/", 1), "/a");
+        assert_eq!(leading_segments("/", 1), "/");
     }
 
     #[test]

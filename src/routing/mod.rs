@@ -10,6 +10,7 @@
 //! [`RouterParams`] from the config and an implementation of [`Binder`]
 //! (the naming `Interpreter`) and hands both to [`Router::new`].
 
+mod cache;
 mod identify;
 mod router;
 
@@ -25,7 +26,7 @@ use crate::naming::{Activity, Bound};
 /// The client of one bound name lives in [`crate::client`]; routing hands it out.
 pub use crate::client::{Client as BoundClient, EndpointSet, EndpointState, Outstanding};
 pub use identify::{Identified, Identifier, Unidentified, identify, strip_segments};
-pub use router::{RouteError, Router};
+pub use router::{Destination, Route, RouteError, Router, Target};
 
 /// The protocol a router speaks, which sets its server and client flavour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]

@@ -4,9 +4,11 @@
 //! the request's local dtab. Bindings are cached per (local dtab, name): each
 //! holds the binder's watch and a small task that follows it and publishes the
 //! bound tree, with its leaves already turned into [`BoundClient`]s, through
-//! `arc-swap`. A request therefore does one short map lookup under a mutex
-//! (never held across an await) and one atomic load; it waits on the watch
-//! only while the name is still pending, and at most `bindingTimeout`.
+//! `arc-swap`. A request therefore does one lock-free map lookup and one
+//! atomic load, and allocates nothing; it waits on the watch only while the
+//! name is still pending, and at most `bindingTimeout`. What a request to a
+//! name or a client always carries (its `l5d-dst-*` header values, its
+//! service policy) is made once with the binding or the client.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,19 +17,105 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use http::HeaderValue;
 use rand::Rng;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use super::Protocol;
-use super::{Binder, RouterParams};
+use super::cache::{Map, ReadMap};
+use super::identify::{Identifiers, View};
+use super::{Binder, Identified, RouterParams, Unidentified};
 use super::{BoundClient, EndpointSet};
 use crate::client::{ClientConfig, ClientParams};
 use crate::dtab::{Dtab, NameTree, Path};
 use crate::naming::{Activity, Bound};
+use crate::service::Service;
 
 /// A bound tree whose leaves are ready-made clients.
-type ClientTree = Activity<NameTree<Arc<BoundClient>>>;
+type ClientTree = Activity<NameTree<Arc<Target>>>;
+
+/// A header value for text the proxy produced (paths show as ASCII); `None`
+/// if it somehow is not a valid value, and then the header is left out.
+fn header_value(text: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(text).ok()
+}
+
+/// A bound client with the `l5d-dst-client` and `l5d-dst-residual` values
+/// every request to it carries, made once with the client.
+#[derive(Debug)]
+pub struct Target {
+    client: Arc<BoundClient>,
+    dst_client: Option<HeaderValue>,
+    dst_residual: Option<HeaderValue>,
+}
+
+impl Target {
+    /// The client and its header values.
+    pub fn new(client: Arc<BoundClient>) -> Target {
+        Target {
+            dst_client: header_value(&client.id().to_string()),
+            dst_residual: header_value(&client.residual().to_string()),
+            client,
+        }
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Arc<BoundClient> {
+        &self.client
+    }
+
+    /// `l5d-dst-client`: the bound name.
+    pub fn dst_client(&self) -> Option<&HeaderValue> {
+        self.dst_client.as_ref()
+    }
+
+    /// `l5d-dst-residual`: the residual path of the bound name.
+    pub fn dst_residual(&self) -> Option<&HeaderValue> {
+        self.dst_residual.as_ref()
+    }
+}
+
+/// What a request to a routable name got: the client and its endpoints.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The client (with its header values).
+    pub target: Arc<Target>,
+    /// Its endpoint set, bound and not empty.
+    pub endpoints: Arc<EndpointSet>,
+}
+
+/// A logical name under a local dtab, as the router keeps it: the handle
+/// of its cached binding. Cheap to clone.
+#[derive(Clone)]
+pub struct Destination(Arc<Binding>);
+
+impl Destination {
+    /// The logical name.
+    pub fn path(&self) -> &Path {
+        &self.0.path
+    }
+
+    /// The local dtab it is bound under.
+    pub fn local(&self) -> &Dtab {
+        &self.0.local
+    }
+
+    /// The name's service policy (retries, timeouts, budget).
+    pub fn service(&self) -> &Arc<Service> {
+        &self.0.service
+    }
+
+    /// `l5d-dst-service`: the logical name.
+    pub fn dst_service(&self) -> Option<&HeaderValue> {
+        self.0.dst_service.as_ref()
+    }
+
+    /// `l5d-ctx-dtab` for the next hop: the local dtab; `None` when empty.
+    pub fn ctx_dtab(&self) -> Option<&HeaderValue> {
+        self.0.ctx_dtab.as_ref()
+    }
+}
 
 /// Why a logical name could not be turned into an endpoint.
 #[derive(Debug, Clone)]
@@ -126,10 +214,18 @@ pub struct Router {
     inner: Arc<Inner>,
 }
 
+/// Bindings by (local dtab as text, empty for none; logical name); shared
+/// text, so that publishing a new map copies pointers, not strings.
+type BindingKey = (Arc<str>, Path);
+
+/// The key text of the empty local dtab (most requests), made once.
+static NO_LOCAL: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+
 struct Inner {
     params: RouterParams,
     binder: Arc<dyn Binder>,
-    bindings: Mutex<HashMap<(String, Path), Arc<Binding>>>,
+    identifiers: Identifiers,
+    bindings: ReadMap<BindingKey, Arc<Binding>>,
     clients: Arc<ClientCache>,
     services: crate::service::Services,
     epoch: Instant,
@@ -139,6 +235,9 @@ struct Inner {
 struct Binding {
     local: Dtab,
     path: Path,
+    service: Arc<Service>,
+    dst_service: Option<HeaderValue>,
+    ctx_dtab: Option<HeaderValue>,
     rx: watch::Receiver<Activity<NameTree<Bound>>>,
     current: Arc<ArcSwap<ClientTree>>,
     last_used: AtomicU64,
@@ -148,7 +247,7 @@ struct Binding {
 /// Clients per bound name (id, residual), shared by every binding that
 /// reaches them, so their endpoint counters are shared too.
 struct ClientCache {
-    map: Mutex<HashMap<(Path, Path), Arc<BoundClient>>>,
+    map: Mutex<HashMap<(Path, Path), Arc<Target>>>,
     capacity: usize,
     /// The router's label, for the clients' metrics.
     router: String,
@@ -168,7 +267,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 // === impl ClientCache ===
 
 impl ClientCache {
-    fn get(&self, bound: &Bound) -> Arc<BoundClient> {
+    fn get(&self, bound: &Bound) -> Arc<Target> {
         let key = (bound.id.clone(), bound.residual.clone());
         let mut map = lock(&self.map);
         if let Some(c) = map.get(&key) {
@@ -178,7 +277,10 @@ impl ClientCache {
             // Drop clients no cached binding refers to any more.
             map.retain(|_, c| Arc::strong_count(c) > 1);
         }
-        let c = BoundClient::new(bound, self.params_for(&bound.id));
+        let c = Arc::new(Target::new(BoundClient::new(
+            bound,
+            self.params_for(&bound.id),
+        )));
         map.insert(key, c.clone());
         c
     }
@@ -206,7 +308,7 @@ impl ClientCache {
     }
 
     fn all(&self) -> Vec<Arc<BoundClient>> {
-        lock(&self.map).values().cloned().collect()
+        lock(&self.map).values().map(|t| t.client.clone()).collect()
     }
 }
 
@@ -216,6 +318,7 @@ impl Binding {
     fn new(
         local: Dtab,
         path: Path,
+        service: Arc<Service>,
         rx: watch::Receiver<Activity<NameTree<Bound>>>,
         clients: Arc<ClientCache>,
         now_ms: u64,
@@ -248,8 +351,15 @@ impl Binding {
             });
         }
         Binding {
+            dst_service: header_value(&path.to_string()),
+            ctx_dtab: if local.is_empty() {
+                None
+            } else {
+                header_value(&local.to_string())
+            },
             local,
             path,
+            service,
             rx,
             current,
             last_used: AtomicU64::new(now_ms),
@@ -278,9 +388,14 @@ impl Router {
         Router {
             inner: Arc::new(Inner {
                 services,
+                identifiers: Identifiers::new(
+                    &params.identifiers,
+                    &params.dst_prefix,
+                    params.binding_cache_capacity,
+                ),
                 params,
                 binder,
-                bindings: Mutex::new(HashMap::new()),
+                bindings: ReadMap::new(),
                 clients,
                 epoch: Instant::now(),
             }),
@@ -311,34 +426,61 @@ impl Router {
         self.inner.epoch.elapsed().as_millis() as u64
     }
 
-    fn binding(&self, local: &Dtab, path: &Path) -> Arc<Binding> {
-        let key = (local.to_string(), path.clone());
+    /// Name a request with the router's identifiers, in order (the first
+    /// name wins); a request like an earlier one is named from memory.
+    pub fn identify<B>(&self, req: &http::Request<B>) -> Result<Identified, Unidentified> {
+        self.inner.identifiers.identify(View::of(req))
+    }
+
+    /// [`Router::identify`] for a request taken apart.
+    pub fn identify_parts(&self, parts: &http::request::Parts) -> Result<Identified, Unidentified> {
+        self.inner.identifiers.identify(View::of_parts(parts))
+    }
+
+    /// The cached binding of `path` under `local`, made (and followed)
+    /// on first use. Never fails: what the name binds to is
+    /// [`Router::route_to`]'s business.
+    pub fn destination(&self, local: &Dtab, path: &Path) -> Destination {
+        // The text of an empty dtab is empty: no formatting, no allocation.
+        let text = if local.is_empty() {
+            NO_LOCAL.clone()
+        } else {
+            Arc::from(local.to_string())
+        };
+        let key = (text, path.clone());
         let now = self.now_ms();
-        if let Some(b) = lock(&self.inner.bindings).get(&key) {
-            b.last_used.store(now, Ordering::Relaxed);
-            return b.clone();
+        if let Some(b) = self.inner.bindings.get(&key) {
+            // Written only when it changes: workers sharing a hot binding
+            // do not bounce its cache line on every request.
+            if b.last_used.load(Ordering::Relaxed) != now {
+                b.last_used.store(now, Ordering::Relaxed);
+            }
+            return Destination(b);
         }
         // Ask the binder outside our lock: it may take its own.
         let rx = self.inner.binder.bind(local, path);
         let fresh = Arc::new(Binding::new(
             local.clone(),
             path.clone(),
+            self.inner.services.get(path),
             rx,
             self.inner.clients.clone(),
             now,
             crate::telemetry::metrics::binding_updates(self.label()),
         ));
-        let mut map = lock(&self.inner.bindings);
-        if let Some(b) = map.get(&key) {
-            return b.clone();
-        }
-        self.evict(&mut map, now);
-        map.insert(key, fresh.clone());
-        fresh
+        let b = self.inner.bindings.update(|map| {
+            if let Some(b) = map.get(&key) {
+                return b.clone();
+            }
+            self.evict(map, now);
+            map.insert(key, fresh.clone());
+            fresh
+        });
+        Destination(b)
     }
 
     /// Drop idle bindings, then the least recently used if still full.
-    fn evict(&self, map: &mut HashMap<(String, Path), Arc<Binding>>, now: u64) {
+    fn evict(&self, map: &mut Map<BindingKey, Arc<Binding>>, now: u64) {
         let ttl = self.inner.params.binding_idle_ttl.as_millis() as u64;
         map.retain(|_, b| now.saturating_sub(b.last_used.load(Ordering::Relaxed)) <= ttl);
         let cap = self.inner.params.binding_cache_capacity.max(1);
@@ -357,13 +499,18 @@ impl Router {
     }
 
     /// The client and endpoint set for `path` under the request's `local` dtab.
-    pub async fn route(
-        &self,
-        local: &Dtab,
-        path: &Path,
-    ) -> Result<(Arc<BoundClient>, Arc<EndpointSet>), RouteError> {
+    pub async fn route(&self, local: &Dtab, path: &Path) -> Result<Route, RouteError> {
+        self.route_to(&self.destination(local, path)).await
+    }
+
+    /// The client and endpoint set for a destination: a client chosen from
+    /// its bound tree, once that is no longer pending and the client's
+    /// endpoints are known (waiting at most `bindingTimeout` for both).
+    pub async fn route_to(&self, dst: &Destination) -> Result<Route, RouteError> {
+        let (binding, local, path) = (&dst.0, &dst.0.local, &dst.0.path);
         let timeout = self.inner.params.binding_timeout;
-        let deadline = Instant::now() + timeout;
+        // The clock is read only when something must be waited for.
+        let mut deadline: Option<Instant> = None;
         let err = |kind| RouteError {
             dst: path.clone(),
             base: self.inner.binder.base_dtab(),
@@ -371,12 +518,12 @@ impl Router {
             kind,
             bound: None,
         };
-        let binding = self.binding(local, path);
         let mut state = binding.current.load_full();
         if matches!(*state, Activity::Pending) {
+            let until = *deadline.insert(Instant::now() + timeout);
             let mut rx = binding.rx.clone();
             let ready =
-                tokio::time::timeout_at(deadline, rx.wait_for(|a| !matches!(a, Activity::Pending)))
+                tokio::time::timeout_at(until, rx.wait_for(|a| !matches!(a, Activity::Pending)))
                     .await;
             let snapshot = match ready {
                 Ok(Ok(v)) => v.clone(),
@@ -392,7 +539,7 @@ impl Router {
         };
         let shown = || {
             Some(
-                tree.map(&mut |c: &Arc<BoundClient>| c.id().clone())
+                tree.map(&mut |t: &Arc<Target>| t.client.id().clone())
                     .to_string(),
             )
         };
@@ -400,9 +547,10 @@ impl Router {
             bound: shown(),
             ..err(kind)
         };
-        let client = choose(tree).map_err(err)?;
+        let target = choose(tree).map_err(err)?;
+        let client = &target.client;
         client.touch(self.now_ms());
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let remaining = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
         let Some(set) = client.ready(remaining).await else {
             return Err(err(RouteFailure::BindingTimeout(
                 timeout,
@@ -422,7 +570,10 @@ impl Router {
             EndpointSet::Bound { endpoints, .. } if endpoints.is_empty() => {
                 Err(err(RouteFailure::NoEndpoints(client.id().clone())))
             }
-            EndpointSet::Bound { .. } => Ok((client, set)),
+            EndpointSet::Bound { .. } => Ok(Route {
+                target: target.clone(),
+                endpoints: set,
+            }),
         }
     }
 
@@ -445,7 +596,7 @@ impl Router {
     /// Admin view: the cached bindings, each logical name with its local dtab
     /// and current bound tree.
     pub fn bound_names(&self) -> Vec<serde_json::Value> {
-        let bindings: Vec<Arc<Binding>> = lock(&self.inner.bindings).values().cloned().collect();
+        let bindings: Vec<Arc<Binding>> = self.inner.bindings.values();
         let mut out: Vec<serde_json::Value> = bindings
             .iter()
             .map(|b| {
@@ -453,7 +604,7 @@ impl Router {
                     Activity::Pending => "pending".to_string(),
                     Activity::Failed(m) => format!("failed: {m}"),
                     Activity::Ok(t) => t
-                        .map(&mut |c: &Arc<BoundClient>| c.id().clone())
+                        .map(&mut |t: &Arc<Target>| t.client.id().clone())
                         .to_string(),
                 };
                 serde_json::json!({
@@ -525,9 +676,9 @@ pub(crate) fn tree_json(t: &NameTree<Bound>) -> serde_json::Value {
 /// (branches that are `~`, `!` or `$` keep their share and fail it, as
 /// Finagle's `retainUnreachableUnionBranches` does); an Alt, which binding
 /// should already have removed, falls through to its first non-`~` branch.
-fn choose(tree: &NameTree<Arc<BoundClient>>) -> Result<Arc<BoundClient>, RouteFailure> {
+fn choose(tree: &NameTree<Arc<Target>>) -> Result<&Arc<Target>, RouteFailure> {
     match tree {
-        NameTree::Leaf(c) => Ok(c.clone()),
+        NameTree::Leaf(c) => Ok(c),
         NameTree::Neg => Err(RouteFailure::Neg),
         NameTree::Fail => Err(RouteFailure::Fail),
         NameTree::Empty => Err(RouteFailure::Empty),
@@ -598,14 +749,14 @@ mod tests {
         for n in ["/svc/a", "/svc/b", "/svc/c"] {
             r.route(&Dtab::empty(), &p(n)).await.unwrap();
         }
-        assert_eq!(lock(&r.inner.bindings).len(), 2);
+        assert_eq!(r.inner.bindings.len(), 2);
         tokio::time::sleep(Duration::from_millis(60)).await;
         r.route(&Dtab::empty(), &p("/svc/d")).await.unwrap();
-        assert_eq!(lock(&r.inner.bindings).len(), 1);
+        assert_eq!(r.inner.bindings.len(), 1);
         // The same name under another local dtab is another binding.
         let local: Dtab = "/x=>/y".parse().unwrap();
         r.route(&local, &p("/svc/d")).await.unwrap();
-        assert_eq!(lock(&r.inner.bindings).len(), 2);
+        assert_eq!(r.inner.bindings.len(), 2);
     }
 
     #[test]
@@ -621,7 +772,10 @@ mod tests {
             .build()
             .unwrap();
         let c = rt.block_on(async {
-            BoundClient::new(&b, ClientParams::new(super::super::Protocol::Http))
+            Arc::new(Target::new(BoundClient::new(
+                &b,
+                ClientParams::new(super::super::Protocol::Http),
+            )))
         });
         let t = NameTree::Union(vec![
             Weighted::new(1.0, NameTree::Leaf(c)),

@@ -48,7 +48,9 @@ struct Shared {
 /// A request body that can be sent more than once while it fits the limit.
 /// Clone it for each attempt ([`ReplayBody::replay`]).
 pub struct ReplayBody {
-    shared: Arc<Mutex<Shared>>,
+    /// `None` for a body known to be empty: nothing to keep, share or lock
+    /// (most requests: a GET costs no allocation here).
+    shared: Option<Arc<Mutex<Shared>>>,
     /// Next frame of `kept` this copy returns.
     pos: usize,
     /// This copy went past the limit and reads the original directly.
@@ -75,11 +77,14 @@ impl ReplayBody {
     /// Wrap `body`, keeping up to `limit` bytes for replay.
     pub fn new(body: ProxyBody, limit: usize) -> ReplayBody {
         let ended = body.is_end_stream();
+        if ended {
+            return ReplayBody::empty();
+        }
         let hint = body.size_hint();
         // A body announced larger than the limit is never kept at all.
         let too_big = hint.lower() > limit as u64;
         ReplayBody {
-            shared: Arc::new(Mutex::new(Shared {
+            shared: Some(Arc::new(Mutex::new(Shared {
                 source: (!ended).then_some(body),
                 kept: Vec::new(),
                 bytes: 0,
@@ -89,23 +94,36 @@ impl ReplayBody {
                 direct_taken: false,
                 waiters: Vec::new(),
                 hint,
-            })),
+            }))),
             pos: 0,
             direct: false,
-            done: ended,
+            done: false,
+        }
+    }
+
+    /// An empty body: replayable, and free to make and copy.
+    pub fn empty() -> ReplayBody {
+        ReplayBody {
+            shared: None,
+            pos: 0,
+            direct: false,
+            done: true,
         }
     }
 
     /// Another copy for a new attempt, from the start. Of a body too big
     /// to keep, only the first copy made streams it; later ones fail.
     pub fn replay(&self) -> ReplayBody {
-        let mut s = lock(&self.shared);
+        let Some(shared) = &self.shared else {
+            return ReplayBody::empty();
+        };
+        let mut s = lock(shared);
         let direct = s.overflowed && !s.direct_taken;
         if direct {
             s.direct_taken = true;
         }
         ReplayBody {
-            shared: self.shared.clone(),
+            shared: Some(shared.clone()),
             pos: 0,
             direct,
             done: !s.overflowed && s.source.is_none() && s.kept.is_empty() && s.failed.is_none(),
@@ -126,7 +144,10 @@ impl ReplayBody {
 
     /// Whether a new copy would send the whole body again.
     pub fn can_replay(&self) -> bool {
-        let s = lock(&self.shared);
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        let s = lock(shared);
         !s.overflowed && s.failed.is_none()
     }
 
@@ -147,7 +168,10 @@ impl Body for ReplayBody {
         if self.done {
             return Poll::Ready(None);
         }
-        let shared = self.shared.clone();
+        let Some(shared) = self.shared.clone() else {
+            self.done = true;
+            return Poll::Ready(None);
+        };
         let mut s = lock(&shared);
         if !self.direct {
             if s.overflowed {
@@ -224,7 +248,10 @@ impl Body for ReplayBody {
         if self.done {
             return true;
         }
-        let s = lock(&self.shared);
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        let s = lock(shared);
         !self.direct
             && !s.overflowed
             && s.failed.is_none()
@@ -233,7 +260,10 @@ impl Body for ReplayBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        lock(&self.shared).hint
+        match &self.shared {
+            Some(shared) => lock(shared).hint,
+            None => SizeHint::with_exact(0),
+        }
     }
 }
 
@@ -342,5 +372,10 @@ mod tests {
         let b = ReplayBody::new(body, 0);
         assert!(b.replay().is_end_stream());
         assert!(b.can_replay());
+        let e = ReplayBody::empty();
+        assert!(e.handle().can_replay());
+        assert_eq!(e.size_hint().exact(), Some(0));
+        let (d, t) = read(e.replay()).await.unwrap();
+        assert!(d.is_empty() && t.is_none());
     }
 }

@@ -21,6 +21,19 @@ pub const L5D_SUCCESS_CLASS: &str = "l5d-success-class";
 /// The response header that marks a failure as never having reached the app.
 pub const L5D_RETRYABLE: &str = "l5d-retryable";
 
+/// The headers read and written on every response, as names checked once
+/// at compile time rather than parsed on each lookup.
+pub mod names {
+    use http::header::HeaderName;
+
+    /// `l5d-success-class`.
+    pub const L5D_SUCCESS_CLASS: HeaderName = HeaderName::from_static(super::L5D_SUCCESS_CLASS);
+    /// `l5d-retryable`.
+    pub const L5D_RETRYABLE: HeaderName = HeaderName::from_static(super::L5D_RETRYABLE);
+    /// `grpc-status`.
+    pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+}
+
 /// What a response means for stats and retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResponseClass {
@@ -350,11 +363,11 @@ impl serde::Serialize for Classifier {
 /// `l5d-success-class`.
 fn from_headers(status: StatusCode, headers: &HeaderMap) -> Option<ResponseClass> {
     let retryable = headers
-        .get(L5D_RETRYABLE)
+        .get(names::L5D_RETRYABLE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     let class = headers
-        .get(L5D_SUCCESS_CLASS)
+        .get(names::L5D_SUCCESS_CLASS)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|v| v.is_finite());
@@ -370,7 +383,7 @@ fn from_headers(status: StatusCode, headers: &HeaderMap) -> Option<ResponseClass
 /// `grpc-status` as a number, if present and well formed.
 pub fn grpc_status(headers: &HeaderMap) -> Option<u32> {
     headers
-        .get("grpc-status")
+        .get(names::GRPC_STATUS)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
 }

@@ -12,12 +12,15 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
-use http::header::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
 
 /// The propagated deadline header.
 pub const L5D_CTX_DEADLINE: &str = "l5d-ctx-deadline";
 /// gRPC's timeout header (h2).
 pub const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+/// [`L5D_CTX_DEADLINE`] as a name checked at compile time: read on every request.
+const CTX_DEADLINE: HeaderName = HeaderName::from_static(L5D_CTX_DEADLINE);
 
 /// A deadline: when it was set and when it passes (ns since the epoch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,7 +75,7 @@ impl Deadline {
     pub fn read(headers: &HeaderMap) -> Option<Deadline> {
         Deadline::strictest(
             headers
-                .get_all(L5D_CTX_DEADLINE)
+                .get_all(CTX_DEADLINE)
                 .iter()
                 .filter_map(|v| v.to_str().ok()?.parse().ok()),
         )

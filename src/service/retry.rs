@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::Service;
 use super::body::ReplayBody;
-use super::classify::{L5D_SUCCESS_CLASS, ResponseClass};
+use super::classify::{ResponseClass, names};
 use super::trailers::ClassTrailers;
 use crate::client::Report;
 use crate::proxy::{BoxError, ProxyBody, ProxyError};
@@ -248,7 +248,7 @@ async fn classify(
             }
             let mut resp = resp;
             resp.headers_mut().insert(
-                L5D_SUCCESS_CLASS,
+                names::L5D_SUCCESS_CLASS,
                 HeaderValue::from_static(class.success_class()),
             );
             (class, Ok(resp))
@@ -376,6 +376,7 @@ mod tests {
     use http_body_util::{Full, StreamBody};
 
     use super::*;
+    use crate::service::classify::L5D_SUCCESS_CLASS;
     use crate::service::{Backoff, BudgetConfig, Classifier, ServiceParams};
 
     fn svc(classifier: Classifier, budget: BudgetConfig, backoff: Backoff) -> Service {

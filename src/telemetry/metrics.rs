@@ -43,6 +43,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
+use foldhash::quality::RandomState;
 use metrics::{Counter, Gauge, Histogram, Label, SharedString, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -481,11 +482,18 @@ impl RouteMetrics {
     }
 }
 
+/// Route handles by service, then client (two levels so that a lookup
+/// borrows both names instead of building a key).
+/// Hashing is foldhash's, seeded: a fraction of SipHash's cost on paths,
+/// and the names come from requests.
+type Routes =
+    HashMap<Option<Path>, HashMap<Option<Path>, Arc<RouteMetrics>, RandomState>, RandomState>;
+
 /// One server's metrics: its connection gauges and its routes' handles.
 pub struct ServerMetrics {
     router: Arc<str>,
     server: Arc<str>,
-    routes: RwLock<HashMap<(Path, Path), Arc<RouteMetrics>>>,
+    routes: RwLock<Routes>,
     overflow: OnceLock<Arc<RouteMetrics>>,
     /// `open_connections`.
     pub open_connections: Gauge,
@@ -503,7 +511,7 @@ impl ServerMetrics {
         ServerMetrics {
             router: router.into(),
             server: server.into(),
-            routes: RwLock::new(HashMap::new()),
+            routes: RwLock::new(Routes::default()),
             overflow: OnceLock::new(),
             open_connections: metrics::gauge!(name(names::OPEN_CONNECTIONS), labels.clone()),
             connections: metrics::counter!(name(names::CONNECTIONS), labels),
@@ -519,37 +527,37 @@ impl ServerMetrics {
         ]))
     }
 
-    /// The handles of (service, client); an empty path means "not known"
-    /// (the request failed before identification or routing) and labels as "".
-    pub fn route(&self, service: &Path, client: &Path) -> Arc<RouteMetrics> {
-        let key = (service.clone(), client.clone());
+    /// The handles of (service, client); `None` (or an empty path) means
+    /// "not known" (the request failed before identification or routing)
+    /// and labels as "". Looked up without allocating.
+    pub fn route(&self, service: Option<&Path>, client: Option<&Path>) -> Arc<RouteMetrics> {
+        let known = |p: Option<&Path>| p.filter(|p| !p.is_empty()).cloned();
+        let (service, client) = (known(service), known(client));
         if let Ok(m) = self.routes.read()
-            && let Some(r) = m.get(&key)
+            && let Some(r) = m.get(&service).and_then(|by_client| by_client.get(&client))
         {
             return r.clone();
         }
         let Ok(mut m) = self.routes.write() else {
             return self.make("", "");
         };
-        if let Some(r) = m.get(&key) {
+        if let Some(r) = m.get(&service).and_then(|by_client| by_client.get(&client)) {
             return r.clone();
         }
-        if m.len() >= MAX_ROUTES {
+        if self.route_count(&m) >= MAX_ROUTES {
             return self
                 .overflow
                 .get_or_init(|| self.make("overflow", "overflow"))
                 .clone();
         }
-        let show = |p: &Path| {
-            if p.is_empty() {
-                String::new()
-            } else {
-                p.to_string()
-            }
-        };
-        let r = self.make(&show(service), &show(client));
-        m.insert(key, r.clone());
+        let show = |p: &Option<Path>| p.as_ref().map(|p| p.to_string()).unwrap_or_default();
+        let r = self.make(&show(&service), &show(&client));
+        m.entry(service).or_default().insert(client, r.clone());
         r
+    }
+
+    fn route_count(&self, m: &Routes) -> usize {
+        m.values().map(HashMap::len).sum()
     }
 }
 

@@ -53,10 +53,12 @@ struct Shared {
     state: Mutex<Routed>,
 }
 
+/// Unknown names are `None` rather than an empty path: an empty path is
+/// an allocation, and most requests learn both names anyway.
 #[derive(Default)]
 struct Routed {
-    service: Path,
-    client: Path,
+    service: Option<Path>,
+    client: Option<Path>,
     route: Option<Arc<RouteMetrics>>,
     class: Option<ResponseClass>,
 }
@@ -70,7 +72,7 @@ impl RequestContext {
 /// The logical name the request was identified as (`/svc/web`).
 pub fn note_service(ext: &Extensions, service: &Path) {
     if let Some(c) = ext.get::<RequestContext>() {
-        c.lock().service = service.clone();
+        c.lock().service = Some(service.clone());
     }
 }
 
@@ -78,8 +80,8 @@ pub fn note_service(ext: &Extensions, service: &Path) {
 pub fn note_client(ext: &Extensions, client: &Path) {
     if let Some(c) = ext.get::<RequestContext>() {
         let mut s = c.lock();
-        s.client = client.clone();
-        s.route = Some(c.0.server.route(&s.service, client));
+        s.client = Some(client.clone());
+        s.route = Some(c.0.server.route(s.service.as_ref(), Some(client)));
     }
 }
 
@@ -223,7 +225,7 @@ impl ServerTelemetry {
             let st = s.ctx.lock();
             let route = match &st.route {
                 Some(r) => r.clone(),
-                None => self.metrics.route(&st.service, &st.client),
+                None => self.metrics.route(st.service.as_ref(), st.client.as_ref()),
             };
             (
                 route,
@@ -257,8 +259,8 @@ impl ServerTelemetry {
                 source: info.peer.to_string(),
                 method: info.method.clone(),
                 uri: info.uri.clone(),
-                service: shown(&service),
-                client: shown(&client),
+                service: shown(service.as_ref()),
+                client: shown(client.as_ref()),
                 status,
                 duration_ms: elapsed.as_secs_f64() * 1000.0,
             });
@@ -284,11 +286,10 @@ impl ServerTelemetry {
     }
 }
 
-fn shown(p: &Path) -> String {
-    if p.is_empty() {
-        String::new()
-    } else {
-        p.to_string()
+fn shown(p: Option<&Path>) -> String {
+    match p {
+        Some(p) if !p.is_empty() => p.to_string(),
+        _ => String::new(),
     }
 }
 
@@ -299,7 +300,7 @@ struct Done {
     status: u16,
     info: Box<Info>,
     started: Instant,
-    span: Option<(SpanContext, Path, Path)>,
+    span: Option<(SpanContext, Option<Path>, Option<Path>)>,
     tracer: Option<Arc<Tracer>>,
     access_log: Option<AccessLog>,
     router: Arc<str>,
@@ -333,10 +334,10 @@ impl Drop for Done {
             tags.insert("http.path", self.info.path.clone());
             tags.insert("http.status_code", self.status.to_string());
             tags.insert("l5d.router", self.router.to_string());
-            if !service.is_empty() {
+            if let Some(service) = service.as_ref().filter(|p| !p.is_empty()) {
                 tags.insert("l5d.service", service.to_string());
             }
-            if !client.is_empty() {
+            if let Some(client) = client.as_ref().filter(|p| !p.is_empty()) {
                 tags.insert("l5d.client", client.to_string());
             }
             if self.status >= 500 {
