@@ -21,6 +21,11 @@ Per proxy it measures:
     client connections, each having sent one request and read its response;
   * time from spawn to the first served request (200 answer).
 
+And for switchyard alone, the rotation scenario: CPU per request at saturation
+(wrk with a Lua script) with one logical name, against 1,000 distinct logical
+names in rotation routed through a 1,000-dentry dtab (so 1,000 bindings are
+cached); the growth of CPU per request is the figure (issue 7: at most 1.10x).
+
 Python 3 standard library only. Every load loop is bounded in count and time,
 and every process it starts is killed on exit.
 """
@@ -242,11 +247,13 @@ def open_idle_connections(port: int, n: int, limit: float = 30.0) -> list[socket
 # ---------------------------------------------------------- load tools ----
 
 
-def run_wrk(port: int, duration: float, conns: int, threads: int) -> dict:
-    argv = [
-        "wrk", f"-t{threads}", f"-c{conns}", f"-d{int(duration)}s", "--timeout", "5s",
-        "-H", f"Host: {SERVICE}", f"http://{HOST}:{port}/",
-    ]
+def run_wrk(port: int, duration: float, conns: int, threads: int, script: list[str] | None = None) -> dict:
+    """wrk at saturation; `script` is `[lua_file, arg...]` (the script sets Host)."""
+    argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{int(duration)}s", "--timeout", "5s"]
+    if script:
+        argv += ["-s", script[0], f"http://{HOST}:{port}/", "--", *script[1:]]
+    else:
+        argv += ["-H", f"Host: {SERVICE}", f"http://{HOST}:{port}/"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60).stdout
     m = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -292,6 +299,39 @@ def run_oha(port: int, rate: int, duration: float, conns: int) -> dict:
     }
 
 
+# ------------------------------------------------------------ rotation ----
+
+# Logical names of the rotation scenario: `web` (routed by the dtab's base
+# dentry) and name-1 .. name-(N-1) (each by its own dentry).
+ROTATION_NAMES = 1000
+
+# wrk script: the requests are formatted once, in init; each request takes the
+# next Host in turn. Arguments: how many names (1: just `web`).
+ROTATION_LUA = """\
+local reqs = {}
+local i = 0
+init = function(args)
+  local n = tonumber(args[1]) or 1
+  for k = 0, n - 1 do
+    local host = "web"
+    if k > 0 then host = "name-" .. k end
+    reqs[#reqs + 1] = wrk.format("GET", "/", { ["Host"] = host, ["User-Agent"] = "loadbench" })
+  end
+end
+request = function()
+  i = i % #reqs + 1
+  return reqs[i]
+end
+"""
+
+
+def rotation_dtab(names: int) -> str:
+    """`names` dentries: the base `/svc` one, then one per rotated name."""
+    lines = ["/svc => /#/io.l5d.fs;"]
+    lines += [f"/svc/name-{k} => /#/io.l5d.fs/{SERVICE};" for k in range(1, names)]
+    return "\n".join(lines) + "\n"
+
+
 # ------------------------------------------------------------- targets ----
 
 
@@ -304,6 +344,8 @@ class Target:
     port: int
     cwd: Path | None = None
     env: dict | None = None
+    # Rotation scenario: only CPU per request at saturation, with this wrk script.
+    script: list[str] | None = None
 
 
 def nginx_conf(d: Path, port: int, upstream: int | None) -> Path:
@@ -375,11 +417,12 @@ def haproxy_conf(d: Path, port: int, upstream: int) -> Path:
     return conf
 
 
-def switchyard_site(d: Path, port: int, admin: int, upstream: int) -> Path:
-    """Linkerd 1 config: dtab /svc => /#/io.l5d.fs, disco/web lists the backend."""
+def switchyard_site(d: Path, port: int, admin: int, upstream: int, dentries: int = 1) -> Path:
+    """Linkerd 1 config: dtab /svc => /#/io.l5d.fs (plus name dentries up to
+    `dentries`), disco/web lists the backend."""
     (d / "disco").mkdir(parents=True, exist_ok=True)
     (d / "disco" / SERVICE).write_text(f"{HOST} {upstream}\n")
-    (d / "routing.dtab").write_text("/svc => /#/io.l5d.fs;\n")
+    (d / "routing.dtab").write_text(rotation_dtab(dentries))
     conf = d / "linkerd.yaml"
     conf.write_text(
         "admin:\n"
@@ -433,6 +476,17 @@ def measure(t: Target, args, log: Path, existing: subprocess.Popen | None = None
     try:
         time.sleep(0.5)
         s.idle_rss_kb = mem_kb(p.pid, "VmRSS")
+
+        if t.script:
+            # Rotation scenario: the warm-up binds every name once.
+            run_wrk(t.port, 1, args.connections, args.wrk_threads, t.script)
+            c0 = cpu_ticks(p.pid)
+            w = run_wrk(t.port, args.duration, args.connections, args.wrk_threads, t.script)
+            c1 = cpu_ticks(p.pid)
+            w["cpu_us_per_req"] = cpu_us(c1 - c0) / max(w["requests"], 1)
+            s.sat = w
+            s.peak_rss_kb = mem_kb(p.pid, "VmHWM")
+            return s
 
         # Throughput at saturation, and CPU per request there.
         run_wrk(t.port, 1, args.connections, args.wrk_threads)  # warm-up, 1 s
@@ -545,7 +599,55 @@ def summarize(samples: dict[str, list[Sample]], args) -> dict:
     return out
 
 
-def report(summary: dict, meta: dict, args) -> str:
+def summarize_rotation(rot_samples: dict[str, list[Sample]]) -> dict:
+    """Median req/s and CPU per request of each rotation run; the growth ratio."""
+    out: dict = {"runs": {}}
+    for n, ss in rot_samples.items():
+        out["runs"][n] = {
+            "rps": med([s.sat["rps"] for s in ss]),
+            "cpu_sat": med([s.sat["cpu_us_per_req"] for s in ss]),
+            "peak_rss_mb": med([s.peak_rss_kb / 1024 for s in ss]),
+            "errors": sum(s.sat["non2xx"] + s.sat["socket_errors"] for s in ss),
+        }
+    runs = list(out["runs"].values())
+    if len(runs) == 2 and runs[0]["cpu_sat"] and runs[1]["cpu_sat"] is not None:
+        out["growth"] = runs[1]["cpu_sat"] / runs[0]["cpu_sat"]
+        # Per round too: both runs of a round saw the same machine.
+        a, b = rot_samples.values()
+        out["growth_rounds"] = [
+            y.sat["cpu_us_per_req"] / x.sat["cpu_us_per_req"] for x, y in zip(a, b) if x.sat["cpu_us_per_req"]
+        ]
+    return out
+
+
+def rotation_report(rot: dict) -> str:
+    L = [
+        "Rotation: switchyard `--threads 1` saturated by wrk with a Lua script, one logical name "
+        f"(`/svc/web`, 1-dentry dtab) against {ROTATION_NAMES:,} logical names in rotation "
+        f"(`/svc/web`, `/svc/name-1` … `/svc/name-{ROTATION_NAMES - 1}`, {ROTATION_NAMES:,}-dentry dtab, "
+        f"so {ROTATION_NAMES:,} bindings cached):",
+        "",
+        "| run | throughput (req/s) | CPU µs/req | peak RSS (MB) |",
+        "|---|---:|---:|---:|",
+    ]
+    for n, r in rot["runs"].items():
+        L.append(f"| {n} | {fmt(r['rps'])} | {fmt(r['cpu_sat'], 1)} | {fmt(r['peak_rss_mb'], 1)} |")
+    L.append("")
+    if "growth" in rot:
+        per = ", ".join(f"{g:.2f}×" for g in rot.get("growth_rounds", []))
+        L.append(
+            f"CPU per request grows {rot['growth']:.2f}× with {ROTATION_NAMES:,} names (per round: {per}); "
+            "the target is at most 1.10×."
+        )
+        L.append("")
+    errs = {n: r["errors"] for n, r in rot["runs"].items() if r["errors"]}
+    if errs:
+        L.append("Rotation errors (non-2xx or socket errors): " + ", ".join(f"{n}: {e}" for n, e in errs.items()))
+        L.append("")
+    return "\n".join(L) + "\n"
+
+
+def report(summary: dict, meta: dict, args, rot: dict | None = None) -> str:
     L = []
     L.append(f"### Load benchmark — {meta['date']}")
     L.append("")
@@ -638,8 +740,10 @@ def report(summary: dict, meta: dict, args) -> str:
             f"(on {meta['nproc']} cores shared with the backend and the load generator)."
         )
         L.append("")
+    if rot and rot["runs"]:
+        L.append(rotation_report(rot))
     if sw:
-        L.append(targets_table(summary, args))
+        L.append(targets_table(summary, args, rot))
     errs = {
         n: (r["errors_sat"], sum(x["errors"] + x["non200"] for x in r["rates"].values()))
         for n, r in summary.items()
@@ -654,7 +758,7 @@ def report(summary: dict, meta: dict, args) -> str:
     return "\n".join(L) + "\n"
 
 
-def targets_table(summary: dict, args) -> str:
+def targets_table(summary: dict, args, rot: dict | None = None) -> str:
     """The issue's targets for switchyard --threads 1, each with its verdict."""
     sw = summary["switchyard"]
     hi = max(args.rates)
@@ -696,6 +800,9 @@ def targets_table(summary: dict, args) -> str:
         sw["conns_rss_mb"] is not None and sw["conns_rss_mb"] <= 10.0, " MB",
     )
     check("start → first request ≤ 50 ms", sw["start_ms"], 50.0, sw["start_ms"] is not None and sw["start_ms"] <= 50.0, " ms")
+    if rot and "growth" in rot:
+        g = rot["growth"]
+        check(f"CPU/req growth with {ROTATION_NAMES:,} names ≤ 1.10×", g, 1.10, g <= 1.10, "×")
     head = "Targets (issue 7) for switchyard `--threads 1`:\n\n| target | switchyard | limit | verdict |\n|---|---:|---:|---|\n"
     return head + "\n".join(rows) + "\n"
 
@@ -715,6 +822,10 @@ def main() -> int:
     ap.add_argument("--idle-conns", type=int, default=1000, help="idle keep-alive connections (default 1000)")
     ap.add_argument("--proxies", default=",".join(ALL), help=f"comma list out of {','.join(ALL)}")
     ap.add_argument("--scaling", action="store_true", help="also run switchyard --threads 2")
+    ap.add_argument(
+        "--no-rotation", action="store_true",
+        help="skip the rotation scenario (switchyard, 1 vs 1,000 logical names)",
+    )
     ap.add_argument("--quick", action="store_true", help="1 round × 2 s, 100 idle conns: a smoke test")
     ap.add_argument("--out", default=str(REPO / "target" / "loadbench"), help="results directory")
     ap.add_argument("--switchyard", default=str(REPO / "target" / "release" / "switchyard"))
@@ -792,9 +903,27 @@ def main() -> int:
             d.mkdir(parents=True, exist_ok=True)
             targets.append(Target(name, [args.pingora_peer, f"{HOST}:{port}", f"{HOST}:{backend_port}", str(d)], port))
 
+    # Rotation scenario: the same switchyard, wrk with a Lua script naming one
+    # logical name, or 1,000 of them over a 1,000-dentry dtab.
+    rotation: list[Target] = []
+    if "switchyard" in proxies and not args.no_rotation:
+        lua = work / "rotation.lua"
+        lua.write_text(ROTATION_LUA)
+        for name, names in (("1 name", 1), (f"{ROTATION_NAMES:,} names", ROTATION_NAMES)):
+            port = free_port()
+            d = work / f"rotation-{names}"
+            conf = switchyard_site(d, port, free_port(), backend_port, dentries=names)
+            env = dict(os.environ)
+            env.setdefault("RUST_LOG", "info")
+            rotation.append(
+                Target(name, [args.switchyard, "run", "-c", str(conf), "--threads", "1"], port, d, env,
+                       script=[str(lua), str(names)])
+            )
+
     samples: dict[str, list[Sample]] = {"baseline": []}
     for t in targets:
         samples[t.name] = []
+    rot_samples: dict[str, list[Sample]] = {t.name: [] for t in rotation}
     t_start = time.monotonic()
     for rnd in range(1, args.rounds + 1):
         # Baseline first in each round, then the proxies in a rotating order.
@@ -811,6 +940,15 @@ def main() -> int:
             print(
                 f"loadbench:   {sw.sat['rps']:.0f} req/s, {sw.sat['cpu_us_per_req']:.1f} CPU-µs/req, "
                 f"start {sw.start_ms:.1f} ms, idle {sw.idle_rss_kb / 1024:.1f} MB, peak {sw.peak_rss_kb / 1024:.1f} MB",
+                file=sys.stderr,
+            )
+        # Alternate which of the two goes first.
+        for t in rotation if rnd % 2 else rotation[::-1]:
+            print(f"loadbench: round {rnd}/{args.rounds}: rotation, {t.name}", file=sys.stderr)
+            rs = measure(t, args, logs / f"rotation-{t.script[1] if t.script else 0}.log")
+            rot_samples[t.name].append(rs)
+            print(
+                f"loadbench:   {rs.sat['rps']:.0f} req/s, {rs.sat['cpu_us_per_req']:.1f} CPU-µs/req",
                 file=sys.stderr,
             )
     _stop(backend)
@@ -837,13 +975,16 @@ def main() -> int:
         ),
     }
     summary = summarize(samples, args)
-    md = report(summary, meta, args)
+    rot = summarize_rotation(rot_samples)
+    md = report(summary, meta, args, rot)
     (out_dir / "results.md").write_text(md)
     raw = {
         "meta": meta,
         "args": {k: v for k, v in vars(args).items()},
         "summary": summary,
+        "rotation": rot,
         "samples": {n: [vars(s) for s in ss] for n, ss in samples.items()},
+        "rotation_samples": {n: [vars(s) for s in ss] for n, ss in rot_samples.items()},
     }
     (out_dir / "results.json").write_text(json.dumps(raw, indent=1, default=str))
     print(md)

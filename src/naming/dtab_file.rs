@@ -165,6 +165,14 @@ pub fn watch_dtab_file(
     };
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        // Reads (this watcher's own included) are not changes: reacting to
+        // them re-reads forever.
+        if let Ok(ev) = &res
+            && matches!(ev.kind, notify::EventKind::Access(a)
+                if a != notify::event::AccessKind::Close(notify::event::AccessMode::Write))
+        {
+            return;
+        }
         if let Err(e) = &res {
             tracing::warn!("dtab file watcher: {e}");
         }

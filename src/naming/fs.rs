@@ -112,6 +112,14 @@ impl FsNamer {
         }
         let (ev_tx, ev_rx) = mpsc::unbounded_channel::<()>();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            // Reads (this watcher's own included) are not changes: reacting to
+            // them re-reads forever.
+            if let Ok(ev) = &res
+                && matches!(ev.kind, notify::EventKind::Access(a)
+                    if a != notify::event::AccessKind::Close(notify::event::AccessMode::Write))
+            {
+                return;
+            }
             if let Err(e) = &res {
                 tracing::warn!("io.l5d.fs watcher: {e}");
             }
@@ -489,13 +497,20 @@ async fn run(
     let _watcher = watcher;
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate; `new` has just scanned.
+    tick.tick().await;
     loop {
-        tokio::select! {
-            k = kicks.recv() => if k.is_none() { return },
-            e = events.recv() => if e.is_none() { return },
-            _ = tick.tick() => {}
+        let kicked = tokio::select! {
+            biased;
+            k = kicks.recv() => if k.is_none() { return } else { true },
+            e = events.recv() => if e.is_none() { return } else { false },
+            _ = tick.tick() => false,
+        };
+        // A kick is a new lookup waiting for its file (the first request to
+        // a name): read now. File events come in bursts: let them settle.
+        if !kicked {
+            tokio::time::sleep(DEBOUNCE).await;
         }
-        tokio::time::sleep(DEBOUNCE).await;
         while events.try_recv().is_ok() {}
         while kicks.try_recv().is_ok() {}
         let Some(shared) = shared.upgrade() else {

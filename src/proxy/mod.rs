@@ -9,6 +9,7 @@
 //! [`Router`]: crate::routing::Router
 //! [`ServerParams`]: crate::routing::ServerParams
 
+mod conn;
 mod error;
 mod forward;
 pub mod headers;

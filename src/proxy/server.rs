@@ -1,17 +1,23 @@
 //! Listeners and graceful shutdown.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper::service::service_fn;
+use http::{Request, Response};
+use hyper::body::{Body as _, Incoming};
+use hyper::server::conn::{http1, http2};
+use hyper::service::{Service, service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use super::BoxError;
+use super::conn::{ConnIo, ConnState, LINGER, Sniffed, TrackedBody, serve_http1, sniff};
 use super::forward::Forwarder;
 use crate::routing::{Protocol, Router, ServerParams};
 use crate::telemetry::ServerTelemetry;
@@ -91,11 +97,24 @@ pub async fn shutdown_on_signals(shutdown: Shutdown) {
     shutdown.trigger();
 }
 
+/// What every connection of one server shares.
+struct ServerCtx {
+    forwarder: Forwarder,
+    telemetry: ServerTelemetry,
+    protocol: Protocol,
+    tls: Option<crate::tls::ServerTls>,
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+    shutdown: Shutdown,
+}
+
 /// Serve one of `router`'s servers on `listener` until `shutdown` fires,
 /// then stop accepting and let in-flight requests finish for up to `grace`.
 ///
 /// `protocol: http` accepts HTTP/1.x and h2c prior knowledge on the same
-/// port; `protocol: h2` accepts HTTP/2 only.
+/// port; `protocol: h2` accepts HTTP/2 only. A plain-text HTTP/1 connection
+/// holds hyper's buffers only while a request is in progress (see
+/// [`super::conn`]): idle keep-alive clients cost about a socket each.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -105,19 +124,24 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let protocol = router.params().protocol;
     let label = router.label().to_string();
-    let server_tls = server.tls.clone();
-    let clear_context = server.clear_context;
-    let forwarder = Arc::new(Forwarder::new(router, server));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new());
-    builder.http2().timer(TokioTimer::new());
-    if protocol == Protocol::H2 {
-        builder = builder.http2_only();
-    }
-    let graceful = GracefulShutdown::new();
     let local = listener.local_addr()?;
-    let telemetry = Arc::new(ServerTelemetry::new(&label, local, clear_context));
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new());
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new());
+    let ctx = Arc::new(ServerCtx {
+        telemetry: ServerTelemetry::new(&label, local, server.clear_context),
+        tls: server.tls.clone(),
+        forwarder: Forwarder::new(router, server),
+        protocol,
+        h1,
+        h2,
+        shutdown: shutdown.clone(),
+    });
+    // Every connection holds a receiver; draining waits for them all to go.
+    let (drained, conn_token) = watch::channel(());
     tracing::info!(router = %label, addr = %local, "serving");
+    let mut sized = false;
     loop {
         let accepted = tokio::select! {
             biased;
@@ -134,57 +158,148 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let fw = forwarder.clone();
-        let tel = telemetry.clone();
-        let open = telemetry.connection();
-        let svc = service_fn(move |mut req: hyper::Request<Incoming>| {
-            let (fw, tel) = (fw.clone(), tel.clone());
-            async move {
-                let started = tel.start(&mut req, peer);
-                Ok::<_, Infallible>(tel.finish(started, fw.handle(req).await))
-            }
-        });
-        if let Some(tls) = &server_tls {
-            // The handshake runs in the connection's task, never in the
-            // accept loop: a slow client must not hold up the others.
-            let tls = tls.clone();
-            let builder = builder.clone();
-            let watcher = graceful.watcher();
-            tokio::spawn(async move {
-                let _open = open;
-                let Ok(stream) = tls.accept(stream, peer).await else {
-                    return; // counted and logged by accept
-                };
-                let builder = match crate::tls::server::negotiated(&stream) {
-                    Negotiated::H2 => builder.http2_only(),
-                    Negotiated::Http11 => builder.http1_only(),
-                    Negotiated::None => builder,
-                };
-                let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                if let Err(e) = watcher.watch(conn.into_owned()).await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-            });
-            continue;
-        }
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        let open = ctx.telemetry.connection();
+        let token = conn_token.clone();
+        let ctx = ctx.clone();
+        let task = async move {
             let _open = open;
-            if let Err(e) = conn.await {
+            let _token = token;
+            // Boxed: its handshake state would otherwise size every
+            // connection's task, plain ones included.
+            let result = if ctx.tls.is_some() {
+                Box::pin(serve_tls(&ctx, stream, peer)).await
+            } else {
+                serve_plain(&ctx, stream, peer).await
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
-        });
+        };
+        if !sized {
+            // What each connection costs at least (its task), for profiling.
+            sized = true;
+            tracing::debug!(router = %label, bytes = std::mem::size_of_val(&task), "connection task size");
+        }
+        tokio::spawn(task);
     }
     drop(listener);
+    drop(conn_token);
     tracing::info!(router = %label, addr = %local, "draining");
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, drained.closed()).await.is_err() {
         tracing::warn!(router = %label, "grace period over; dropping remaining connections");
     }
     Ok(())
+}
+
+/// The service hyper calls for each request on a connection from `peer`;
+/// with `state`, it tells the connection's serving loop when responses end.
+fn service(
+    ctx: &Arc<ServerCtx>,
+    peer: SocketAddr,
+    state: Option<Arc<ConnState>>,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<TrackedBody>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ Sync
++ Unpin
++ 'static {
+    let ctx = ctx.clone();
+    service_fn(move |mut req: Request<Incoming>| {
+        let guard = state.as_ref().map(|s| s.begin(!req.body().is_end_stream()));
+        let ctx = ctx.clone();
+        async move {
+            let started = ctx.telemetry.start(&mut req, peer);
+            let resp = ctx
+                .telemetry
+                .finish(started, ctx.forwarder.handle(req).await);
+            Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, guard)))
+        }
+    })
+}
+
+/// A plain-text connection: HTTP/1, or HTTP/2 (prior knowledge, or always
+/// for `protocol: h2`).
+async fn serve_plain(
+    ctx: &Arc<ServerCtx>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+) -> Result<(), BoxError> {
+    if ctx.protocol == Protocol::H2 {
+        let conn = ctx
+            .h2
+            .serve_connection(TokioIo::new(stream), service(ctx, peer, None));
+        return Ok(Box::pin(until_drained(conn, &ctx.shutdown)).await?);
+    }
+    // Nothing of hyper's exists until the client has said something.
+    let first = tokio::select! {
+        biased;
+        _ = ctx.shutdown.wait() => return Ok(()),
+        s = sniff(&mut stream) => s,
+    };
+    match first {
+        Sniffed::Gone => Ok(()),
+        Sniffed::H2(preface) => {
+            let io = ConnIo::new(stream, preface, Arc::default());
+            let conn = ctx
+                .h2
+                .serve_connection(TokioIo::new(io), service(ctx, peer, None));
+            // Boxed, as HTTP/2's state is large and HTTP/1 is the common case.
+            Ok(Box::pin(until_drained(conn, &ctx.shutdown)).await?)
+        }
+        Sniffed::Http1(head) => {
+            let state = Arc::new(ConnState::default());
+            let svc = service(ctx, peer, Some(state.clone()));
+            Ok(serve_http1(&ctx.h1, stream, head, state, svc, &ctx.shutdown, LINGER).await?)
+        }
+    }
+}
+
+/// A TLS connection: the handshake runs in the connection's task, never in
+/// the accept loop (a slow client must not hold up the others); then the
+/// protocol ALPN chose, or either when the client named none.
+async fn serve_tls(
+    ctx: &Arc<ServerCtx>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Result<(), BoxError> {
+    let Some(tls) = &ctx.tls else {
+        return Ok(());
+    };
+    let Ok(stream) = tls.accept(stream, peer).await else {
+        return Ok(()); // counted and logged by accept
+    };
+    let svc = service(ctx, peer, None);
+    let io = TokioIo::new(stream);
+    match crate::tls::server::negotiated(io.inner()) {
+        Negotiated::H2 => Ok(until_drained(ctx.h2.serve_connection(io, svc), &ctx.shutdown).await?),
+        Negotiated::Http11 => {
+            Ok(until_drained(ctx.h1.serve_connection(io, svc), &ctx.shutdown).await?)
+        }
+        Negotiated::None => {
+            let mut auto = auto::Builder::new(TokioExecutor::new());
+            auto.http1().timer(TokioTimer::new());
+            auto.http2().timer(TokioTimer::new());
+            until_drained(auto.serve_connection(io, svc), &ctx.shutdown).await
+        }
+    }
+}
+
+/// Run a hyper connection; once `shutdown` fires, ask it to finish the
+/// requests in progress and close.
+async fn until_drained<C: GracefulConnection>(
+    conn: C,
+    shutdown: &Shutdown,
+) -> Result<(), C::Error> {
+    let mut conn = pin!(conn);
+    tokio::select! {
+        biased;
+        r = conn.as_mut() => return r,
+        _ = shutdown.wait() => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    conn.await
 }
