@@ -297,4 +297,32 @@ async fn grpc_success_class_rides_in_the_trailers() {
     let (head, trailer, status) = grpc_call(s.router).await;
     assert_eq!(status, "0");
     assert_eq!((head, trailer.as_deref()), (None, Some("1.0")));
+
+    // The metrics count each by its trailers' class: one failure, one
+    // success (both status 200). The count lands when the body ends, so
+    // poll briefly.
+    let mut text = String::new();
+    for _ in 0..100 {
+        let req = http::Request::builder()
+            .uri(format!("http://{}/admin/metrics/prometheus", s.admin))
+            .body(empty())
+            .unwrap();
+        let (_, body) = send(&h1_client(), req).await;
+        text = body;
+        let n = |class: &str| -> f64 {
+            text.lines()
+                .filter(|l| {
+                    l.starts_with("responses_total{")
+                        && l.contains("status_code=\"200\"")
+                        && l.contains(&format!("class=\"{class}\""))
+                })
+                .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+                .sum()
+        };
+        if n("failure") == 1.0 && n("success") == 1.0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("expected one failure and one success by their trailers:\n{text}");
 }

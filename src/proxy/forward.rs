@@ -247,19 +247,23 @@ impl Forwarder {
             }
         };
         let response = retry::call(svc, &parts.method, body, limit, attempt).await?;
-        // Stats agree with the service's classifier (and downstream hops).
-        let success = response
-            .headers()
-            .get(crate::service::classify::names::L5D_SUCCESS_CLASS)
-            .is_none_or(|v| v.as_bytes() == b"1.0");
-        telemetry::note_class(
-            &parts.extensions,
-            if success {
-                telemetry::metrics::ResponseClass::Success
-            } else {
-                telemetry::metrics::ResponseClass::Failure
-            },
-        );
+        // Stats agree with the service's classifier (and downstream hops);
+        // a gRPC response classified only in its trailers is counted when
+        // they arrive (telemetry::request::classified_by_trailers).
+        if !telemetry::request::classified_by_trailers(response.headers()) {
+            let success = response
+                .headers()
+                .get(crate::service::classify::names::L5D_SUCCESS_CLASS)
+                .is_none_or(|v| v.as_bytes() == b"1.0");
+            telemetry::note_class(
+                &parts.extensions,
+                if success {
+                    telemetry::metrics::ResponseClass::Success
+                } else {
+                    telemetry::metrics::ResponseClass::Failure
+                },
+            );
+        }
         let (mut rparts, rbody) = response.into_parts();
         headers::strip_hop_by_hop(&mut rparts.headers);
         headers::append_via(&mut rparts.headers);

@@ -221,7 +221,7 @@ impl ServerTelemetry {
     pub fn finish(&self, s: Started, resp: Response<ProxyBody>) -> Response<ProxyBody> {
         let elapsed = s.start.elapsed();
         let status = resp.status().as_u16();
-        let (route, service, client, class) = {
+        let (route, service, client, class, noted) = {
             let st = s.ctx.lock();
             let route = match &st.route {
                 Some(r) => r.clone(),
@@ -232,11 +232,28 @@ impl ServerTelemetry {
                 st.service.clone(),
                 st.client.clone(),
                 st.class.unwrap_or_else(|| ResponseClass::of_status(status)),
+                st.class.is_some(),
             )
         };
         route.requests.increment(1);
         route.duration.record(elapsed.as_secs_f64());
-        route.response(status, class);
+        let resp = if !noted && classified_by_trailers(resp.headers()) {
+            let pending = Pending {
+                route: route.clone(),
+                status,
+                class,
+            };
+            resp.map(|inner| {
+                ByTrailers {
+                    inner,
+                    pending: Some(pending),
+                }
+                .boxed()
+            })
+        } else {
+            route.response(status, class);
+            resp
+        };
         let Some(info) = s.info else {
             let counter = route.response_bytes.clone();
             let (parts, body) = resp.into_parts();
@@ -345,6 +362,79 @@ impl Drop for Done {
             }
             tracer.report(span);
         }
+    }
+}
+
+/// A gRPC response whose head carries neither `grpc-status` nor
+/// `l5d-success-class`: its class is only known from its trailers.
+pub fn classified_by_trailers(h: &http::HeaderMap) -> bool {
+    !h.contains_key(crate::service::classify::names::L5D_SUCCESS_CLASS)
+        && !h.contains_key("grpc-status")
+        && h.get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// A response class waiting for the trailers; counted when dropped.
+struct Pending {
+    route: Arc<RouteMetrics>,
+    status: u16,
+    class: ResponseClass,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.route.response(self.status, self.class);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A body whose response is counted once its trailers say how it went
+    /// (their `l5d-success-class`, as the service's classifier wrote it), or
+    /// by its status when it ends or is dropped without them.
+    struct ByTrailers<B> {
+        #[pin]
+        inner: B,
+        pending: Option<Pending>,
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for ByTrailers<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(f))) => {
+                if let (Some(t), Some(p)) = (f.trailers_ref(), this.pending.as_mut())
+                    && let Some(v) = t.get(crate::service::classify::names::L5D_SUCCESS_CLASS)
+                {
+                    p.class = if v.as_bytes() == b"1.0" {
+                        ResponseClass::Success
+                    } else {
+                        ResponseClass::Failure
+                    };
+                    this.pending.take();
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+                this.pending.take();
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
