@@ -204,8 +204,20 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
 }
 
 impl<T: Connection> Connection for TrackedIo<T> {
+    /// Only what the pool needs (ALPN, proxying) and the track: the inner
+    /// connection's extras (hyper-util's `HttpInfo` for TCP) would be cloned
+    /// into every response's extensions, an allocation per request that
+    /// nothing reads.
     fn connected(&self) -> Connected {
-        self.inner.connected().extra(ConnTrack(self.track.clone()))
+        let inner = self.inner.connected();
+        let c = Connected::new()
+            .proxy(inner.is_proxied())
+            .extra(ConnTrack(self.track.clone()));
+        if inner.is_negotiated_h2() {
+            c.negotiated_h2()
+        } else {
+            c
+        }
     }
 }
 
