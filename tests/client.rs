@@ -663,25 +663,24 @@ async fn refusing_h2() -> (SocketAddr, Arc<AtomicUsize>, AbortHandle) {
     (addr, refused, task.abort_handle())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h2_refused_streams_are_requeued_on_another_endpoint() {
-    let good = Switch::start("good").await;
-    let (refusing, refused, task) = refusing_h2().await;
+/// An h2 router over `good` and `bad` (failure accrual off, so that every
+/// request may meet `bad`), and `n` POSTs through it, each of which must be
+/// answered by `good`.
+async fn posts_reach_the_good_one(good: &Switch, bad: SocketAddr, n: usize) -> Proxy {
     let binder = Arc::new(TestBinder::new("/svc/web=>/#/test/web"));
-    let _web = binder.name("web", &[(good.addr, 1.0), (refusing, 1.0)]);
+    let _web = binder.name("web", &[(good.addr, 1.0), (bad, 1.0)]);
     let mut p = RouterParams::new(Protocol::H2);
     p.identifiers = vec![switchyard::routing::Identifier::HeaderPath {
         header: ":path".into(),
         segments: Some(1),
     }];
-    // No ejection: every request may meet the refusing endpoint.
     p.client = ClientConfig::Global(ClientSettings {
         failure_accrual: Some(FailureAccrual::None {}),
         ..Default::default()
     });
     let p = start_proxy(p, binder).await;
     let client = h2_client();
-    for i in 0..30 {
+    for i in 0..n {
         let req = Request::builder()
             .method("POST")
             .uri(format!("http://{}/web/{i}", p.addr))
@@ -695,6 +694,15 @@ async fn h2_refused_streams_are_requeued_on_another_endpoint() {
             l5d_err(&r)
         );
     }
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_refused_streams_are_requeued_on_another_endpoint() {
+    let good = Switch::start("good").await;
+    let (refusing, refused, task) = refusing_h2().await;
+    // No ejection: every request may meet the refusing endpoint.
+    let p = posts_reach_the_good_one(&good, refusing, 30).await;
     // Even POSTs under the default classifier: the client requeued them.
     let n = refused.load(Ordering::SeqCst);
     assert!(n > 0, "the refusing endpoint was tried");
@@ -969,33 +977,7 @@ async fn going_away_h2() -> (SocketAddr, Arc<AtomicUsize>, AbortHandle) {
 async fn h2_goaway_before_the_stream_is_requeued_on_another_endpoint() {
     let good = Switch::start("good").await;
     let (leaving, conns, task) = going_away_h2().await;
-    let binder = Arc::new(TestBinder::new("/svc/web=>/#/test/web"));
-    let _web = binder.name("web", &[(good.addr, 1.0), (leaving, 1.0)]);
-    let mut p = RouterParams::new(Protocol::H2);
-    p.identifiers = vec![switchyard::routing::Identifier::HeaderPath {
-        header: ":path".into(),
-        segments: Some(1),
-    }];
-    p.client = ClientConfig::Global(ClientSettings {
-        failure_accrual: Some(FailureAccrual::None {}),
-        ..Default::default()
-    });
-    let p = start_proxy(p, binder).await;
-    let client = h2_client();
-    for i in 0..20 {
-        let req = Request::builder()
-            .method("POST")
-            .uri(format!("http://{}/web/{i}", p.addr))
-            .body(full("x"))
-            .unwrap();
-        let (r, body) = send(&client, req).await;
-        assert_eq!(
-            (r.status(), body.as_str()),
-            (StatusCode::OK, "good"),
-            "{}",
-            l5d_err(&r)
-        );
-    }
+    let p = posts_reach_the_good_one(&good, leaving, 20).await;
     assert!(
         conns.load(Ordering::SeqCst) > 0,
         "the leaving endpoint was tried"
