@@ -30,6 +30,7 @@ use super::accrual::{Accrual, Health, Transition};
 use super::ewma::PeakEwma;
 use super::heap::{Heap, NOWHERE};
 use super::params::{ClientParams, LoadBalancer};
+use super::pool::{Pool, Settings};
 use crate::dtab::Path;
 use crate::naming::Addr;
 use crate::service::RetryBudget;
@@ -73,6 +74,8 @@ pub(crate) struct Shared {
     /// The `heap` balancer's min-heap of the endpoints by load (only for
     /// `heap`): kept in order as loads change.
     heap: Option<Mutex<Heap>>,
+    /// HTTP/1.1: what each endpoint's connection pool is built with.
+    pub(crate) h1: Option<Arc<Settings>>,
 }
 
 /// Aperture's current size and smoothed load.
@@ -93,6 +96,12 @@ impl Shared {
         };
         let heap = matches!(params.load_balancer, LoadBalancer::Heap {})
             .then(|| Mutex::new(Heap::default()));
+        let h1 = (params.protocol == crate::routing::Protocol::Http).then(|| {
+            Arc::new(Settings::new(
+                &params.host_connection_pool,
+                params.tls.as_ref(),
+            ))
+        });
         Arc::new(Shared {
             metrics: crate::telemetry::metrics::ClientMetrics::new(&params.router, &id),
             id,
@@ -102,6 +111,7 @@ impl Shared {
             outstanding: AtomicUsize::new(0),
             rr: AtomicUsize::new(0),
             heap,
+            h1,
             aperture: Mutex::new(Aperture {
                 size: min,
                 load: 0.0,
@@ -132,14 +142,30 @@ pub struct EndpointState {
     pub(crate) pool: Option<Arc<Semaphore>>,
     /// Requests waiting for a permit.
     pub(crate) waiters: AtomicUsize,
+    /// HTTP/1.1: its keep-alive connections (kept across a weight change).
+    pub(crate) conns: Option<Arc<Pool>>,
     /// Where it sits in its client's load heap (`heap` balancer).
     pub(crate) heap_index: AtomicUsize,
     pub(crate) shared: Arc<Shared>,
 }
 
 impl EndpointState {
-    pub(crate) fn new(addr: SocketAddr, weight: f64, shared: Arc<Shared>) -> EndpointState {
+    /// A state for `addr`, taking over the connections of `prev` (the
+    /// same endpoint under another weight).
+    fn new(
+        addr: SocketAddr,
+        weight: f64,
+        shared: Arc<Shared>,
+        prev: Option<&EndpointState>,
+    ) -> EndpointState {
         let now = Instant::now();
+        let conns = match prev.and_then(|p| p.conns.clone()) {
+            Some(c) => Some(c),
+            None => shared
+                .h1
+                .as_ref()
+                .map(|s| Arc::new(Pool::new(addr, s.clone()))),
+        };
         let pool = shared.params.host_connection_pool.max_size.map(|n| {
             Arc::new(Semaphore::new(
                 (n as usize).clamp(1, Semaphore::MAX_PERMITS),
@@ -157,6 +183,7 @@ impl EndpointState {
             failures: AtomicU64::new(0),
             pool,
             waiters: AtomicUsize::new(0),
+            conns,
             heap_index: AtomicUsize::new(NOWHERE),
             shared,
         }
@@ -300,6 +327,10 @@ impl EndpointState {
                 self.waiters.load(Ordering::Relaxed).into(),
             );
         }
+        if let (Some(pool), Some(o)) = (&self.conns, v.as_object_mut()) {
+            o.insert("connections".into(), pool.open().into());
+            o.insert("idleConnections".into(), pool.idle().into());
+        }
         v
     }
 }
@@ -397,7 +428,13 @@ impl EndpointSet {
                             .find(|o| o.addr == e.addr && o.weight == e.weight)
                             .cloned()
                             .unwrap_or_else(|| {
-                                Arc::new(EndpointState::new(e.addr, e.weight, shared.clone()))
+                                let prev = old.iter().find(|o| o.addr == e.addr);
+                                Arc::new(EndpointState::new(
+                                    e.addr,
+                                    e.weight,
+                                    shared.clone(),
+                                    prev.map(|p| &**p),
+                                ))
                             })
                     })
                     .collect();

@@ -9,8 +9,8 @@
 //! requeue budget: on another endpoint when the connection was refused or an
 //! h2 endpoint refused the stream (`REFUSED_STREAM`, or `GOAWAY` without
 //! it); on a fresh connection when a kept-alive HTTP/1.1 connection turned
-//! out to be stale (hyper handed the request back unsent, or the endpoint
-//! reset the idle connection before any byte of the response; see `conn`). Retries of responses (5xx, timeouts) are
+//! out to be stale (the endpoint reset the idle connection before any byte
+//! of the response; see `pool`). Retries of responses (5xx, timeouts) are
 //! the service level's business and wrap `call`.
 //!
 //! How a response counts for the endpoint (success or failure) is reported
@@ -20,10 +20,10 @@
 mod accrual;
 mod backoff;
 mod balance;
-mod conn;
 mod ewma;
 mod heap;
 mod params;
+mod pool;
 mod upstream;
 
 use std::fmt;
@@ -196,9 +196,14 @@ impl ClientError {
     }
 }
 
-/// The addresses of a set's endpoints.
-fn addrs_of(set: &EndpointSet) -> Vec<SocketAddr> {
-    set.endpoints().iter().map(|e| e.addr).collect()
+/// Keep `hostConnectionPool.minSize` connections open to each endpoint of
+/// `set` (HTTP/1.1; a pool's keeper starts once and stops with it).
+fn keep(set: &EndpointSet) {
+    for ep in set.endpoints() {
+        if let Some(pool) = &ep.conns {
+            pool.keep();
+        }
+    }
 }
 
 fn fmt_addrs(addrs: &[SocketAddr]) -> String {
@@ -302,23 +307,18 @@ impl fmt::Debug for Client {
 impl Client {
     /// A client following `bound`'s endpoint watch until it is dropped.
     pub fn new(bound: &Bound, params: ClientParams) -> Arc<Client> {
-        let upstream = Arc::new(Upstream::new(
-            params.protocol,
-            &params.host_connection_pool,
-            params.tls.as_ref(),
-        ));
+        let upstream = Arc::new(Upstream::new(params.protocol, params.tls.as_ref()));
         let shared = Shared::new(bound.id.clone(), params);
         let mut rx = bound.addr.clone();
         let initial =
             EndpointSet::from_addr(&rx.borrow_and_update(), &EndpointSet::Pending, &shared);
         initial.publish_gauges(&shared);
-        upstream.keep(&addrs_of(&initial));
+        keep(&initial);
         let set = Arc::new(ArcSwap::from_pointee(initial));
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let set = set.clone();
             let shared = shared.clone();
-            let upstream = upstream.clone();
             rt.spawn(async move {
                 loop {
                     tokio::select! {
@@ -331,7 +331,7 @@ impl Client {
                             let addr = rx.borrow_and_update().clone();
                             let next = EndpointSet::from_addr(&addr, &set.load(), &shared);
                             next.publish_gauges(&shared);
-                            upstream.keep(&addrs_of(&next));
+                            keep(&next);
                             set.store(Arc::new(next));
                         }
                     }
@@ -459,20 +459,23 @@ impl Client {
                 });
             };
             let addr = ep.addr;
-            // HTTP/1.1 is addressed to the endpoint (Host carries the name);
-            // HTTP/2 keeps the caller's :authority.
-            let authority = match (version, parts.uri.authority(), &ep.authority) {
-                (Version::HTTP_2, Some(a), _) => a.clone(),
-                (_, _, Some(a)) => a.clone(),
-                _ => Authority::try_from(addr.to_string())
-                    .map_err(|e| ClientError::BadRequest(e.to_string()))?,
+            // HTTP/1.1 goes in origin form (Host carries the name); HTTP/2
+            // keeps the caller's :authority.
+            let uri = if version == Version::HTTP_2 {
+                let authority = match (parts.uri.authority(), &ep.authority) {
+                    (Some(a), _) | (None, Some(a)) => a.clone(),
+                    _ => Authority::try_from(addr.to_string())
+                        .map_err(|e| ClientError::BadRequest(e.to_string()))?,
+                };
+                Uri::builder()
+                    .scheme("http")
+                    .authority(authority)
+                    .path_and_query(pq.clone())
+                    .build()
+                    .map_err(|e| ClientError::BadRequest(e.to_string()))?
+            } else {
+                Uri::from(pq.clone())
             };
-            let uri = Uri::builder()
-                .scheme("http")
-                .authority(authority)
-                .path_and_query(pq.clone())
-                .build()
-                .map_err(|e| ClientError::BadRequest(e.to_string()))?;
             let mut out = Request::new(body.for_send());
             *out.method_mut() = parts.method.clone();
             *out.uri_mut() = uri;
@@ -489,7 +492,7 @@ impl Client {
             let attempt = async {
                 let permit = self.permit(&ep).await?;
                 let outstanding = Outstanding::new(ep.clone());
-                let resp = self.upstream.send(addr, out).await;
+                let resp = self.upstream.send(&ep, out).await;
                 Ok::<_, ClientError>((resp, outstanding, permit))
             };
             let result = match params.request_attempt_timeout {

@@ -1,7 +1,7 @@
-//! Connections to endpoints: a keep-alive pool per endpoint.
+//! Connections to endpoints.
 //!
-//! HTTP/1.1 goes through hyper-util's pooled client, addressed by the
-//! endpoint's `ip:port` (the `Host` header carries the name as sent). HTTP/2
+//! HTTP/1.1 goes through each endpoint's own keep-alive pool (see `pool`),
+//! in origin form (the `Host` header carries the name as sent). HTTP/2
 //! keeps one multiplexed connection per endpoint, opened with hyper's
 //! connection API so that the request's own `:authority` is sent unchanged:
 //! a downstream Linkerd identifies h2 requests by it.
@@ -12,26 +12,19 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 use hyper::client::conn::http2;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::conn::{Tracked, stale};
-use super::params::PoolParams;
+use super::balance::EndpointState;
+use super::pool::PooledBody;
 use crate::proxy::ProxyBody;
 use crate::routing::Protocol;
 use crate::tls::HandshakeFailure;
 use crate::tls::client::UpstreamTls;
-use crate::tls::connect::TlsConnector;
-
-/// Idle connections are closed after this when `idleTimeMs` is unset.
-const DEFAULT_IDLE: Duration = Duration::from_secs(60);
 
 /// How long to wait for a TCP connection to an endpoint.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a request to an endpoint failed.
 #[derive(Debug)]
@@ -46,7 +39,7 @@ pub(crate) struct UpstreamError {
 }
 
 impl UpstreamError {
-    fn new(connect: bool, cause: String) -> UpstreamError {
+    pub(crate) fn new(connect: bool, cause: String) -> UpstreamError {
         UpstreamError {
             connect,
             unprocessed: None,
@@ -89,16 +82,10 @@ impl Unprocessed {
     }
 }
 
-/// The HTTP/1.1 connector: TCP, tracked.
-type Plain = Tracked<HttpConnector, tokio::net::TcpStream>;
-/// The HTTP/1.1 connector over TLS, tracked.
-type Tls = Tracked<TlsConnector, crate::tls::connect::TlsConn>;
-
-/// Keep-alive connections to endpoints, per router protocol.
+/// Connections to endpoints, per router protocol.
 pub(crate) enum Upstream {
-    Http1(Box<Client<Plain, ProxyBody>>, Plain),
-    /// HTTP/1.1 over TLS (`client.tls`).
-    Http1Tls(Box<Client<Tls, ProxyBody>>, Tls),
+    /// HTTP/1.1 (plain or TLS): each endpoint's state holds its pool.
+    Http1,
     Http2(H2Pool),
 }
 
@@ -110,43 +97,10 @@ pub(crate) struct H2Pool {
 }
 
 impl Upstream {
-    /// Connections for `protocol`, over TLS when `tls` is given; HTTP/1.1
-    /// keeps at most `hostConnectionPool.maxSize` idle connections per
-    /// endpoint and closes them after `idleTimeMs` (60 s when unset).
-    pub(crate) fn new(
-        protocol: Protocol,
-        pool: &PoolParams,
-        tls: Option<&UpstreamTls>,
-    ) -> Upstream {
+    /// Connections for `protocol`, over TLS when `tls` is given.
+    pub(crate) fn new(protocol: Protocol, tls: Option<&UpstreamTls>) -> Upstream {
         match protocol {
-            Protocol::Http => {
-                let mut connector = HttpConnector::new();
-                connector.set_nodelay(true);
-                connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-                let mut builder = Client::builder(TokioExecutor::new());
-                builder
-                    .pool_timer(TokioTimer::new())
-                    .timer(TokioTimer::new())
-                    .pool_idle_timeout(pool.idle_time.unwrap_or(DEFAULT_IDLE))
-                    // A request hyper hands back unsent is requeued by the
-                    // client itself (counted, within the requeue budget).
-                    .retry_canceled_requests(false)
-                    .set_host(false);
-                if let Some(max) = pool.max_size {
-                    builder.pool_max_idle_per_host(max as usize);
-                }
-                let min = pool.min_size.unwrap_or(0);
-                match tls {
-                    None => {
-                        let c = Tracked::new(connector, min);
-                        Upstream::Http1(Box::new(builder.build(c.clone())), c)
-                    }
-                    Some(tls) => {
-                        let c = Tracked::new(TlsConnector::new(connector, tls.clone()), min);
-                        Upstream::Http1Tls(Box::new(builder.build(c.clone())), c)
-                    }
-                }
-            }
+            Protocol::Http => Upstream::Http1,
             Protocol::H2 => Upstream::Http2(H2Pool {
                 conns: Mutex::default(),
                 tls: tls.cloned(),
@@ -154,37 +108,23 @@ impl Upstream {
         }
     }
 
-    /// Send `req` to `addr`. For HTTP/1.1 the URI must be `http://addr/...`;
-    /// for HTTP/2 it is sent as it is (its authority becomes `:authority`).
+    /// Send `req` to the endpoint `ep`. For HTTP/1.1 the URI must be in
+    /// origin form (`/path?query`); for HTTP/2 it is sent as it is (its
+    /// authority becomes `:authority`).
     pub(crate) async fn send(
         &self,
-        addr: SocketAddr,
+        ep: &EndpointState,
         req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<PooledBody>, UpstreamError> {
         match self {
-            Upstream::Http1(client, _) => client.request(req).await.map_err(|e| UpstreamError {
-                connect: e.is_connect(),
-                unprocessed: (!e.is_connect() && stale(&e)).then_some(Unprocessed::Stale),
-                cause: error_chain(&e),
-            }),
-            Upstream::Http1Tls(client, _) => client.request(req).await.map_err(|e| {
-                let mut u = tls_error(e.is_connect(), &e);
-                if !u.connect && stale(&e) {
-                    u.unprocessed = Some(Unprocessed::Stale);
-                }
-                u
-            }),
-            Upstream::Http2(pool) => pool.send(addr, req).await,
-        }
-    }
-
-    /// The endpoint set is now `addrs`: keep `hostConnectionPool.minSize`
-    /// connections open to each (HTTP/1.1).
-    pub(crate) fn keep(&self, addrs: &[SocketAddr]) {
-        match self {
-            Upstream::Http1(_, c) => c.keep(addrs),
-            Upstream::Http1Tls(_, c) => c.keep(addrs),
-            Upstream::Http2(_) => {}
+            Upstream::Http1 => match &ep.conns {
+                Some(pool) => pool.send(req).await,
+                None => Err(UpstreamError::new(
+                    true,
+                    format!("{}: no HTTP/1.1 connection pool", ep.addr),
+                )),
+            },
+            Upstream::Http2(pool) => Ok(pool.send(ep.addr, req).await?.map(PooledBody::unpooled)),
         }
     }
 }
@@ -252,7 +192,7 @@ impl H2Pool {
         &self,
         addr: SocketAddr,
         req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<hyper::body::Incoming>, UpstreamError> {
         let mut send = self.connection(addr).await?;
         if let Err(e) = send.ready().await {
             self.lock().remove(&addr);
@@ -301,7 +241,7 @@ where
 /// certificate refused by the endpoint shows only once the client sends
 /// (TLS 1.3 checks the client's certificate after the client's side of the
 /// handshake is done): such a request never reached the application.
-fn tls_error(connect: bool, e: &(dyn std::error::Error + 'static)) -> UpstreamError {
+pub(crate) fn tls_error(connect: bool, e: &(dyn std::error::Error + 'static)) -> UpstreamError {
     match HandshakeFailure::find_in(e) {
         Some(f) => UpstreamError::new(connect || f.before_request(), f.to_string()),
         None => UpstreamError::new(connect, error_chain(e)),

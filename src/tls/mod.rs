@@ -28,7 +28,6 @@ use std::sync::{Arc, OnceLock};
 use rustls::crypto::CryptoProvider;
 
 pub mod client;
-pub mod connect;
 pub mod failure;
 pub mod files;
 pub mod reload;
