@@ -990,3 +990,40 @@ async fn h2_goaway_before_the_stream_is_requeued_on_another_endpoint() {
     );
     task.abort();
 }
+
+// === the HTTP/1.1 connection pool ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_requests_reuse_one_connection_until_idle_time_closes_it() {
+    let a = Counting::start().await;
+    let binder = Arc::new(TestBinder::new("/svc/web=>/#/test/web"));
+    let _web = binder.name("web", &[(a.addr, 1.0)]);
+    let settings = ClientSettings {
+        host_connection_pool: Some(PoolParams {
+            idle_time: Some(Duration::from_millis(300)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let p = start_proxy(params(settings), binder).await;
+    let client = h1_client();
+    for _ in 0..20 {
+        let (status, _, err) = get_status(&client, p.addr, "web").await;
+        assert_eq!(status, StatusCode::OK, "{err}");
+    }
+    assert_eq!((a.accepts(), a.requests()), (1, 20));
+    let ep = endpoint_state(&p, "web", a.addr);
+    assert_eq!(
+        (&ep["connections"], &ep["idleConnections"]),
+        (&1.into(), &1.into()),
+        "{ep:#}"
+    );
+    // Idle past idleTimeMs: the backend sees the close.
+    a.until("closed after idleTimeMs", |c| c.open() == 0).await;
+    let ep = endpoint_state(&p, "web", a.addr);
+    assert_eq!(
+        (&ep["connections"], &ep["idleConnections"]),
+        (&0.into(), &0.into()),
+        "{ep:#}"
+    );
+}
