@@ -196,6 +196,20 @@ impl ClientError {
     }
 }
 
+/// Publish the endpoint set of `addr`, built from the set published last:
+/// an endpoint's state (failure accrual, connections) carries over even
+/// when the follower task and [`Client::ready`] publish at once (a set
+/// built from an older one would start its endpoints afresh).
+fn publish(set: &ArcSwap<EndpointSet>, addr: &Addr, shared: &Arc<Shared>) -> Arc<EndpointSet> {
+    let mut built = None;
+    set.rcu(|cur| {
+        let next = Arc::new(EndpointSet::from_addr(addr, cur, shared));
+        built = Some(next.clone());
+        next
+    });
+    built.unwrap_or_else(|| set.load_full())
+}
+
 /// Keep `hostConnectionPool.minSize` connections open to each endpoint of
 /// `set` (HTTP/1.1; a pool's keeper starts once and stops with it).
 fn keep(set: &EndpointSet) {
@@ -329,10 +343,9 @@ impl Client {
                                 break;
                             }
                             let addr = rx.borrow_and_update().clone();
-                            let next = EndpointSet::from_addr(&addr, &set.load(), &shared);
+                            let next = publish(&set, &addr, &shared);
                             next.publish_gauges(&shared);
                             keep(&next);
-                            set.store(Arc::new(next));
                         }
                     }
                 }
@@ -396,12 +409,8 @@ impl Client {
                 Err(_) => return None,
             };
         // Publish now rather than wait for the follower task to run.
-        let next = Arc::new(EndpointSet::from_addr(
-            &addr,
-            &self.set.load(),
-            &self.shared,
-        ));
-        self.set.store(next.clone());
+        let next = publish(&self.set, &addr, &self.shared);
+        keep(&next);
         Some(next)
     }
 
