@@ -17,7 +17,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::BoxError;
-use super::conn::{ConnIo, ConnState, LINGER, Sniffed, TrackedBody, serve_http1, sniff};
+use super::conn::{
+    ConnIo, ConnState, IDLE_TIMEOUT, LINGER, Sniffed, TrackedBody, serve_http1, sniff,
+};
 use super::forward::Forwarder;
 use crate::routing::{Protocol, Router, ServerParams};
 use crate::telemetry::ServerTelemetry;
@@ -103,7 +105,11 @@ struct ServerCtx {
     telemetry: ServerTelemetry,
     protocol: Protocol,
     tls: Option<crate::tls::ServerTls>,
+    /// Plain HTTP/1: no header read timer of hyper's (see [`serve`]).
     h1: http1::Builder,
+    /// HTTP/1 over TLS: hyper keeps the connection throughout, so its
+    /// header read timeout bounds a slow head.
+    h1_tls: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
     shutdown: Shutdown,
 }
@@ -125,8 +131,14 @@ pub async fn serve(
     let protocol = router.params().protocol;
     let label = router.label().to_string();
     let local = listener.local_addr()?;
+    // A plain HTTP/1 connection's head is already bounded by our own
+    // serving loop (super::conn: IDLE_TIMEOUT, carried over while a head is
+    // incomplete, and hyper is let go LINGER after a request), so hyper's
+    // header read timeout, a timer armed for every request, is not needed.
     let mut h1 = http1::Builder::new();
-    h1.timer(TokioTimer::new());
+    h1.header_read_timeout(None);
+    let mut h1_tls = http1::Builder::new();
+    h1_tls.timer(TokioTimer::new());
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new());
     let ctx = Arc::new(ServerCtx {
@@ -135,6 +147,7 @@ pub async fn serve(
         forwarder: Forwarder::new(router, server),
         protocol,
         h1,
+        h1_tls,
         h2,
         shutdown: shutdown.clone(),
     });
@@ -213,10 +226,10 @@ fn service(
         let ctx = ctx.clone();
         async move {
             let started = ctx.telemetry.start(&mut req, peer);
-            let resp = ctx
-                .telemetry
-                .finish(started, ctx.forwarder.handle(req).await);
-            Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, guard)))
+            let noted = ctx.telemetry.noted();
+            let resp = ctx.forwarder.handle(req, &noted).await;
+            let follow = ctx.telemetry.finish(started, noted, &resp);
+            Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, follow, guard)))
         }
     })
 }
@@ -253,7 +266,16 @@ async fn serve_plain(
         Sniffed::Http1(head) => {
             let state = Arc::new(ConnState::default());
             let svc = service(ctx, peer, Some(state.clone()));
-            Ok(serve_http1(&ctx.h1, stream, head, state, svc, &ctx.shutdown, LINGER).await?)
+            Ok(serve_http1(
+                &ctx.h1,
+                stream,
+                head,
+                state,
+                svc,
+                &ctx.shutdown,
+                (LINGER, IDLE_TIMEOUT),
+            )
+            .await?)
         }
     }
 }
@@ -277,7 +299,7 @@ async fn serve_tls(
     match crate::tls::server::negotiated(io.inner()) {
         Negotiated::H2 => Ok(until_drained(ctx.h2.serve_connection(io, svc), &ctx.shutdown).await?),
         Negotiated::Http11 => {
-            Ok(until_drained(ctx.h1.serve_connection(io, svc), &ctx.shutdown).await?)
+            Ok(until_drained(ctx.h1_tls.serve_connection(io, svc), &ctx.shutdown).await?)
         }
         Negotiated::None => {
             let mut auto = auto::Builder::new(TokioExecutor::new());
