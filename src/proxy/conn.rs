@@ -341,7 +341,7 @@ where
         let io = ConnIo::new(stream, std::mem::take(&mut pending), state.clone());
         // Boxed: the state of an idle connection's task stays small.
         let mut conn = Box::new(builder.serve_connection(TokioIo::new(io), service.clone()));
-        let mut stop = pin!(shutdown.wait());
+        let mut stop = pin!(shutdown.stop());
         let mut draining = false;
         // Armed when hyper first goes idle, with the request count then; when
         // it fires, hyper is let go if no request came in the meantime, else

@@ -2,8 +2,10 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -30,7 +32,14 @@ use crate::tls::server::Negotiated;
 /// Cloning shares it; [`Shutdown::trigger`] wakes every [`Shutdown::wait`].
 #[derive(Clone, Debug)]
 pub struct Shutdown {
-    tx: Arc<watch::Sender<bool>>,
+    inner: Arc<Trigger>,
+}
+
+#[derive(Debug)]
+struct Trigger {
+    tx: watch::Sender<bool>,
+    /// Set before `tx` says so: what [`Stop`] checks on every poll.
+    pulled: AtomicBool,
 }
 
 impl Default for Shutdown {
@@ -43,25 +52,71 @@ impl Shutdown {
     /// A trigger not yet pulled.
     pub fn new() -> Shutdown {
         Shutdown {
-            tx: Arc::new(watch::channel(false).0),
+            inner: Arc::new(Trigger {
+                tx: watch::channel(false).0,
+                pulled: AtomicBool::new(false),
+            }),
         }
     }
 
     /// Start shutting down: servers stop accepting and drain.
     pub fn trigger(&self) {
-        self.tx.send_replace(true);
+        self.inner.pulled.store(true, Ordering::Release);
+        self.inner.tx.send_replace(true);
     }
 
     /// Whether shutdown has started.
     pub fn is_triggered(&self) -> bool {
-        *self.tx.borrow()
+        self.inner.pulled.load(Ordering::Acquire)
     }
 
     /// Resolves once shutdown has started.
     pub async fn wait(&self) {
-        let mut rx = self.tx.subscribe();
+        let mut rx = self.inner.tx.subscribe();
         // The sender lives in `self`, so this cannot fail while we wait.
         let _ = rx.wait_for(|v| *v).await;
+    }
+
+    /// [`Shutdown::wait`] for a connection's loop, polled on every wake of
+    /// its task: polling the wait itself takes a lock shared by every
+    /// connection each time, [`Stop`] only an atomic load once it is
+    /// registered.
+    pub(super) fn stop(&self) -> Stop<'_, impl Future<Output = ()> + '_> {
+        Stop {
+            shutdown: self,
+            wait: self.wait(),
+            waker: None,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// See [`Shutdown::stop`]. The wait is polled again only when shutdown
+    /// has started or the task's waker is not the one it registered.
+    pub(super) struct Stop<'a, F> {
+        shutdown: &'a Shutdown,
+        #[pin]
+        wait: F,
+        waker: Option<Waker>,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Stop<'_, F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if let Some(w) = this.waker.as_ref()
+            && w.will_wake(cx.waker())
+            && !this.shutdown.is_triggered()
+        {
+            return Poll::Pending;
+        }
+        let polled = this.wait.poll(cx);
+        if polled.is_pending() {
+            *this.waker = Some(cx.waker().clone());
+        }
+        polled
     }
 }
 
@@ -320,7 +375,7 @@ async fn until_drained<C: GracefulConnection>(
     tokio::select! {
         biased;
         r = conn.as_mut() => return r,
-        _ = shutdown.wait() => {}
+        _ = shutdown.stop() => {}
     }
     conn.as_mut().graceful_shutdown();
     conn.await
