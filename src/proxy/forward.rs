@@ -108,10 +108,14 @@ impl Forwarder {
         // The deadline: the caller's (l5d-ctx-deadline, grpc-timeout on h2)
         // and this service's totalTimeoutMs, the strictest. Past it, the
         // request is not sent.
+        // The clock is read only when a deadline needs it (most requests
+        // have none).
         let grpc = params.protocol == Protocol::H2;
-        let now = deadline::now_ns();
-        let propagated = deadline::read_request(&parts.headers, grpc, now);
-        let total = svc.params.total_timeout.map(|t| Deadline::after(now, t));
+        let mut clock = None;
+        let mut now = || *clock.get_or_insert_with(deadline::now_ns);
+        // Only grpc-timeout is relative to now.
+        let propagated = deadline::read_request(&parts.headers, grpc, if grpc { now() } else { 0 });
+        let total = svc.params.total_timeout.map(|t| Deadline::after(now(), t));
         let effective = Deadline::strictest(propagated.into_iter().chain(total));
         let limit = match (effective, svc.params.total_timeout) {
             (None, _) => None,
@@ -122,7 +126,7 @@ impl Forwarder {
                     }
                     _ => Expiry::Propagated,
                 };
-                let Some(left) = d.remaining(now) else {
+                let Some(left) = d.remaining(now()) else {
                     svc.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                     return Err(retry::expired(svc, why, 0));
                 };
@@ -253,14 +257,18 @@ impl Forwarder {
             }
         };
         let response = retry::call(svc, &parts.method, body, limit, attempt).await?;
-        // Stats agree with the service's classifier (and downstream hops);
-        // a gRPC response classified only in its trailers is counted when
-        // they arrive (telemetry::request::classified_by_trailers).
-        if !telemetry::request::classified_by_trailers(response.headers()) {
-            let success = response
-                .headers()
-                .get(crate::service::classify::names::L5D_SUCCESS_CLASS)
-                .is_none_or(|v| v.as_bytes() == b"1.0");
+        // Stats agree with the service's classifier (and downstream hops),
+        // which wrote its verdict as l5d-success-class (looked at first:
+        // it is almost always there); a gRPC response classified only in
+        // its trailers is counted when they arrive
+        // (telemetry::request::classified_by_trailers).
+        let h = response.headers();
+        let success = match h.get(crate::service::classify::names::L5D_SUCCESS_CLASS) {
+            Some(v) => Some(v.as_bytes() == b"1.0"),
+            None if telemetry::request::classified_by_trailers(h) => None,
+            None => Some(true),
+        };
+        if let Some(success) = success {
             noted.class(if success {
                 telemetry::metrics::ResponseClass::Success
             } else {
