@@ -14,8 +14,8 @@ pub const MAX_DEPTH: usize = 100;
 pub const MAX_LOOKUPS: usize = 10_000;
 
 /// How deep binding may recurse, counting both lookups and levels of
-/// Alt/Union nesting, so that a hostile dtab (one nested 390 levels deep
-/// per rewrite, 100 rewrites) cannot exhaust a thread's stack.
+/// Alt/Union nesting, so that a hostile dtab (one nested as deep as the
+/// parser allows per rewrite, 100 rewrites) cannot exhaust a thread's stack.
 pub const MAX_NESTING: usize = 1_000;
 
 /// A name a namer produced: a path still to be bound (looked up in the dtab

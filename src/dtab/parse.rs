@@ -15,7 +15,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use pest::Parser;
-use pest::iterators::Pair;
+use pest::iterators::{Pair, Pairs};
 
 use super::dentry::{Dentry, Prefix, PrefixElem};
 use super::path::{Label, Path, is_showable};
@@ -25,6 +25,72 @@ use super::tree::{DEFAULT_WEIGHT, NameTree, Weighted};
 #[derive(pest_derive::Parser)]
 #[grammar = "../grammar/dtab.pest"]
 struct DtabParser;
+
+/// How deeply parentheses may nest in a text.
+///
+/// The parser recurses a few frames per level, and so do the conversion,
+/// the show form and binding. pest can probe the stack on every rule call
+/// instead, but that probe costs a tenth of a parse, so it is compiled out
+/// (pest without `std`) and this bound keeps a hostile `l5d-dtab` header from
+/// overflowing a worker thread's stack. A debug build overflows a 2 MiB
+/// stack near 380 levels of `(/x | (/x | ...))`; real dtabs nest a few.
+pub const MAX_PARENS: usize = 100;
+
+/// Where a `(` opens level [`MAX_PARENS`]` + 1`, if one does.
+///
+/// Comments are skipped: a `#` after a label byte, `/` or `*` is taken to be
+/// in a label (only a `$` leaf or a weight's `*` followed directly by
+/// a comment is misread, and then the count can only come out higher), and
+/// a `#` anywhere else starts a comment, as it does in the grammar.
+fn too_deep(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(at) = b
+        .get(i..)
+        .and_then(|rest| memchr::memchr3(b'(', b')', b'#', rest))
+    {
+        let at = i + at;
+        i = at + 1;
+        match b.get(at) {
+            Some(b'(') => {
+                depth += 1;
+                if depth > MAX_PARENS {
+                    return Some(at);
+                }
+            }
+            Some(b')') => depth = depth.saturating_sub(1),
+            _ => {
+                let in_label = at
+                    .checked_sub(1)
+                    .and_then(|p| b.get(p))
+                    .is_some_and(|&c| is_showable(c) || c == b'/' || c == b'*');
+                if !in_label {
+                    match b.get(i..).and_then(|rest| memchr::memchr(b'\n', rest)) {
+                        Some(nl) => i += nl + 1,
+                        None => return None,
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Every parse goes through here: pest's `parse` after the nesting bound.
+fn run(rule: Rule, input: &str) -> Result<Pairs<'_, Rule>, pest::error::Error<Rule>> {
+    if let Some(at) = too_deep(input) {
+        let pos =
+            pest::Position::new(input, at).unwrap_or_else(|| pest::Position::from_start(input));
+        return Err(pest::error::Error::new_from_pos(
+            pest::error::ErrorVariant::CustomError {
+                message: format!("at most {MAX_PARENS} levels"),
+            },
+            pos,
+        ));
+    }
+    DtabParser::parse(rule, input)
+}
 
 /// A syntax error, with where it is and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,13 +278,12 @@ fn describe(input: &str, e: pest::error::Error<Rule>, mode: Mode) -> Problem {
         pest::error::ErrorVariant::ParsingError { positives, .. } => {
             wants.extend(positives.iter().filter_map(|r| want_of(*r)));
         }
-        // pest refuses to recurse further than the stack allows ("stack
-        // limit reached"), which only absurdly deep parentheses can cause.
+        // Only `run`'s nesting bound makes a custom error.
         pest::error::ErrorVariant::CustomError { message } => {
             return Problem {
                 offset,
                 expected: "parentheses nested less deeply".into(),
-                context: Some(format!("(the parser's {message})")),
+                context: Some(format!("({message})")),
             };
         }
     }
@@ -392,7 +457,7 @@ fn bad_escape(rest: &str) -> Option<Problem> {
 
 /// The prefix text at the start of `s` (after whitespace and comments).
 fn leading_prefix(s: &str) -> Option<String> {
-    let mut pairs = DtabParser::parse(Rule::prefix_lead, s).ok()?;
+    let mut pairs = run(Rule::prefix_lead, s).ok()?;
     let lead = pairs.next()?;
     let p = lead.into_inner().find(|p| p.as_rule() == Rule::prefix)?;
     Some(p.as_str().to_string())
@@ -409,7 +474,7 @@ fn join_words(words: &[&str]) -> String {
 // ParseError is big, but errors are the rare path and carry what a person needs.
 #[allow(clippy::result_large_err)]
 fn parse_rule(rule: Rule, mode: Mode, input: &str) -> Result<Pair<'_, Rule>, ParseError> {
-    let mut pairs = DtabParser::parse(rule, input).map_err(|e| {
+    let mut pairs = run(rule, input).map_err(|e| {
         let p = describe(input, e, mode);
         ParseError::at(input, p.offset, p.expected, p.context)
     })?;
@@ -725,7 +790,7 @@ impl Dtab {
 #[allow(clippy::result_large_err)]
 fn parse_piece(whole: &str, start: usize, end: usize) -> Result<Dentry, ParseError> {
     let piece = &whole[start..end];
-    let pair = match DtabParser::parse(Rule::dentry_only, piece) {
+    let pair = match run(Rule::dentry_only, piece) {
         Ok(mut pairs) => pairs.next(),
         Err(e) => {
             let p = describe(piece, e, Mode::DtabPiece);
@@ -752,7 +817,7 @@ impl Invalid {
 
 /// Whether `piece` holds only whitespace and comments.
 fn is_blank(piece: &str) -> bool {
-    DtabParser::parse(Rule::dtab, piece)
+    run(Rule::dtab, piece)
         .ok()
         .and_then(|mut p| p.next())
         .is_some_and(|d| d.into_inner().all(|c| c.as_rule() == Rule::EOI))
@@ -844,10 +909,9 @@ pub mod precise {
 /// (`lean_tree`) and Unions (`lean_tree1`) whose members wait in two shared
 /// vectors, so a dentry costs no allocation beyond its own values.
 mod lean {
-    use pest::Parser;
     use pest::Token;
 
-    use super::{DtabParser, Rule, is_showable, label_of, parse_weight};
+    use super::{Rule, is_showable, parse_weight, placeholder_label, run};
     use crate::dtab::dentry::{Dentry, Prefix, PrefixElem};
     use crate::dtab::path::{Label, Path};
     use crate::dtab::table::Dtab;
@@ -885,7 +949,7 @@ mod lean {
 
     /// Parse `s` with a lean entry rule and walk its tokens.
     fn build(rule: Rule, s: &str) -> Option<Builder<'_>> {
-        let pairs = DtabParser::parse(rule, s).ok()?;
+        let pairs = run(rule, s).ok()?;
         let mut b = Builder::new(s);
         if rule == Rule::lean_dtab {
             // About one dentry per 48 bytes (the benchmark's take 64); more
@@ -930,6 +994,12 @@ mod lean {
         seen: Vec<Option<Label>>,
     }
 
+    /// The label of `s`, which `scan` found to be showable characters only
+    /// (so no escapes: the bytes are the label's).
+    fn showable_label(s: &str) -> Label {
+        Label::new(s.as_bytes()).unwrap_or_else(|_| placeholder_label())
+    }
+
     /// Slots in [`Builder::seen`] (a power of two).
     const SEEN: usize = 128;
 
@@ -972,11 +1042,11 @@ mod lean {
             match slot {
                 Some(Some(l)) if l.as_bytes() == s.as_bytes() => l.clone(),
                 Some(slot) => {
-                    let l = label_of(s);
+                    let l = showable_label(s);
                     *slot = Some(l.clone());
                     l
                 }
-                None => label_of(s),
+                None => showable_label(s),
             }
         }
 
@@ -1460,12 +1530,42 @@ mod tests {
 mod deep {
     use super::*;
 
+    /// Parentheses in comments do not count; a `#` in a label is no comment.
+    #[test]
+    fn nesting_is_counted_outside_comments() {
+        let open = "(".repeat(MAX_PARENS + 50);
+        let nested = format!("{}/b{}", "(".repeat(MAX_PARENS), ")".repeat(MAX_PARENS));
+        let text = format!("# {open}\n/a#x => {nested}; # {open}\n/c=>/d #{open}");
+        assert_eq!(too_deep(&text), None);
+        assert!(text.parse::<Dtab>().is_ok());
+        // One more level, after a label holding a `#`, is too deep.
+        let deeper = format!("/a/#/x => ({nested})");
+        assert_eq!(too_deep(&deeper), Some("/a/#/x => ".len() + MAX_PARENS));
+        // Ws before a comment: `~#(` is `~` then a comment.
+        assert_eq!(too_deep(&format!("/a => ~#{open}")), None);
+    }
+
     /// A request header can carry a dtab: deep nesting must fail or parse,
     /// never overflow the stack of a (2 MiB) worker thread.
     #[test]
     fn deep_nesting_does_not_overflow_a_small_stack() {
-        for depth in [100usize, 1_000, 8_000, 50_000] {
+        for depth in [100usize, MAX_PARENS, MAX_PARENS + 1, 1_000, 8_000, 50_000] {
             let text = format!("/a => {}/b{}", "(".repeat(depth), ")".repeat(depth));
+            // Nested values too (these parentheses do not vanish), shown and
+            // bound at the deepest depth allowed.
+            let nested = format!("/a => {}/b{}", "(/x | ".repeat(depth), ")".repeat(depth));
+            let r = std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || {
+                    let d = nested.parse::<Dtab>().ok()?;
+                    let shown = d.to_string();
+                    let tree = d.lookup(&"/a".parse::<Path>().ok()?);
+                    Some((shown.len(), format!("{tree}").len()))
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            assert_eq!(r.is_some(), depth <= MAX_PARENS, "{depth}");
             let r = std::thread::Builder::new()
                 .stack_size(2 << 20)
                 .spawn(move || {
@@ -1477,13 +1577,20 @@ mod deep {
                 .unwrap();
             match r {
                 // Parentheses vanish: the show form is `/a=>/b`.
-                Ok(len) => assert_eq!(len, "/a=>/b".len(), "{depth}"),
-                Err(e) => assert!(
-                    e.contains(
-                        "expected parentheses nested less deeply (the parser's stack limit reached)"
-                    ),
-                    "{depth}: {e}"
-                ),
+                Ok(len) => {
+                    assert!(depth <= MAX_PARENS, "{depth}");
+                    assert_eq!(len, "/a=>/b".len(), "{depth}")
+                }
+                Err(e) => {
+                    assert!(depth > MAX_PARENS, "{depth}: {e}");
+                    // At the first `(` too many.
+                    let at = format!("1:{}:", 7 + MAX_PARENS);
+                    assert!(e.contains(&at), "{depth}: {e}");
+                    assert!(
+                        e.contains("expected parentheses nested less deeply (at most 100 levels)"),
+                        "{depth}: {e}"
+                    )
+                }
             }
         }
     }

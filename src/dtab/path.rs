@@ -21,9 +21,23 @@ pub struct Label(Arc<[u8]>);
 pub struct EmptyLabel;
 
 /// Is `b` one of the characters a label may hold literally?
+#[inline]
 pub fn is_showable(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'.' | b'#' | b'$' | b'%' | b'-')
+    SHOWABLE[usize::from(b)]
 }
+
+/// [`is_showable`] as a table: parsing a large dtab asks it for most bytes.
+static SHOWABLE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'_' | b':' | b'.' | b'#' | b'$' | b'%' | b'-');
+        b += 1;
+    }
+    t
+};
 
 impl Label {
     /// A label from raw bytes; any byte is allowed (it is escaped when shown).

@@ -36,13 +36,45 @@ struct Inner {
 struct Node {
     /// Dentries whose prefix is exactly the literal path to this node (they
     /// match every path below it); ascending.
-    ends: Vec<u32>,
+    ends: Ids,
     /// Dentries whose prefix is the literal path to this node followed by a
     /// `*` and more (they must be checked in full); ascending.
-    wild: Vec<u32>,
+    wild: Ids,
     /// The next literal element. Hashed with seeded foldhash: SipHash was a
     /// tenth of parsing a large dtab and most of a lookup's hashing.
     children: HashMap<Label, Node, foldhash::quality::RandomState>,
+}
+
+/// Dentry positions at a trie node, ascending. Most nodes hold one, kept
+/// inline: a large dtab's index then costs an allocation per shared prefix,
+/// not one per dentry.
+#[derive(Default)]
+enum Ids {
+    #[default]
+    None,
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl Ids {
+    fn push(&mut self, i: u32) {
+        *self = match std::mem::take(self) {
+            Ids::None => Ids::One(i),
+            Ids::One(a) => Ids::Many(vec![a, i]),
+            Ids::Many(mut v) => {
+                v.push(i);
+                Ids::Many(v)
+            }
+        };
+    }
+
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Ids::None => &[],
+            Ids::One(a) => std::slice::from_ref(a),
+            Ids::Many(v) => v,
+        }
+    }
 }
 
 impl Node {
@@ -64,15 +96,15 @@ impl Node {
     fn candidates(&self, path: &Path) -> Vec<u32> {
         let mut out: Vec<u32> = Vec::new();
         let mut node = self;
-        out.extend_from_slice(&node.ends);
-        out.extend_from_slice(&node.wild);
+        out.extend_from_slice(node.ends.as_slice());
+        out.extend_from_slice(node.wild.as_slice());
         for l in path.elems() {
             match node.children.get(l) {
                 Some(n) => node = n,
                 None => break,
             }
-            out.extend_from_slice(&node.ends);
-            out.extend_from_slice(&node.wild);
+            out.extend_from_slice(node.ends.as_slice());
+            out.extend_from_slice(node.wild.as_slice());
         }
         out.sort_unstable_by(|a, b| b.cmp(a));
         out
