@@ -12,7 +12,8 @@ pub struct RunArgs {
     /// The config file (YAML or JSON); the embedded default when absent.
     #[arg(short, long)]
     pub config: Option<std::path::PathBuf>,
-    /// Tokio worker threads (default: the number of cores).
+    /// Tokio worker threads (default: the number of cores); 1 runs
+    /// everything on the main thread.
     #[arg(long)]
     pub threads: Option<usize>,
     /// Log lines as text or JSON (filter with RUST_LOG, default info).
@@ -39,11 +40,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         None => default_config()?,
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads {
-        anyhow::ensure!(n > 0, "--threads must be at least 1");
-        runtime.worker_threads(n);
-    }
+    // One thread asked for: a current-thread runtime runs everything on the
+    // main thread, with no worker to hand tasks to and no cross-thread
+    // wake-ups (nothing here blocks a runtime thread waiting on another
+    // task: blocking work goes to its own threads or spawn_blocking).
+    let mut runtime = match args.threads {
+        Some(0) => anyhow::bail!("--threads must be at least 1"),
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = runtime
         .enable_all()
         .build()

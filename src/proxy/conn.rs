@@ -39,6 +39,7 @@ use tokio::time::Instant;
 
 use super::ProxyBody;
 use super::server::Shutdown;
+use crate::telemetry::Follow;
 
 /// How long a connection may stay silent between requests (or before its
 /// first one, or in the middle of a request head) before it is closed: the
@@ -124,17 +125,24 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// A response body that tells the connection when hyper is done with it.
-#[derive(Debug)]
+/// A response body as hyper sends it: followed frame by frame for the
+/// request's telemetry, and telling the connection when hyper is done with
+/// it.
 pub(super) struct TrackedBody {
     inner: ProxyBody,
+    follow: Option<Follow>,
     _guard: Option<ActiveGuard>,
 }
 
 impl TrackedBody {
-    pub(super) fn new(inner: ProxyBody, guard: Option<ActiveGuard>) -> TrackedBody {
+    pub(super) fn new(
+        inner: ProxyBody,
+        follow: impl Into<Option<Follow>>,
+        guard: Option<ActiveGuard>,
+    ) -> TrackedBody {
         TrackedBody {
             inner,
+            follow: follow.into(),
             _guard: guard,
         }
     }
@@ -148,7 +156,12 @@ impl Body for TrackedBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Some(f) = this.follow.as_mut() {
+            f.on_poll(&polled);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -284,10 +297,16 @@ pub(super) async fn sniff(stream: &mut TcpStream) -> Sniffed {
 }
 
 /// Serve HTTP/1 on `stream` (whose first bytes, already read, are `pending`)
-/// until the client closes, stays silent for [`IDLE_TIMEOUT`], or `shutdown`
-/// fires (then the request in progress is finished first). hyper holds the
-/// connection only while a request is in progress, and for `linger` after
-/// (see [`LINGER`] and the module docs).
+/// until the client closes, stays silent for `idle` ([`IDLE_TIMEOUT`]), or
+/// `shutdown` fires (then the request in progress is finished first). hyper
+/// holds the connection only while a request is in progress, and for
+/// `linger` after (see [`LINGER`] and the module docs).
+///
+/// A request head must be complete within about `linger + idle` of its
+/// first bytes, even trickled: hyper lets go of a connection `linger` after
+/// its last request whatever bytes arrive meanwhile, and the head's deadline
+/// carries over from one hyper connection to the next. So hyper's own header
+/// read timer (armed for every request) is not needed here.
 pub(super) async fn serve_http1<S>(
     builder: &http1::Builder,
     mut stream: TcpStream,
@@ -295,7 +314,7 @@ pub(super) async fn serve_http1<S>(
     state: Arc<ConnState>,
     service: S,
     shutdown: &Shutdown,
-    linger: Duration,
+    (linger, idle): (Duration, Duration),
 ) -> Result<(), hyper::Error>
 where
     S: HttpService<Incoming, ResBody = TrackedBody> + Clone + Unpin,
@@ -307,7 +326,7 @@ where
     let mut needs_read = pending.is_empty();
     loop {
         if needs_read {
-            let deadline = head_deadline.unwrap_or_else(|| Instant::now() + IDLE_TIMEOUT);
+            let deadline = head_deadline.unwrap_or_else(|| Instant::now() + idle);
             tokio::select! {
                 biased;
                 _ = shutdown.wait() => return Ok(()),
@@ -322,7 +341,7 @@ where
         let io = ConnIo::new(stream, std::mem::take(&mut pending), state.clone());
         // Boxed: the state of an idle connection's task stays small.
         let mut conn = Box::new(builder.serve_connection(TokioIo::new(io), service.clone()));
-        let mut stop = pin!(shutdown.wait());
+        let mut stop = pin!(shutdown.stop());
         let mut draining = false;
         // Armed when hyper first goes idle, with the request count then; when
         // it fires, hyper is let go if no request came in the meantime, else
@@ -371,7 +390,7 @@ where
         head_deadline = if pending.is_empty() {
             None
         } else {
-            Some(head_deadline.unwrap_or_else(|| Instant::now() + IDLE_TIMEOUT))
+            Some(head_deadline.unwrap_or_else(|| Instant::now() + idle))
         };
     }
 }
@@ -434,7 +453,7 @@ mod tests {
                 let len = body.map(|b| b.len()).unwrap_or_default();
                 let text = format!("ok {n} {len}");
                 let body = Full::new(Bytes::from(text)).map_err(|e| match e {}).boxed();
-                Ok(Response::new(TrackedBody::new(body, Some(guard))))
+                Ok(Response::new(TrackedBody::new(body, None, Some(guard))))
             })
         }
     }
@@ -447,6 +466,15 @@ mod tests {
     /// A server on 127.0.0.1:0 serving one connection with `serve_http1`;
     /// returns its address and the hyper-connection count.
     async fn server(linger: Duration) -> (std::net::SocketAddr, Arc<AtomicUsize>, Shutdown) {
+        server_idle(linger, IDLE_TIMEOUT).await
+    }
+
+    /// [`server`] closing connections silent (or with a head incomplete)
+    /// for `idle`.
+    async fn server_idle(
+        linger: Duration,
+        idle: Duration,
+    ) -> (std::net::SocketAddr, Arc<AtomicUsize>, Shutdown) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let clones = Arc::new(AtomicUsize::new(0));
@@ -463,8 +491,10 @@ mod tests {
                 clones: c,
                 requests: Arc::default(),
             };
-            let builder = http1::Builder::new();
-            let _ = serve_http1(&builder, stream, head, state, svc, &s, linger).await;
+            // As the proxy's: no header read timer of hyper's.
+            let mut builder = http1::Builder::new();
+            builder.header_read_timeout(None);
+            let _ = serve_http1(&builder, stream, head, state, svc, &s, (linger, idle)).await;
         });
         (addr, clones, shutdown)
     }
@@ -578,6 +608,51 @@ mod tests {
             .expect("closed in time")
             .unwrap_or(0);
         assert_eq!(n, 0);
+    }
+
+    /// A head trickled byte by byte, slower and faster than hyper lingers,
+    /// never completed: the connection is closed within `linger + idle` of
+    /// its first byte, not kept open by the trickle.
+    #[tokio::test]
+    async fn a_trickled_head_is_closed_in_bounded_time() {
+        let idle = Duration::from_millis(400);
+        for (linger, every) in [(SHORT, Duration::from_millis(40)), (WAIT, SHORT)] {
+            let (addr, _clones, _shutdown) = server_idle(linger, idle).await;
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            // A first request, answered, then a head that never ends.
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            read_responses(&mut s, 1).await;
+            let start = Instant::now();
+            let head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz";
+            let mut closed = false;
+            for b in head.iter().cycle().take(500) {
+                if s.write_all(&[*b]).await.is_err() {
+                    closed = true;
+                    break;
+                }
+                // A closed socket reads as end of stream (or reset).
+                let mut buf = [0u8; 64];
+                match tokio::time::timeout(every, s.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => {
+                        closed = true;
+                        break;
+                    }
+                    Ok(Ok(_)) => panic!("a response to an incomplete head"),
+                    Err(_) => {}
+                }
+                if start.elapsed() > Duration::from_secs(5) {
+                    break;
+                }
+            }
+            let took = start.elapsed();
+            assert!(closed, "still open after {took:?} (linger {linger:?})");
+            assert!(
+                took >= idle && took < Duration::from_secs(3),
+                "closed after {took:?}, idle {idle:?}"
+            );
+        }
     }
 
     #[tokio::test]

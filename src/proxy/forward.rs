@@ -19,7 +19,7 @@ use crate::dtab::Path;
 use crate::routing::{Protocol, Router, ServerParams, Target, strip_segments};
 use crate::service::retry::{self, Attempted, Expiry, Limit};
 use crate::service::{Deadline, ReplayBody, deadline};
-use crate::telemetry;
+use crate::telemetry::{self, Noted};
 
 /// Forwards the requests of one server.
 pub(crate) struct Forwarder {
@@ -46,12 +46,17 @@ impl Forwarder {
         }
     }
 
-    pub(crate) async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    /// Forward `req`, noting on `noted` what telemetry needs to know.
+    pub(crate) async fn handle(
+        &self,
+        req: Request<Incoming>,
+        noted: &Noted<'_>,
+    ) -> Response<ProxyBody> {
         let admitted = match self.admit() {
             Ok(a) => a,
             Err(e) => return e.into_response(),
         };
-        match self.forward(req, admitted).await {
+        match self.forward(req, admitted, noted).await {
             Ok(resp) => resp,
             Err(e) => {
                 tracing::debug!(router = %self.router.label(), error = %e, "request failed");
@@ -77,6 +82,7 @@ impl Forwarder {
         &self,
         req: Request<Incoming>,
         admitted: Option<Inflight>,
+        noted: &Noted<'_>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let params = self.router.params();
         let (mut parts, body) = req.into_parts();
@@ -92,7 +98,7 @@ impl Forwarder {
         }
         let local = headers::take_local_dtab(&mut parts.headers)?;
         let identified = self.router.identify_parts(&parts)?;
-        telemetry::note_service(&parts.extensions, &identified.path);
+        noted.service(&identified.path);
 
         // The cached binding: the name's service policy and header values
         // come with it.
@@ -102,10 +108,14 @@ impl Forwarder {
         // The deadline: the caller's (l5d-ctx-deadline, grpc-timeout on h2)
         // and this service's totalTimeoutMs, the strictest. Past it, the
         // request is not sent.
+        // The clock is read only when a deadline needs it (most requests
+        // have none).
         let grpc = params.protocol == Protocol::H2;
-        let now = deadline::now_ns();
-        let propagated = deadline::read_request(&parts.headers, grpc, now);
-        let total = svc.params.total_timeout.map(|t| Deadline::after(now, t));
+        let mut clock = None;
+        let mut now = || *clock.get_or_insert_with(deadline::now_ns);
+        // Only grpc-timeout is relative to now.
+        let propagated = deadline::read_request(&parts.headers, grpc, if grpc { now() } else { 0 });
+        let total = svc.params.total_timeout.map(|t| Deadline::after(now(), t));
         let effective = Deadline::strictest(propagated.into_iter().chain(total));
         let limit = match (effective, svc.params.total_timeout) {
             (None, _) => None,
@@ -116,7 +126,7 @@ impl Forwarder {
                     }
                     _ => Expiry::Propagated,
                 };
-                let Some(left) = d.remaining(now) else {
+                let Some(left) = d.remaining(now()) else {
                     svc.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                     return Err(retry::expired(svc, why, 0));
                 };
@@ -184,7 +194,7 @@ impl Forwarder {
                 return Err(ProxyError::Route { error, detail });
             }
         };
-        telemetry::note_client(&parts.extensions, first.client().id());
+        noted.client(first.client().id());
         // The first attempt's client headers go in once, before any copy;
         // an attempt routed elsewhere overwrites them.
         put_client(&mut parts.headers, &first);
@@ -197,7 +207,7 @@ impl Forwarder {
             ReplayBody::empty()
         } else {
             ReplayBody::new(
-                telemetry::count_request_body(&parts.extensions, body),
+                noted.count_request_body(body),
                 svc.params.retry_buffer_size.request_bytes,
             )
         };
@@ -214,7 +224,7 @@ impl Forwarder {
                     Some(t) => t,
                     None => match router.route_to(dst).await {
                         Ok(route) => {
-                            telemetry::note_client(&parts.extensions, route.target.client().id());
+                            noted.client(route.target.client().id());
                             put_client(&mut h, &route.target);
                             route.target
                         }
@@ -247,22 +257,23 @@ impl Forwarder {
             }
         };
         let response = retry::call(svc, &parts.method, body, limit, attempt).await?;
-        // Stats agree with the service's classifier (and downstream hops);
-        // a gRPC response classified only in its trailers is counted when
-        // they arrive (telemetry::request::classified_by_trailers).
-        if !telemetry::request::classified_by_trailers(response.headers()) {
-            let success = response
-                .headers()
-                .get(crate::service::classify::names::L5D_SUCCESS_CLASS)
-                .is_none_or(|v| v.as_bytes() == b"1.0");
-            telemetry::note_class(
-                &parts.extensions,
-                if success {
-                    telemetry::metrics::ResponseClass::Success
-                } else {
-                    telemetry::metrics::ResponseClass::Failure
-                },
-            );
+        // Stats agree with the service's classifier (and downstream hops),
+        // which wrote its verdict as l5d-success-class (looked at first:
+        // it is almost always there); a gRPC response classified only in
+        // its trailers is counted when they arrive
+        // (telemetry::request::classified_by_trailers).
+        let h = response.headers();
+        let success = match h.get(crate::service::classify::names::L5D_SUCCESS_CLASS) {
+            Some(v) => Some(v.as_bytes() == b"1.0"),
+            None if telemetry::request::classified_by_trailers(h) => None,
+            None => Some(true),
+        };
+        if let Some(success) = success {
+            noted.class(if success {
+                telemetry::metrics::ResponseClass::Success
+            } else {
+                telemetry::metrics::ResponseClass::Failure
+            });
         }
         let (mut rparts, rbody) = response.into_parts();
         headers::strip_hop_by_hop(&mut rparts.headers);

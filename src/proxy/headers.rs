@@ -92,30 +92,41 @@ static NO_DTAB: LazyLock<Dtab> = LazyLock::new(Dtab::empty);
 /// `Keep-Alive`, `Proxy-*`, `Transfer-Encoding`, `Upgrade`, and `TE` unless
 /// it asks for trailers (then exactly `te: trailers` is kept, for gRPC).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none, or only `Connection`: one look at the
-    // names (standard ones compare as integers) decides, without hashing.
-    if !headers.keys().any(is_hop_by_hop) {
+    // One look at the names (standard ones compare as integers) decides
+    // what there is to do; most messages carry none, or only `Connection`.
+    let (mut connection, mut te, mut others) = (false, false, false);
+    for k in headers.keys() {
+        if k == CONNECTION {
+            connection = true;
+        } else if k == TE {
+            te = true;
+        } else if is_hop_by_hop(k) {
+            others = true;
+        }
+    }
+    if !(connection || te || others) {
         return;
     }
-    if headers.contains_key(CONNECTION) {
-        let listed: Vec<HeaderName> = headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            // `keep-alive` (the usual value) goes below anyway: no need
-            // to make a name of it.
-            .filter(|n| !n.eq_ignore_ascii_case("keep-alive"))
-            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-            .filter(|n| n != TE && n != CONNECTION)
+    // The names `Connection` lists are matched against the names present,
+    // so no name is made (or hashed) for them; the usual lone `keep-alive`
+    // (which goes anyway) needs no matching at all.
+    let listed = headers.get_all(CONNECTION);
+    let lists = connection && lists_names(&listed);
+    if others || lists {
+        let doomed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| *k != CONNECTION && *k != TE)
+            .filter(|k| is_hop_by_hop(k) || (lists && is_listed(&listed, k)))
+            .cloned()
             .collect();
-        for n in listed {
-            headers.remove(&n);
+        for k in doomed {
+            headers.remove(&k);
         }
+    }
+    if connection {
         headers.remove(CONNECTION);
     }
-    if headers.contains_key(TE) {
+    if te {
         let wants_trailers = headers.get_all(TE).iter().any(|v| {
             v.to_str()
                 .map(|s| {
@@ -129,14 +140,27 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.insert(TE, HeaderValue::from_static("trailers"));
         }
     }
-    // What is left: at most a few names, each removed by one lookup.
-    while let Some(k) = headers
-        .keys()
-        .find(|k| is_hop_by_hop(k) && *k != TE)
-        .cloned()
-    {
-        headers.remove(&k);
-    }
+}
+
+/// Whether the `Connection` values name anything but `keep-alive`.
+fn lists_names(listed: &http::header::GetAll<'_, HeaderValue>) -> bool {
+    listed.iter().any(|v| {
+        v.as_bytes().split(|b| *b == b',').any(|n| {
+            let n = n.trim_ascii();
+            !n.is_empty() && !n.eq_ignore_ascii_case(b"keep-alive")
+        })
+    })
+}
+
+/// Whether one of the `Connection` values names `k` (names compare
+/// case-insensitively; `k` is lower case).
+fn is_listed(listed: &http::header::GetAll<'_, HeaderValue>, k: &HeaderName) -> bool {
+    let k = k.as_str().as_bytes();
+    listed.iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|n| n.trim_ascii().eq_ignore_ascii_case(k))
+    })
 }
 
 /// Whether `k` is hop-by-hop whatever `Connection` says (`TE` included:
@@ -268,6 +292,20 @@ mod tests {
         te.insert("te", "gzip".parse().unwrap());
         strip_hop_by_hop(&mut te);
         assert!(te.is_empty());
+        // Names listed in any case; the usual `Connection: keep-alive` alone.
+        let mut mixed = HeaderMap::new();
+        mixed.insert("connection", "Keep-Alive, X-Foo ,close".parse().unwrap());
+        mixed.insert("x-foo", "1".parse().unwrap());
+        mixed.insert("x-food", "1".parse().unwrap());
+        strip_hop_by_hop(&mut mixed);
+        let names: Vec<&str> = mixed.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-food"]);
+        let mut usual = HeaderMap::new();
+        usual.insert("connection", "keep-alive".parse().unwrap());
+        usual.insert("content-length", "2".parse().unwrap());
+        strip_hop_by_hop(&mut usual);
+        let names: Vec<&str> = usual.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["content-length"]);
     }
 
     #[test]

@@ -2,8 +2,10 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -17,7 +19,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::BoxError;
-use super::conn::{ConnIo, ConnState, LINGER, Sniffed, TrackedBody, serve_http1, sniff};
+use super::conn::{
+    ConnIo, ConnState, IDLE_TIMEOUT, LINGER, Sniffed, TrackedBody, serve_http1, sniff,
+};
 use super::forward::Forwarder;
 use crate::routing::{Protocol, Router, ServerParams};
 use crate::telemetry::ServerTelemetry;
@@ -28,7 +32,14 @@ use crate::tls::server::Negotiated;
 /// Cloning shares it; [`Shutdown::trigger`] wakes every [`Shutdown::wait`].
 #[derive(Clone, Debug)]
 pub struct Shutdown {
-    tx: Arc<watch::Sender<bool>>,
+    inner: Arc<Trigger>,
+}
+
+#[derive(Debug)]
+struct Trigger {
+    tx: watch::Sender<bool>,
+    /// Set before `tx` says so: what [`Stop`] checks on every poll.
+    pulled: AtomicBool,
 }
 
 impl Default for Shutdown {
@@ -41,25 +52,71 @@ impl Shutdown {
     /// A trigger not yet pulled.
     pub fn new() -> Shutdown {
         Shutdown {
-            tx: Arc::new(watch::channel(false).0),
+            inner: Arc::new(Trigger {
+                tx: watch::channel(false).0,
+                pulled: AtomicBool::new(false),
+            }),
         }
     }
 
     /// Start shutting down: servers stop accepting and drain.
     pub fn trigger(&self) {
-        self.tx.send_replace(true);
+        self.inner.pulled.store(true, Ordering::Release);
+        self.inner.tx.send_replace(true);
     }
 
     /// Whether shutdown has started.
     pub fn is_triggered(&self) -> bool {
-        *self.tx.borrow()
+        self.inner.pulled.load(Ordering::Acquire)
     }
 
     /// Resolves once shutdown has started.
     pub async fn wait(&self) {
-        let mut rx = self.tx.subscribe();
+        let mut rx = self.inner.tx.subscribe();
         // The sender lives in `self`, so this cannot fail while we wait.
         let _ = rx.wait_for(|v| *v).await;
+    }
+
+    /// [`Shutdown::wait`] for a connection's loop, polled on every wake of
+    /// its task: polling the wait itself takes a lock shared by every
+    /// connection each time, [`Stop`] only an atomic load once it is
+    /// registered.
+    pub(super) fn stop(&self) -> Stop<'_, impl Future<Output = ()> + '_> {
+        Stop {
+            shutdown: self,
+            wait: self.wait(),
+            waker: None,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// See [`Shutdown::stop`]. The wait is polled again only when shutdown
+    /// has started or the task's waker is not the one it registered.
+    pub(super) struct Stop<'a, F> {
+        shutdown: &'a Shutdown,
+        #[pin]
+        wait: F,
+        waker: Option<Waker>,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Stop<'_, F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if let Some(w) = this.waker.as_ref()
+            && w.will_wake(cx.waker())
+            && !this.shutdown.is_triggered()
+        {
+            return Poll::Pending;
+        }
+        let polled = this.wait.poll(cx);
+        if polled.is_pending() {
+            *this.waker = Some(cx.waker().clone());
+        }
+        polled
     }
 }
 
@@ -103,7 +160,11 @@ struct ServerCtx {
     telemetry: ServerTelemetry,
     protocol: Protocol,
     tls: Option<crate::tls::ServerTls>,
+    /// Plain HTTP/1: no header read timer of hyper's (see [`serve`]).
     h1: http1::Builder,
+    /// HTTP/1 over TLS: hyper keeps the connection throughout, so its
+    /// header read timeout bounds a slow head.
+    h1_tls: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
     shutdown: Shutdown,
 }
@@ -125,8 +186,14 @@ pub async fn serve(
     let protocol = router.params().protocol;
     let label = router.label().to_string();
     let local = listener.local_addr()?;
+    // A plain HTTP/1 connection's head is already bounded by our own
+    // serving loop (super::conn: IDLE_TIMEOUT, carried over while a head is
+    // incomplete, and hyper is let go LINGER after a request), so hyper's
+    // header read timeout, a timer armed for every request, is not needed.
     let mut h1 = http1::Builder::new();
-    h1.timer(TokioTimer::new());
+    h1.header_read_timeout(None);
+    let mut h1_tls = http1::Builder::new();
+    h1_tls.timer(TokioTimer::new());
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new());
     let ctx = Arc::new(ServerCtx {
@@ -135,6 +202,7 @@ pub async fn serve(
         forwarder: Forwarder::new(router, server),
         protocol,
         h1,
+        h1_tls,
         h2,
         shutdown: shutdown.clone(),
     });
@@ -213,10 +281,10 @@ fn service(
         let ctx = ctx.clone();
         async move {
             let started = ctx.telemetry.start(&mut req, peer);
-            let resp = ctx
-                .telemetry
-                .finish(started, ctx.forwarder.handle(req).await);
-            Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, guard)))
+            let noted = ctx.telemetry.noted();
+            let resp = ctx.forwarder.handle(req, &noted).await;
+            let follow = ctx.telemetry.finish(started, noted, &resp);
+            Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, follow, guard)))
         }
     })
 }
@@ -253,7 +321,16 @@ async fn serve_plain(
         Sniffed::Http1(head) => {
             let state = Arc::new(ConnState::default());
             let svc = service(ctx, peer, Some(state.clone()));
-            Ok(serve_http1(&ctx.h1, stream, head, state, svc, &ctx.shutdown, LINGER).await?)
+            Ok(serve_http1(
+                &ctx.h1,
+                stream,
+                head,
+                state,
+                svc,
+                &ctx.shutdown,
+                (LINGER, IDLE_TIMEOUT),
+            )
+            .await?)
         }
     }
 }
@@ -277,7 +354,7 @@ async fn serve_tls(
     match crate::tls::server::negotiated(io.inner()) {
         Negotiated::H2 => Ok(until_drained(ctx.h2.serve_connection(io, svc), &ctx.shutdown).await?),
         Negotiated::Http11 => {
-            Ok(until_drained(ctx.h1.serve_connection(io, svc), &ctx.shutdown).await?)
+            Ok(until_drained(ctx.h1_tls.serve_connection(io, svc), &ctx.shutdown).await?)
         }
         Negotiated::None => {
             let mut auto = auto::Builder::new(TokioExecutor::new());
@@ -298,7 +375,7 @@ async fn until_drained<C: GracefulConnection>(
     tokio::select! {
         biased;
         r = conn.as_mut() => return r,
-        _ = shutdown.wait() => {}
+        _ = shutdown.stop() => {}
     }
     conn.as_mut().graceful_shutdown();
     conn.await

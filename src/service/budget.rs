@@ -67,7 +67,9 @@ pub struct RetryBudget {
     deposit: i64,
     withdrawal: i64,
     reserve: i64,
-    slice: Duration,
+    /// A slice's length in nanoseconds (at least 1): 64-bit arithmetic on
+    /// every request, not 128-bit.
+    slice_ns: u64,
     slices: u64,
     epoch: Instant,
     /// (slice number, sum of deposits and withdrawals in it), oldest first.
@@ -97,7 +99,9 @@ impl RetryBudget {
             deposit: if zero { 0 } else { SCALE },
             withdrawal,
             reserve,
-            slice: ttl / SLICES,
+            slice_ns: u64::try_from((ttl / SLICES).as_nanos())
+                .unwrap_or(u64::MAX)
+                .max(1),
             slices: u64::from(SLICES),
             epoch: Instant::now(),
             window: Mutex::new(VecDeque::new()),
@@ -105,8 +109,8 @@ impl RetryBudget {
     }
 
     fn now_slice(&self) -> u64 {
-        let nanos = self.slice.as_nanos().max(1);
-        (self.epoch.elapsed().as_nanos() / nanos) as u64
+        let elapsed = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        elapsed / self.slice_ns
     }
 
     fn add(&self, amount: i64) {

@@ -134,8 +134,8 @@ where
         svc.stats.attempts.fetch_add(1, Ordering::Relaxed);
         let result = attempt(body.handle(), n).await;
         // Holding a gRPC stream to read its trailers only pays when a
-        // retry could follow.
-        let may_retry = n < MAX_ATTEMPTS && body.can_replay() && svc.budget.balance() > 0;
+        // retry could follow (asked only then: the budget takes a lock).
+        let may_retry = || n < MAX_ATTEMPTS && body.can_replay() && svc.budget.balance() > 0;
         let (class, result) = classify(svc, method, result, may_retry).await;
         if !class.is_retryable() {
             // Say why an attempt failure was final, not just that it failed.
@@ -189,7 +189,7 @@ async fn classify(
     svc: &Service,
     method: &Method,
     result: AttemptResult,
-    may_retry: bool,
+    may_retry: impl FnOnce() -> bool,
 ) -> (ResponseClass, CallResult) {
     let c = &svc.params.response_classifier;
     match result {
@@ -209,7 +209,7 @@ async fn classify(
                 // The trailers will tell, but no retry could follow: pass the
                 // stream on at once; its trailers get the class, and the
                 // endpoint hears it, when they come.
-                None if !may_retry => {
+                None if !may_retry() => {
                     let resp = resp.map(|b| ClassTrailers::pending(b, c.clone(), report).boxed());
                     return (ResponseClass::Success, Ok(resp));
                 }

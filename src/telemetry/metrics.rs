@@ -40,6 +40,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -489,8 +490,34 @@ impl RouteMetrics {
 type Routes =
     HashMap<Option<Path>, HashMap<Option<Path>, Arc<RouteMetrics>, RandomState>, RandomState>;
 
+/// The route a thread looked up last, with the paths it was looked up by
+/// (held, so their addresses cannot be reused while they identify it).
+struct LastRoute {
+    server: u64,
+    service: Option<Path>,
+    client: Option<Path>,
+    route: Arc<RouteMetrics>,
+}
+
+thread_local! {
+    static LAST_ROUTE: std::cell::RefCell<Option<LastRoute>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The same path object (not just equal labels): both `None`, or both the
+/// same shared labels.
+fn same(a: &Option<Path>, b: &Option<Path>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => std::ptr::eq(a.elems(), b.elems()),
+        _ => false,
+    }
+}
+
 /// One server's metrics: its connection gauges and its routes' handles.
 pub struct ServerMetrics {
+    /// Tells this server's entry in [`LAST_ROUTE`] from another's (an
+    /// address could be reused by a later server).
+    id: u64,
     router: Arc<str>,
     server: Arc<str>,
     routes: RwLock<Routes>,
@@ -508,7 +535,9 @@ impl ServerMetrics {
             Label::new("router", router.to_string()),
             Label::new("server", server.to_string()),
         ];
+        static IDS: AtomicU64 = AtomicU64::new(0);
         ServerMetrics {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
             router: router.into(),
             server: server.into(),
             routes: RwLock::new(Routes::default()),
@@ -533,6 +562,29 @@ impl ServerMetrics {
     pub fn route(&self, service: Option<&Path>, client: Option<&Path>) -> Arc<RouteMetrics> {
         let known = |p: Option<&Path>| p.filter(|p| !p.is_empty()).cloned();
         let (service, client) = (known(service), known(client));
+        // Requests to one name come back to back, with the very paths the
+        // routing cache handed out: recognised by address, without hashing.
+        let hit = LAST_ROUTE.with_borrow(|last| {
+            last.as_ref()
+                .filter(|l| {
+                    l.server == self.id && same(&l.service, &service) && same(&l.client, &client)
+                })
+                .map(|l| l.route.clone())
+        });
+        if let Some(r) = hit {
+            return r;
+        }
+        let r = self.lookup(service.clone(), client.clone());
+        LAST_ROUTE.set(Some(LastRoute {
+            server: self.id,
+            service,
+            client,
+            route: r.clone(),
+        }));
+        r
+    }
+
+    fn lookup(&self, service: Option<Path>, client: Option<Path>) -> Arc<RouteMetrics> {
         if let Ok(m) = self.routes.read()
             && let Some(r) = m.get(&service).and_then(|by_client| by_client.get(&client))
         {
@@ -731,6 +783,35 @@ mod tests {
             quantile(&[(0.1, 0.0), (f64::INFINITY, 4.0)], 0.5),
             Some(0.1)
         );
+    }
+
+    #[test]
+    fn route_handles_are_one_per_server_and_names_whoever_asks() {
+        let (a, b) = (ServerMetrics::new("r", "a"), ServerMetrics::new("r", "b"));
+        let svc = Path::from_strs(&["svc", "web"]);
+        let client = Path::from_strs(&["#", "io.l5d.fs", "web"]);
+        let first = a.route(svc.as_ref(), client.as_ref());
+        // The same path objects (the last-route shortcut), equal ones made
+        // anew (the map), and no names at all.
+        assert!(Arc::ptr_eq(&first, &a.route(svc.as_ref(), client.as_ref())));
+        let (svc2, client2) = (
+            Path::from_strs(&["svc", "web"]),
+            Path::from_strs(&["#", "io.l5d.fs", "web"]),
+        );
+        assert!(Arc::ptr_eq(
+            &first,
+            &a.route(svc2.as_ref(), client2.as_ref())
+        ));
+        assert!(Arc::ptr_eq(&first, &a.route(svc.as_ref(), client.as_ref())));
+        let none = a.route(None, None);
+        assert!(!Arc::ptr_eq(&first, &none));
+        assert!(Arc::ptr_eq(&none, &a.route(None, Some(&Path::empty()))));
+        // Another server never gets this one's handles.
+        let other = b.route(svc.as_ref(), client.as_ref());
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert!(Arc::ptr_eq(&other, &b.route(svc.as_ref(), client.as_ref())));
+        let svc_only = a.route(svc.as_ref(), None);
+        assert!(!Arc::ptr_eq(&first, &svc_only));
     }
 
     #[test]

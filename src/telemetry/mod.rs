@@ -35,9 +35,7 @@ pub mod recent;
 pub mod request;
 pub mod trace;
 
-pub use request::{
-    RequestContext, ServerTelemetry, count_request_body, note_class, note_client, note_service,
-};
+pub use request::{Follow, Noted, ServerTelemetry};
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

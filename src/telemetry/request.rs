@@ -1,19 +1,22 @@
 //! The request path's hook: what a server does around each request.
 //!
 //! A server makes one [`ServerTelemetry`] when it starts. Per request:
-//! [`ServerTelemetry::start`] puts a [`RequestContext`] in the request's
-//! extensions (and, when tracing, the proxy's trace context in its headers);
-//! the forwarder notes the logical name ([`note_service`]) and the bound name
-//! ([`note_client`]) as it learns them and wraps the request body with
-//! [`count_request_body`]; [`ServerTelemetry::finish`] counts the response,
-//! records the latency and wraps the response body, which counts its bytes
-//! and, once done, writes the access log line and reports the span.
+//! [`ServerTelemetry::start`] starts the clock (and, when tracing, puts the
+//! proxy's trace context in the request's headers); the forwarder is lent a
+//! [`Noted`] from [`ServerTelemetry::noted`] and notes on it the logical name
+//! ([`Noted::service`]) and the bound name ([`Noted::client`]) as it learns
+//! them, and wraps the request body with [`Noted::count_request_body`];
+//! [`ServerTelemetry::finish`] counts the response, records the latency and
+//! returns the [`Follow`] the server's response body polls with each frame:
+//! it counts the body's bytes and, once done, writes the access log line and
+//! reports the span.
 //!
-//! Cost when nothing but metrics is configured: one small allocation (the
-//! context), one map lookup under a read lock per request for the
-//! (service, client) handles, a few atomic adds, and one extra box around the
-//! response body. Traces, access log and recent requests add work only when
-//! configured, and spans only when sampled.
+//! Cost when nothing but metrics is configured: no allocation (the noted
+//! state lives in the request's future, the response body is followed by
+//! the server's own body wrapper), one map lookup under a read lock per
+//! request for the (service, client) handles, and a few atomic adds. Traces,
+//! access log and recent requests add work only when configured, and spans
+//! only when sampled.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -22,7 +25,7 @@ use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{Extensions, Request, Response};
+use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 
@@ -43,13 +46,15 @@ pub struct ServerTelemetry {
     access_log: Option<AccessLog>,
 }
 
-/// What the forwarder learned about a request, shared with the server's hook
-/// through the request's extensions.
-#[derive(Clone)]
-pub struct RequestContext(Arc<Shared>);
-
-struct Shared {
-    server: Arc<ServerMetrics>,
+/// What the forwarder learned about a request, noted as it learns it and
+/// read by [`ServerTelemetry::finish`].
+///
+/// It lives in the request's own future (made by [`ServerTelemetry::start`],
+/// lent to the forwarder), so noting costs no allocation. The lock is never
+/// contended (a request's attempts run one after another) and never held
+/// across an await; it is there because the forwarder's future must be Send.
+pub struct Noted<'a> {
+    server: &'a ServerMetrics,
     state: Mutex<Routed>,
 }
 
@@ -63,61 +68,53 @@ struct Routed {
     class: Option<ResponseClass>,
 }
 
-impl RequestContext {
+impl Noted<'_> {
     fn lock(&self) -> std::sync::MutexGuard<'_, Routed> {
-        self.0.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
 
-/// The logical name the request was identified as (`/svc/web`).
-pub fn note_service(ext: &Extensions, service: &Path) {
-    if let Some(c) = ext.get::<RequestContext>() {
-        c.lock().service = Some(service.clone());
+    /// The logical name the request was identified as (`/svc/web`).
+    pub fn service(&self, service: &Path) {
+        self.lock().service = Some(service.clone());
     }
-}
 
-/// The bound name the request is sent to; resolves the route's metric handles.
-pub fn note_client(ext: &Extensions, client: &Path) {
-    if let Some(c) = ext.get::<RequestContext>() {
-        let mut s = c.lock();
+    /// The bound name the request is sent to; resolves the route's metric
+    /// handles.
+    pub fn client(&self, client: &Path) {
+        let mut s = self.lock();
+        s.route = Some(self.server.route(s.service.as_ref(), Some(client)));
         s.client = Some(client.clone());
-        s.route = Some(c.0.server.route(s.service.as_ref(), Some(client)));
     }
-}
 
-/// Override the response's class (the service's response classifier calls a
-/// failure retryable, or a 200 a failure).
-pub fn note_class(ext: &Extensions, class: ResponseClass) {
-    if let Some(c) = ext.get::<RequestContext>() {
-        c.lock().class = Some(class);
+    /// Override the response's class (the service's response classifier
+    /// calls a failure retryable, or a 200 a failure).
+    pub fn class(&self, class: ResponseClass) {
+        self.lock().class = Some(class);
     }
-}
 
-/// The request body as forwarded, counting its bytes into
-/// `request_body_bytes_total` of the route noted by [`note_client`].
-pub fn count_request_body<B>(ext: &Extensions, body: B) -> ProxyBody
-where
-    B: Body<Data = Bytes> + Send + Sync + 'static,
-    B::Error: Into<BoxError>,
-{
-    let counter = ext
-        .get::<RequestContext>()
-        .and_then(|c| c.lock().route.as_ref().map(|r| r.request_bytes.clone()));
-    match counter {
-        Some(counter) => Counted {
-            inner: body,
-            on_frame: move |n: u64| counter.increment(n),
+    /// The request body as forwarded, counting its bytes into
+    /// `request_body_bytes_total` of the route noted by [`Noted::client`].
+    pub fn count_request_body<B>(&self, body: B) -> ProxyBody
+    where
+        B: Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let counter = self.lock().route.as_ref().map(|r| r.request_bytes.clone());
+        match counter {
+            Some(counter) => Counted {
+                inner: body,
+                on_frame: move |n: u64| counter.increment(n),
+            }
+            .map_err(Into::into)
+            .boxed(),
+            None => body.map_err(Into::into).boxed(),
         }
-        .map_err(Into::into)
-        .boxed(),
-        None => body.map_err(Into::into).boxed(),
     }
 }
 
 /// A request in flight, between [`ServerTelemetry::start`] and
 /// [`ServerTelemetry::finish`].
 pub struct Started {
-    ctx: RequestContext,
     start: Instant,
     span: Option<SpanContext>,
     recent: bool,
@@ -165,13 +162,16 @@ impl ServerTelemetry {
         ConnectionGuard(self.metrics.clone())
     }
 
+    /// What the forwarder notes about one request, for [`Self::finish`].
+    pub fn noted(&self) -> Noted<'_> {
+        Noted {
+            server: &self.metrics,
+            state: Mutex::new(Routed::default()),
+        }
+    }
+
     /// A request arrived from `peer`.
     pub fn start<B>(&self, req: &mut Request<B>, peer: SocketAddr) -> Started {
-        let ctx = RequestContext(Arc::new(Shared {
-            server: self.metrics.clone(),
-            state: Mutex::new(Routed::default()),
-        }));
-        req.extensions_mut().insert(ctx.clone());
         let mut span = None;
         if let Some(tracer) = &self.tracer {
             let h = req.headers();
@@ -208,7 +208,6 @@ impl ServerTelemetry {
             })
         });
         Started {
-            ctx,
             start: Instant::now(),
             span,
             recent,
@@ -217,53 +216,38 @@ impl ServerTelemetry {
     }
 
     /// The response headers are ready: count the request and its response,
-    /// record the latency, and wrap the body to follow it to its end.
-    pub fn finish(&self, s: Started, resp: Response<ProxyBody>) -> Response<ProxyBody> {
+    /// record the latency, and say what the response body must do as it is
+    /// sent ([`Follow::on_poll`]): count its bytes, count a response whose
+    /// class is in its trailers, and finish the access log line and span.
+    pub fn finish(&self, s: Started, noted: Noted<'_>, resp: &Response<ProxyBody>) -> Follow {
         let elapsed = s.start.elapsed();
         let status = resp.status().as_u16();
-        let (route, service, client, class, noted) = {
-            let st = s.ctx.lock();
-            let route = match &st.route {
-                Some(r) => r.clone(),
-                None => self.metrics.route(st.service.as_ref(), st.client.as_ref()),
-            };
-            (
-                route,
-                st.service.clone(),
-                st.client.clone(),
-                st.class.unwrap_or_else(|| ResponseClass::of_status(status)),
-                st.class.is_some(),
-            )
+        let st = noted.state.into_inner().unwrap_or_else(|e| e.into_inner());
+        let route = match st.route {
+            Some(r) => r,
+            None => self.metrics.route(st.service.as_ref(), st.client.as_ref()),
         };
+        let class = st.class.unwrap_or_else(|| ResponseClass::of_status(status));
         route.requests.increment(1);
         route.duration.record(elapsed.as_secs_f64());
-        let resp = if !noted && classified_by_trailers(resp.headers()) {
-            let pending = Pending {
+        let pending = if st.class.is_none() && classified_by_trailers(resp.headers()) {
+            Some(Pending {
                 route: route.clone(),
                 status,
                 class,
-            };
-            resp.map(|inner| {
-                ByTrailers {
-                    inner,
-                    pending: Some(pending),
-                }
-                .boxed()
             })
         } else {
             route.response(status, class);
-            resp
+            None
         };
         let Some(info) = s.info else {
-            let counter = route.response_bytes.clone();
-            let (parts, body) = resp.into_parts();
-            let body = Counted {
-                inner: body,
-                on_frame: move |n: u64| counter.increment(n),
-            }
-            .boxed();
-            return Response::from_parts(parts, body);
+            return Follow {
+                route,
+                pending,
+                done: None,
+            };
         };
+        let (service, client) = (st.service, st.client);
         if s.recent
             && let Some(r) = &self.recent
         {
@@ -283,7 +267,6 @@ impl ServerTelemetry {
             });
         }
         let done = Done {
-            route,
             bytes: 0,
             status,
             info,
@@ -293,13 +276,57 @@ impl ServerTelemetry {
             access_log: self.access_log.clone(),
             router: self.router.clone(),
         };
-        let (parts, body) = resp.into_parts();
-        let body = Followed {
-            inner: body,
+        Follow {
+            route,
+            pending,
             done: Some(done),
         }
-        .boxed();
-        Response::from_parts(parts, body)
+    }
+}
+
+/// What a response body does as it is sent, polled with each of its frames
+/// by the server's body wrapper (no box of its own around the body).
+pub struct Follow {
+    /// Its `response_body_bytes_total`.
+    route: Arc<RouteMetrics>,
+    /// A response counted by its trailers' `l5d-success-class`, or by its
+    /// status when it ends or is dropped without them.
+    pending: Option<Pending>,
+    /// The access log line and span, finished when the body ends or is
+    /// dropped.
+    done: Option<Done>,
+}
+
+impl Follow {
+    /// The body's inner poll gave `polled`.
+    pub fn on_poll<E>(&mut self, polled: &Poll<Option<Result<Frame<Bytes>, E>>>) {
+        match polled {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    let n = d.len() as u64;
+                    self.route.response_bytes.increment(n);
+                    if let Some(done) = self.done.as_mut() {
+                        done.bytes += n;
+                    }
+                } else if let (Some(t), Some(p)) = (f.trailers_ref(), self.pending.as_mut())
+                    && let Some(v) = t.get(crate::service::classify::names::L5D_SUCCESS_CLASS)
+                {
+                    p.class = if v.as_bytes() == b"1.0" {
+                        ResponseClass::Success
+                    } else {
+                        ResponseClass::Failure
+                    };
+                    self.pending.take();
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+                // Finished: count, log and report now, not when hyper drops
+                // the body.
+                self.pending.take();
+                self.done.take();
+            }
+            Poll::Pending => {}
+        }
     }
 }
 
@@ -312,7 +339,6 @@ fn shown(p: Option<&Path>) -> String {
 
 /// The work left for when the response body is done (or dropped).
 struct Done {
-    route: Arc<RouteMetrics>,
     bytes: u64,
     status: u16,
     info: Box<Info>,
@@ -388,57 +414,6 @@ impl Drop for Pending {
 }
 
 pin_project_lite::pin_project! {
-    /// A body whose response is counted once its trailers say how it went
-    /// (their `l5d-success-class`, as the service's classifier wrote it), or
-    /// by its status when it ends or is dropped without them.
-    struct ByTrailers<B> {
-        #[pin]
-        inner: B,
-        pending: Option<Pending>,
-    }
-}
-
-impl<B: Body<Data = Bytes>> Body for ByTrailers<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(f))) => {
-                if let (Some(t), Some(p)) = (f.trailers_ref(), this.pending.as_mut())
-                    && let Some(v) = t.get(crate::service::classify::names::L5D_SUCCESS_CLASS)
-                {
-                    p.class = if v.as_bytes() == b"1.0" {
-                        ResponseClass::Success
-                    } else {
-                        ResponseClass::Failure
-                    };
-                    this.pending.take();
-                }
-            }
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
-                this.pending.take();
-            }
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-pin_project_lite::pin_project! {
     /// A body that reports the size of each data frame.
     struct Counted<B, F> {
         #[pin]
@@ -461,52 +436,6 @@ impl<B: Body<Data = Bytes>, F: FnMut(u64)> Body for Counted<B, F> {
             && let Some(d) = f.data_ref()
         {
             (this.on_frame)(d.len() as u64);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A response body that counts its bytes and finishes the request's
-    /// telemetry when it ends or is dropped.
-    struct Followed<B> {
-        #[pin]
-        inner: B,
-        done: Option<Done>,
-    }
-}
-
-impl<B: Body<Data = Bytes>> Body for Followed<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(f))) => {
-                if let (Some(d), Some(done)) = (f.data_ref(), this.done.as_mut()) {
-                    let n = d.len() as u64;
-                    done.bytes += n;
-                    done.route.response_bytes.increment(n);
-                }
-            }
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
-                // Finished: log and report now, not when hyper drops us.
-                this.done.take();
-            }
-            Poll::Pending => {}
         }
         polled
     }

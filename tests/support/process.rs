@@ -43,12 +43,28 @@ impl Switchyard {
         config: &str,
         rust_log: &str,
     ) -> Switchyard {
+        // SWITCHYARD_TEST_THREADS=1 runs a whole suite on the single-thread runtime.
+        let threads = std::env::var("SWITCHYARD_TEST_THREADS")
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(2);
+        Switchyard::start_threads(dir, name, config, rust_log, threads)
+    }
+
+    /// [`Switchyard::start_named`] with `--threads threads`.
+    pub fn start_threads(
+        dir: &std::path::Path,
+        name: &str,
+        config: &str,
+        rust_log: &str,
+        threads: usize,
+    ) -> Switchyard {
         let cfg = dir.join(format!("{name}.yaml"));
         std::fs::write(&cfg, config).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .args(["run", "-c"])
             .arg(&cfg)
-            .args(["--threads", "2"])
+            .args(["--threads", &threads.to_string()])
             .current_dir(dir)
             .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
