@@ -36,43 +36,48 @@ struct DtabParser;
 /// stack near 380 levels of `(/x | (/x | ...))`; real dtabs nest a few.
 pub const MAX_PARENS: usize = 100;
 
-/// Where a `(` opens level [`MAX_PARENS`]` + 1`, if one does.
+/// Where a `(` opens level [`MAX_PARENS`]` + 1` in one dentry, if one does.
 ///
-/// Comments are skipped: a `#` after a label byte, `/` or `*` is taken to be
-/// in a label (only a `$` leaf or a weight's `*` followed directly by
-/// a comment is misread, and then the count can only come out higher), and
-/// a `#` anywhere else starts a comment, as it does in the grammar.
+/// The text is read as [`dentry_spans`] reads it: comments skipped (a `#`
+/// outside a label starts one), and the count starts again at each `;`
+/// outside comments. No rule of the grammar crosses a `;` inside
+/// parentheses, so pest never nests deeper than the deepest dentry; and
+/// `parse_all`, which parses each dentry alone, finds the same errors.
 fn too_deep(s: &str) -> Option<usize> {
-    let b = s.as_bytes();
+    let bytes = s.as_bytes();
     let mut depth = 0usize;
+    let mut in_label = false;
     let mut i = 0;
-    while let Some(at) = b
-        .get(i..)
-        .and_then(|rest| memchr::memchr3(b'(', b')', b'#', rest))
-    {
-        let at = i + at;
-        i = at + 1;
-        match b.get(at) {
-            Some(b'(') => {
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'/' => in_label = true,
+            b'#' if !in_label => {
+                match bytes.get(i..).and_then(|rest| memchr::memchr(b'\n', rest)) {
+                    Some(nl) => i += nl,
+                    None => return None,
+                }
+                continue;
+            }
+            b';' => {
+                in_label = false;
+                depth = 0;
+            }
+            b'(' => {
+                in_label = false;
                 depth += 1;
                 if depth > MAX_PARENS {
-                    return Some(at);
+                    return Some(i);
                 }
             }
-            Some(b')') => depth = depth.saturating_sub(1),
-            _ => {
-                let in_label = at
-                    .checked_sub(1)
-                    .and_then(|p| b.get(p))
-                    .is_some_and(|&c| is_showable(c) || c == b'/' || c == b'*');
-                if !in_label {
-                    match b.get(i..).and_then(|rest| memchr::memchr(b'\n', rest)) {
-                        Some(nl) => i += nl + 1,
-                        None => return None,
-                    }
-                }
+            b')' => {
+                in_label = false;
+                depth = depth.saturating_sub(1);
             }
+            b'\\' => {}
+            _ if is_showable(b) => {}
+            _ => in_label = false,
         }
+        i += 1;
     }
     None
 }
@@ -1543,6 +1548,13 @@ mod deep {
         assert_eq!(too_deep(&deeper), Some("/a/#/x => ".len() + MAX_PARENS));
         // Ws before a comment: `~#(` is `~` then a comment.
         assert_eq!(too_deep(&format!("/a => ~#{open}")), None);
+        // Each dentry counts alone, as `parse_all` sees them.
+        let half = "(".repeat(MAX_PARENS / 2 + 1);
+        let text = format!("/a => {half}; /b => {half}/c");
+        assert_eq!(too_deep(&text), None);
+        let errs = Dtab::parse_all(&text).unwrap_err();
+        let plain = text.parse::<Dtab>().unwrap_err();
+        assert!(errs.iter().any(|e| e.summary() == plain.summary()));
     }
 
     /// A request header can carry a dtab: deep nesting must fail or parse,
