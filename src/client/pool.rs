@@ -46,12 +46,11 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::params::PoolParams;
-use super::upstream::{CONNECT_TIMEOUT, Unprocessed, UpstreamError, tls_error};
+use super::upstream::{Unprocessed, UpstreamError, connect_tcp, tls_error};
 use crate::proxy::ProxyBody;
 use crate::tls::client::UpstreamTls;
 
@@ -298,13 +297,7 @@ impl Pool {
     /// A new connection to the endpoint, driven by its own task.
     async fn connect(self: &Arc<Self>, spare: bool) -> Result<Conn, UpstreamError> {
         let addr = self.addr;
-        let connect_err = |cause: String| UpstreamError::new(true, cause);
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(connect_err(format!("connect to {addr}: {e}"))),
-            Err(_) => return Err(connect_err(format!("connect to {addr}: timed out"))),
-        };
-        let _ = stream.set_nodelay(true);
+        let stream = connect_tcp(addr).await?;
         let answered = Arc::new(AtomicBool::new(false));
         let send = match &self.settings.tls {
             None => self.handshake(stream, &answered).await?,
@@ -312,7 +305,7 @@ impl Pool {
                 let stream = tls
                     .connect(stream, addr)
                     .await
-                    .map_err(|f| connect_err(f.to_string()))?;
+                    .map_err(|f| UpstreamError::new(true, f.to_string()))?;
                 self.handshake(stream, &answered).await?
             }
         };

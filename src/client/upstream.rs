@@ -26,6 +26,20 @@ use crate::tls::client::UpstreamTls;
 /// How long to wait for a TCP connection to an endpoint.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A TCP connection to an endpoint (`TCP_NODELAY`: requests and responses
+/// are written whole), within [`CONNECT_TIMEOUT`]; a failure is a connect
+/// error, so the request was never sent.
+pub(crate) async fn connect_tcp(addr: SocketAddr) -> Result<TcpStream, UpstreamError> {
+    let connect_err = |cause: String| UpstreamError::new(true, cause);
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(connect_err(format!("connect to {addr}: {e}"))),
+        Err(_) => return Err(connect_err(format!("connect to {addr}: timed out"))),
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
 /// Why a request to an endpoint failed.
 #[derive(Debug)]
 pub(crate) struct UpstreamError {
@@ -167,13 +181,7 @@ impl H2Pool {
         if let Some(s) = existing {
             return Ok(s);
         }
-        let connect_err = |cause: String| UpstreamError::new(true, cause);
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(connect_err(format!("connect to {addr}: {e}"))),
-            Err(_) => return Err(connect_err(format!("connect to {addr}: timed out"))),
-        };
-        let _ = stream.set_nodelay(true);
+        let stream = connect_tcp(addr).await?;
         let send = match &self.tls {
             None => h2_handshake(stream, addr).await?,
             Some(tls) => {
