@@ -474,16 +474,6 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let answer = slow.await.expect("slow request");
     assert_eq!((answer.status, answer.body.as_str()), (200, "A"));
 
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = proxy.try_wait() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = proxy.exit_within(Duration::from_secs(10)).await;
     assert!(status.success(), "exit status {status:?}");
 }

@@ -118,16 +118,6 @@ async fn one_thread_routes_reloads_serves_admin_and_drains_on_sigterm() {
     b.wait_for_requests(b.count() + 1).await;
     proxy.signal("TERM");
     assert_eq!(slow.await.expect("slow request"), (200, "B".into()));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = proxy.try_wait() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = proxy.exit_within(Duration::from_secs(10)).await;
     assert!(status.success(), "exit status {status:?}");
 }

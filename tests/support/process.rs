@@ -126,6 +126,19 @@ impl Switchyard {
         self.child.try_wait().expect("wait")
     }
 
+    /// Its exit status, waiting at most `limit` for it to exit (panics
+    /// after that).
+    pub async fn exit_within(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.try_wait() {
+                return s;
+            }
+            assert!(start.elapsed() < limit, "did not exit within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Everything it logged so far.
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
