@@ -44,8 +44,33 @@ pub const MAX_PARENS: usize = 100;
 /// parentheses, so pest never nests deeper than the deepest dentry; and
 /// `parse_all`, which parses each dentry alone, finds the same errors.
 fn too_deep(s: &str) -> Option<usize> {
-    let bytes = s.as_bytes();
     let mut depth = 0usize;
+    let mut found = None;
+    for_each_code_byte(s, |i, b| {
+        match b {
+            b';' => depth = 0,
+            b'(' => {
+                depth += 1;
+                if depth > MAX_PARENS {
+                    found = Some(i);
+                    return false;
+                }
+            }
+            b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        true
+    });
+    found
+}
+
+/// Call `each` with every byte of `s` outside comments and its position,
+/// until it returns `false`. A `#` starts a comment unless it is inside a
+/// label (after a `/` and label bytes or escapes), as in the grammar. The
+/// one reading of comments shared by [`dentry_spans`] and [`too_deep`], so
+/// that `parse_all`'s pieces and the nesting bound agree.
+fn for_each_code_byte(s: &str, mut each: impl FnMut(usize, u8) -> bool) {
+    let bytes = s.as_bytes();
     let mut in_label = false;
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
@@ -54,32 +79,19 @@ fn too_deep(s: &str) -> Option<usize> {
             b'#' if !in_label => {
                 match bytes.get(i..).and_then(|rest| memchr::memchr(b'\n', rest)) {
                     Some(nl) => i += nl,
-                    None => return None,
+                    None => return,
                 }
                 continue;
-            }
-            b';' => {
-                in_label = false;
-                depth = 0;
-            }
-            b'(' => {
-                in_label = false;
-                depth += 1;
-                if depth > MAX_PARENS {
-                    return Some(i);
-                }
-            }
-            b')' => {
-                in_label = false;
-                depth = depth.saturating_sub(1);
             }
             b'\\' => {}
             _ if is_showable(b) => {}
             _ => in_label = false,
         }
+        if !each(i, b) {
+            return;
+        }
         i += 1;
     }
-    None
 }
 
 /// Every parse goes through here: pest's `parse` after the nesting bound.
@@ -836,32 +848,16 @@ fn is_blank(piece: &str) -> bool {
 /// before it: `/#foo` and `/a#b` are labels, `$#`, `2#`, `*#` and ` #` start
 /// comments, as in Finagle where only `eatWhitespace` skips comments.
 fn dentry_spans(s: &str) -> Vec<(usize, usize)> {
-    let bytes = s.as_bytes();
     let mut out = Vec::new();
     let mut start = 0;
-    let mut in_label = false;
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'/' => in_label = true,
-            b'#' if !in_label => {
-                while bytes.get(i).is_some_and(|&c| c != b'\n') {
-                    i += 1;
-                }
-                continue;
-            }
-            b';' => {
-                in_label = false;
-                out.push((start, i));
-                start = i + 1;
-            }
-            b'\\' => {}
-            _ if is_showable(b) => {}
-            _ => in_label = false,
+    for_each_code_byte(s, |i, b| {
+        if b == b';' {
+            out.push((start, i));
+            start = i + 1;
         }
-        i += 1;
-    }
-    out.push((start, bytes.len()));
+        true
+    });
+    out.push((start, s.len()));
     out
 }
 
