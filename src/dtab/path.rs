@@ -11,14 +11,26 @@ use std::sync::Arc;
 /// One element of a [`Path`]: a non-empty byte string.
 ///
 /// Shared, not copied, when cloned: every rewrite step builds new paths from
-/// the labels of old ones.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Label(Arc<[u8]>);
+/// the labels of old ones. A label is a window on a shared buffer, so that
+/// the labels parsed from one dtab share one copy of its text instead of
+/// an allocation each (a large dtab has thousands of distinct labels).
+#[derive(Clone)]
+pub struct Label {
+    buf: Arc<[u8]>,
+    start: u32,
+    len: u32,
+}
 
-/// A label must hold at least one byte.
+/// Why some bytes cannot be a label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("a path label may not be empty")]
-pub struct EmptyLabel;
+pub enum LabelError {
+    /// A label must hold at least one byte.
+    #[error("a path label may not be empty")]
+    Empty,
+    /// Windows are 32-bit; no real name comes near this.
+    #[error("a path label may hold at most 4 GiB")]
+    TooLong,
+}
 
 /// Is `b` one of the characters a label may hold literally?
 #[inline]
@@ -41,28 +53,73 @@ static SHOWABLE: [bool; 256] = {
 
 impl Label {
     /// A label from raw bytes; any byte is allowed (it is escaped when shown).
-    pub fn new(bytes: impl Into<Arc<[u8]>>) -> Result<Label, EmptyLabel> {
-        let bytes = bytes.into();
-        if bytes.is_empty() {
-            Err(EmptyLabel)
-        } else {
-            Ok(Label(bytes))
+    pub fn new(bytes: impl Into<Arc<[u8]>>) -> Result<Label, LabelError> {
+        let buf = bytes.into();
+        let len = buf.len();
+        Label::within(&buf, 0, len)
+    }
+
+    /// The label `buf[start..start + len]`, sharing `buf`.
+    pub fn within(buf: &Arc<[u8]>, start: usize, len: usize) -> Result<Label, LabelError> {
+        if len == 0 {
+            return Err(LabelError::Empty);
+        }
+        let end = start.checked_add(len).ok_or(LabelError::TooLong)?;
+        match (u32::try_from(start), u32::try_from(len)) {
+            (Ok(start), Ok(len)) if end <= buf.len() => Ok(Label {
+                buf: Arc::clone(buf),
+                start,
+                len,
+            }),
+            _ => Err(LabelError::TooLong),
         }
     }
 
     /// The raw bytes.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        let start = self.start as usize;
+        // `within` checked the window; never empty in fact.
+        self.buf
+            .get(start..start + self.len as usize)
+            .unwrap_or_default()
     }
 
     /// The label as UTF-8 text, when it is.
     pub fn as_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.0).ok()
+        std::str::from_utf8(self.as_bytes()).ok()
     }
 
     /// Whether every byte prints literally.
     pub fn is_showable(&self) -> bool {
-        self.0.iter().all(|&b| is_showable(b))
+        self.as_bytes().iter().all(|&b| is_showable(b))
+    }
+}
+
+impl PartialEq for Label {
+    #[inline]
+    fn eq(&self, other: &Label) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Label {}
+
+impl std::hash::Hash for Label {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state)
+    }
+}
+
+impl PartialOrd for Label {
+    fn partial_cmp(&self, other: &Label) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Label {
+    fn cmp(&self, other: &Label) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
     }
 }
 
@@ -70,9 +127,9 @@ impl fmt::Display for Label {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_showable() {
             // Showable bytes are ASCII, hence valid UTF-8.
-            f.write_str(std::str::from_utf8(&self.0).map_err(|_| fmt::Error)?)
+            f.write_str(std::str::from_utf8(self.as_bytes()).map_err(|_| fmt::Error)?)
         } else {
-            for b in self.0.iter() {
+            for b in self.as_bytes() {
                 write!(f, "\\x{b:02x}")?;
             }
             Ok(())
@@ -227,7 +284,19 @@ mod tests {
         assert_eq!(label(&[0xff, 0x00]).to_string(), "\\xff\\x00");
         assert_eq!(label("é".as_bytes()).to_string(), "\\xc3\\xa9");
         assert!(!label(b"a*").is_showable());
-        assert_eq!(Label::new(Vec::new()), Err(EmptyLabel));
+        assert_eq!(Label::new(Vec::new()), Err(LabelError::Empty));
+        // Windows on one buffer compare, hash and show by their bytes.
+        let buf: Arc<[u8]> = Arc::from(&b"xfoo/foo"[..]);
+        let (a, b) = (
+            Label::within(&buf, 1, 3).unwrap(),
+            Label::within(&buf, 5, 3).unwrap(),
+        );
+        assert_eq!(a, b);
+        assert_eq!(a, label(b"foo"));
+        assert_eq!(b.to_string(), "foo");
+        assert_eq!(Label::within(&buf, 6, 3), Err(LabelError::TooLong));
+        assert_eq!(Label::within(&buf, 8, 0), Err(LabelError::Empty));
+        assert_eq!(Label::within(&buf, usize::MAX, 2), Err(LabelError::TooLong));
     }
 
     #[test]
