@@ -986,7 +986,26 @@ mod lean {
         for t in pairs.tokens() {
             b.token(t)?;
         }
+        // Now that every label is read, give the paths their slice.
+        let labels: Arc<[Label]> = Arc::from(std::mem::take(&mut b.slab));
+        let trees = b.dentries.iter_mut().map(|d| &mut d.dst);
+        let trees = trees
+            .chain(b.tree.as_mut())
+            .chain(b.members.iter_mut().map(|m| &mut m.tree));
+        for t in trees {
+            settle(t, &labels)?;
+        }
         Some(b)
+    }
+
+    /// Give every path of `t` the slice of labels; `None` if one does not fit.
+    fn settle(t: &mut NameTree<Path>, labels: &Arc<[Label]>) -> Option<()> {
+        match t {
+            NameTree::Leaf(p) => p.settle(labels).then_some(()),
+            NameTree::Alt(ts) => ts.iter_mut().try_for_each(|t| settle(t, labels)),
+            NameTree::Union(ws) => ws.iter_mut().try_for_each(|w| settle(&mut w.tree, labels)),
+            NameTree::Neg | NameTree::Fail | NameTree::Empty => Some(()),
+        }
     }
 
     enum Frame {
@@ -1011,8 +1030,10 @@ mod lean {
         /// The last complete top-level tree (for a tree alone).
         tree: Option<NameTree<Path>>,
         dentries: Vec<Dentry>,
-        /// The labels of the path being read.
-        labels: Vec<Label>,
+        /// The labels of every path read, in order: the paths are windows
+        /// on it (one allocation for all of them), settled once it is
+        /// complete.
+        slab: Vec<Label>,
         /// A copy of `input` that every label is a window on: one
         /// allocation for all the labels of a dtab, where one each made a
         /// fifth of the parse.
@@ -1031,7 +1052,7 @@ mod lean {
                 prefix: None,
                 tree: None,
                 dentries: Vec::new(),
-                labels: Vec::new(),
+                slab: Vec::new(),
                 text: Arc::from(input.as_bytes()),
             }
         }
@@ -1046,13 +1067,14 @@ mod lean {
         /// The path at the start of a `lean_leaf`'s text, which starts at
         /// `input[at]`.
         fn path(&mut self, text: &str, at: usize) -> Option<Path> {
-            let mut labels = std::mem::take(&mut self.labels);
+            let mut slab = std::mem::take(&mut self.slab);
+            let first = slab.len();
             scan(text, false, |start, len| {
-                labels.push(self.label(at + start, len))
+                slab.push(self.label(at + start, len))
             })?;
-            let p = labels.drain(..).collect();
-            self.labels = labels;
-            Some(p)
+            let p = Path::pending(first, slab.len() - first);
+            self.slab = slab;
+            p
         }
 
         /// The prefix at the start of a `lean_prefix`'s text, likewise.

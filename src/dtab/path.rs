@@ -146,25 +146,65 @@ impl fmt::Debug for Label {
 /// A sequence of labels, written `/a/b/c`; the empty path is written `/`.
 ///
 /// Cloning is cheap (the labels are shared), because paths are cached and
-/// handed around by the binder, the router and the admin views.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Path(Arc<[Label]>);
-
-impl Default for Path {
-    fn default() -> Self {
-        Path::empty()
-    }
+/// handed around by the binder, the router and the admin views. A path is a
+/// window on a shared slice of labels: [`Path::take`] and [`Path::drop`]
+/// (a lookup's residual) allocate nothing, and the paths parsed from one
+/// dtab share one slice; the empty path holds none.
+#[derive(Clone, Default)]
+pub struct Path {
+    labels: Option<Arc<[Label]>>,
+    start: u32,
+    len: u32,
 }
 
 impl Path {
     /// The empty path `/`.
     pub fn empty() -> Path {
-        Path(Arc::from(Vec::new()))
+        Path::default()
     }
 
     /// A path from labels.
     pub fn from_labels(labels: impl Into<Vec<Label>>) -> Path {
-        Path(Arc::from(labels.into()))
+        Path::whole(Arc::from(labels.into()))
+    }
+
+    /// All of `labels`.
+    fn whole(labels: Arc<[Label]>) -> Path {
+        if labels.is_empty() {
+            return Path::empty();
+        }
+        // No path comes near 4 billion labels (they would take 96 GB).
+        let len = u32::try_from(labels.len()).unwrap_or(u32::MAX);
+        Path {
+            labels: Some(labels),
+            start: 0,
+            len,
+        }
+    }
+
+    /// The labels `start..start + len` of a slice that is not built yet
+    /// (the parser's, filled while the paths using it are made); holds
+    /// nothing until [`Path::settle`] gives it the slice.
+    pub(crate) fn pending(start: usize, len: usize) -> Option<Path> {
+        Some(Path {
+            labels: None,
+            start: u32::try_from(start).ok()?,
+            len: u32::try_from(len).ok()?,
+        })
+    }
+
+    /// Give a [`Path::pending`] path its slice; `false` (and the path stays
+    /// empty) if its window does not fit.
+    pub(crate) fn settle(&mut self, labels: &Arc<[Label]>) -> bool {
+        let fits = (self.start as usize)
+            .checked_add(self.len as usize)
+            .is_some_and(|end| end <= labels.len());
+        if fits && self.len > 0 {
+            self.labels = Some(Arc::clone(labels));
+        } else {
+            *self = Path::empty();
+        }
+        fits
     }
 
     /// A path from UTF-8 segments; `None` if any segment is empty.
@@ -177,39 +217,57 @@ impl Path {
     }
 
     /// The labels.
+    #[inline]
     pub fn elems(&self) -> &[Label] {
-        &self.0
+        match &self.labels {
+            Some(labels) => {
+                let start = self.start as usize;
+                // `whole` and `settle` checked the window.
+                labels
+                    .get(start..start + self.len as usize)
+                    .unwrap_or_default()
+            }
+            None => &[],
+        }
     }
 
     /// Number of labels.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.elems().len()
     }
 
     /// Whether this is `/`.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.elems().is_empty()
     }
 
     /// Whether `prefix`'s labels are the first labels of `self`.
     pub fn starts_with(&self, prefix: &Path) -> bool {
-        self.0.starts_with(&prefix.0)
+        self.elems().starts_with(prefix.elems())
     }
 
     /// The first `n` labels (all of them if `n` is larger).
     pub fn take(&self, n: usize) -> Path {
-        if n >= self.len() {
-            return self.clone();
-        }
-        Path::from_labels(self.0[..n].to_vec())
+        self.window(0, n.min(self.len()))
     }
 
     /// Everything after the first `n` labels.
     pub fn drop(&self, n: usize) -> Path {
-        if n == 0 {
-            return self.clone();
+        let n = n.min(self.len());
+        self.window(n, self.len() - n)
+    }
+
+    /// The labels `from..from + len` of `self`, sharing its slice.
+    fn window(&self, from: usize, len: usize) -> Path {
+        match &self.labels {
+            Some(labels) if len > 0 => Path {
+                labels: Some(Arc::clone(labels)),
+                // Within `self`'s window, which fits in u32.
+                start: self.start + from as u32,
+                len: len as u32,
+            },
+            _ => Path::empty(),
         }
-        Path::from_labels(self.0.get(n..).unwrap_or(&[]).to_vec())
     }
 
     /// `self ++ other`.
@@ -221,24 +279,50 @@ impl Path {
             return other.clone();
         }
         let mut v = Vec::with_capacity(self.len() + other.len());
-        v.extend_from_slice(&self.0);
-        v.extend_from_slice(&other.0);
+        v.extend_from_slice(self.elems());
+        v.extend_from_slice(other.elems());
         Path::from_labels(v)
     }
 
     /// `self` with one more label at the end.
     pub fn join(&self, label: Label) -> Path {
         let mut v = Vec::with_capacity(self.len() + 1);
-        v.extend_from_slice(&self.0);
+        v.extend_from_slice(self.elems());
         v.push(label);
         Path::from_labels(v)
+    }
+}
+
+impl PartialEq for Path {
+    fn eq(&self, other: &Path) -> bool {
+        self.elems() == other.elems()
+    }
+}
+
+impl Eq for Path {}
+
+impl std::hash::Hash for Path {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.elems().hash(state)
+    }
+}
+
+impl PartialOrd for Path {
+    fn partial_cmp(&self, other: &Path) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Path {
+    fn cmp(&self, other: &Path) -> std::cmp::Ordering {
+        self.elems().cmp(other.elems())
     }
 }
 
 impl FromIterator<Label> for Path {
     /// Collected straight into the shared slice when the length is known.
     fn from_iter<I: IntoIterator<Item = Label>>(labels: I) -> Path {
-        Path(labels.into_iter().collect())
+        Path::whole(labels.into_iter().collect())
     }
 }
 
@@ -247,7 +331,7 @@ impl fmt::Display for Path {
         if self.is_empty() {
             return f.write_str("/");
         }
-        for l in self.0.iter() {
+        for l in self.elems() {
             write!(f, "/{l}")?;
         }
         Ok(())
