@@ -106,6 +106,7 @@ impl PartialEq for Label {
 impl Eq for Label {}
 
 impl std::hash::Hash for Label {
+    #[inline]
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.as_bytes().hash(state)
     }
@@ -232,6 +233,7 @@ impl Path {
     }
 
     /// Number of labels.
+    #[inline]
     pub fn len(&self) -> usize {
         self.elems().len()
     }
@@ -294,6 +296,7 @@ impl Path {
 }
 
 impl PartialEq for Path {
+    #[inline]
     fn eq(&self, other: &Path) -> bool {
         self.elems() == other.elems()
     }
@@ -302,6 +305,7 @@ impl PartialEq for Path {
 impl Eq for Path {}
 
 impl std::hash::Hash for Path {
+    #[inline]
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.elems().hash(state)
     }
