@@ -3,18 +3,9 @@
 //! One [`Pool`] per endpoint, held in the endpoint's state, so a request
 //! finds its connections without a map lookup or a hashed key. Connections
 //! are made with hyper's connection API (`conn::http1`) over TCP (or TLS
-//! for `client.tls`), and requests are sent in origin form (`/path?query`)
-//! with their headers as given (the `Host` header is the caller's).
-//!
-//! * **Who drives a connection.** hyper's connection future is polled by
-//!   the request using the connection, in the request's own task, from the
-//!   send until the response body ends ([`Driver`]): the request is written
-//!   in the same poll that hands it over, and the response reaches the
-//!   proxy's server side without a hop through another task (which, with
-//!   other connections ready at once, would queue it behind all of them:
-//!   measured, that put every request of a burst behind the others' work).
-//!   While the connection is idle in the pool, a small watcher task polls
-//!   it, so a close by the endpoint is seen at once.
+//! for `client.tls`), each driven by its own task, and requests are sent in
+//! origin form (`/path?query`) with their headers as given (the `Host`
+//! header is the caller's).
 //!
 //! * **Reuse.** A connection goes back to the pool when its response body
 //!   has been read to the end, and only if the response did not ask to
@@ -39,13 +30,12 @@
 //!   closed just before it was sent) is sent again at once on another
 //!   connection: nothing of it left, so it is not counted as a requeue.
 
-use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -132,12 +122,10 @@ struct IdleConn {
     since: Instant,
 }
 
-/// One connection: hyper's sender and connection, and what the pool knows
-/// of its history. Dropped, it closes the connection.
+/// One connection: hyper's sender, and what the pool knows of its history.
 #[derive(Debug)]
 struct Conn {
     send: http1::SendRequest<ProxyBody>,
-    driver: Arc<Driver>,
     /// Set when any byte is read; cleared when an exchange begins.
     answered: Arc<AtomicBool>,
     /// Exchanges begun on it.
@@ -151,117 +139,6 @@ impl Conn {
     /// after an earlier one or opened ahead of need.
     fn was_idle(&self) -> bool {
         self.uses > 1 || (self.spare && self.uses == 1)
-    }
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.driver.close();
-    }
-}
-
-/// hyper's connection future, boxed: plain TCP and TLS connections alike.
-type ConnFuture = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
-
-/// hyper's connection future, shared by whoever drives it: the request
-/// using the connection (while [`DriverState::in_use`]), else the
-/// connection's watcher task.
-struct Driver {
-    addr: SocketAddr,
-    state: Mutex<DriverState>,
-}
-
-struct DriverState {
-    /// `None` once the connection has ended (or was closed).
-    conn: Option<ConnFuture>,
-    /// A request holds the connection: the watcher leaves it alone.
-    in_use: bool,
-    /// The watcher, to wake when the connection goes idle or ends.
-    watcher: Option<Waker>,
-}
-
-impl std::fmt::Debug for Driver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Driver").field("addr", &self.addr).finish()
-    }
-}
-
-impl Driver {
-    /// A connection held by the request that opened it.
-    fn new(addr: SocketAddr, conn: ConnFuture) -> Driver {
-        Driver {
-            addr,
-            state: Mutex::new(DriverState {
-                conn: Some(conn),
-                in_use: true,
-                watcher: None,
-            }),
-        }
-    }
-
-    /// Poll hyper's connection (reading and writing what it can);
-    /// `Ready` once it has ended. hyper's own wakers and the socket's
-    /// readiness then wake the caller's task.
-    fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut st = lock(&self.state);
-        let Some(conn) = st.conn.as_mut() else {
-            return Poll::Ready(());
-        };
-        let Poll::Ready(result) = conn.as_mut().poll(cx) else {
-            return Poll::Pending;
-        };
-        if let Err(e) = result {
-            tracing::debug!(addr = %self.addr, error = %e, "connection ended");
-        }
-        let ended = st.conn.take();
-        let watcher = st.watcher.take();
-        drop(st);
-        drop(ended);
-        if let Some(w) = watcher {
-            w.wake();
-        }
-        Poll::Ready(())
-    }
-
-    /// The watcher's poll: drive the connection while it is idle; `Ready`
-    /// once it has ended.
-    fn watch(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut st = lock(&self.state);
-        if st.conn.is_none() {
-            return Poll::Ready(());
-        }
-        // Woken when the connection goes idle, or is closed by its holder.
-        if !st.watcher.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            st.watcher = Some(cx.waker().clone());
-        }
-        if st.in_use {
-            return Poll::Pending;
-        }
-        drop(st);
-        self.poll(cx)
-    }
-
-    /// A request takes the connection (`true`) or gives it back.
-    fn set_in_use(&self, in_use: bool) {
-        let mut st = lock(&self.state);
-        st.in_use = in_use;
-        let watcher = if in_use { None } else { st.watcher.take() };
-        drop(st);
-        if let Some(w) = watcher {
-            w.wake();
-        }
-    }
-
-    /// Close the connection (dropping hyper's connection closes the socket).
-    fn close(&self) {
-        let mut st = lock(&self.state);
-        let conn = st.conn.take();
-        let watcher = st.watcher.take();
-        drop(st);
-        drop(conn);
-        if let Some(w) = watcher {
-            w.wake();
-        }
     }
 }
 
@@ -303,28 +180,12 @@ impl Pool {
             };
             conn.uses += 1;
             conn.answered.store(false, Ordering::Relaxed);
-            let sent = {
-                let driver = conn.driver.clone();
-                let mut response = pin!(conn.send.try_send_request(req));
-                // The request is handed over, then written, in this poll;
-                // the response is read in the poll its readiness wakes.
-                poll_fn(|cx| {
-                    if let Poll::Ready(r) = response.as_mut().poll(cx) {
-                        return Poll::Ready(r);
-                    }
-                    // Ended: hyper has answered the request with its error.
-                    let _ = driver.poll(cx);
-                    response.as_mut().poll(cx)
-                })
-                .await
-            };
-            match sent {
+            match conn.send.try_send_request(req).await {
                 Ok(resp) => {
                     let keep = reusable(&resp);
                     let lease = Lease {
                         pool: self.clone(),
-                        conn,
-                        keep,
+                        conn: keep.then_some(conn),
                     };
                     return Ok(resp.map(|inner| PooledBody {
                         inner,
@@ -365,8 +226,6 @@ impl Pool {
         while let Some(c) = idle.conns.pop() {
             // An idle connection is ready until it closes.
             if c.conn.send.is_ready() {
-                drop(idle);
-                c.conn.driver.set_in_use(true);
                 return Some(c.conn);
             }
         }
@@ -381,8 +240,6 @@ impl Pool {
         } else if !conn.send.is_closed()
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
-            // The watcher drives it meanwhile.
-            conn.driver.set_in_use(false);
             rt.spawn(async move {
                 if conn.send.ready().await.is_ok() {
                     self.insert(conn);
@@ -398,7 +255,6 @@ impl Pool {
             drop(conn);
             return;
         }
-        conn.driver.set_in_use(false);
         idle.conns.push(IdleConn {
             conn,
             since: Instant::now(),
@@ -443,7 +299,7 @@ impl Pool {
         let addr = self.addr;
         let stream = connect_tcp(addr).await?;
         let answered = Arc::new(AtomicBool::new(false));
-        let (send, driver) = match &self.settings.tls {
+        let send = match &self.settings.tls {
             None => self.handshake(stream, &answered).await?,
             Some(tls) => {
                 let stream = tls
@@ -455,7 +311,6 @@ impl Pool {
         };
         Ok(Conn {
             send,
-            driver,
             answered,
             uses: 0,
             spare,
@@ -466,7 +321,7 @@ impl Pool {
         self: &Arc<Self>,
         io: T,
         answered: &Arc<AtomicBool>,
-    ) -> Result<(http1::SendRequest<ProxyBody>, Arc<Driver>), UpstreamError>
+    ) -> Result<http1::SendRequest<ProxyBody>, UpstreamError>
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -481,16 +336,17 @@ impl Pool {
         })?;
         self.open.fetch_add(1, Ordering::AcqRel);
         let pool = Arc::downgrade(self);
-        let driver = Arc::new(Driver::new(self.addr, Box::pin(conn)));
-        let watched = driver.clone();
+        let addr = self.addr;
         tokio::spawn(async move {
-            poll_fn(|cx| watched.watch(cx)).await;
+            if let Err(e) = conn.await {
+                tracing::debug!(%addr, error = %e, "connection ended");
+            }
             if let Some(p) = pool.upgrade() {
                 p.open.fetch_sub(1, Ordering::AcqRel);
                 p.closed.notify_one();
             }
         });
-        Ok((send, driver))
+        Ok(send)
     }
 
     /// Keep `minSize` connections open while the pool lives (its endpoint
@@ -587,16 +443,14 @@ fn reset_in_chain(e: &(dyn std::error::Error + 'static)) -> bool {
 #[derive(Debug)]
 struct Lease {
     pool: Arc<Pool>,
-    /// Driven by the body until its end, even when not kept.
-    conn: Conn,
-    /// `false` when the response closes the connection.
-    keep: bool,
+    /// `None` when the response closes the connection.
+    conn: Option<Conn>,
 }
 
 impl Lease {
     fn release(self) {
-        if self.keep {
-            self.pool.put(self.conn);
+        if let Some(conn) = self.conn {
+            self.pool.put(conn);
         }
     }
 }
@@ -630,18 +484,11 @@ impl Body for PooledBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        // The connection delivers the body as it reads it.
-        if let Some(l) = &self.lease {
-            let _ = l.conn.driver.poll(cx);
-        }
         let r = Pin::new(&mut self.inner).poll_frame(cx);
         match &r {
             Poll::Ready(None) => {
                 self.ended = true;
                 if let Some(l) = self.lease.take() {
-                    // Once more: hyper finishes the exchange and asks for
-                    // the next request, so the connection goes back ready.
-                    let _ = l.conn.driver.poll(cx);
                     l.release();
                 }
             }
