@@ -159,15 +159,16 @@ impl Forwarder {
         if let Some(v) = dst.dst_service() {
             h.insert(names::L5D_DST_SERVICE, v.clone());
         }
-        if !h.contains_key(names::L5D_REQID) {
-            h.insert(names::L5D_REQID, headers::request_id());
-        }
+        // One lookup: kept when the caller sent one, else made.
+        h.entry(names::L5D_REQID)
+            .or_insert_with(headers::request_id);
         if let Some(v) = dst.ctx_dtab() {
             h.insert(names::L5D_CTX_DTAB, v.clone());
         }
+        // Origin-form requests (most) carry no authority: no Host lookup.
         if params.protocol == Protocol::Http
-            && !h.contains_key(HOST)
             && let Some(a) = &original_authority
+            && !h.contains_key(HOST)
             && let Ok(v) = HeaderValue::from_str(a.as_str())
         {
             // Keep the host as sent; an h2 caller sent it as :authority.
