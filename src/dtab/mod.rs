@@ -31,7 +31,7 @@ pub use dentry::{Dentry, Prefix, PrefixElem};
 pub use parse::ParseError;
 #[doc(hidden)]
 pub use parse::precise;
-pub use path::{EmptyLabel, Label, Path, is_showable};
+pub use path::{Label, LabelError, Path, is_showable};
 pub use system::{SystemBound, SystemNamers};
 pub use table::Dtab;
 pub use tree::{DEFAULT_WEIGHT, NameTree, Weighted};

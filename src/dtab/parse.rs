@@ -46,7 +46,7 @@ pub const MAX_PARENS: usize = 100;
 fn too_deep(s: &str) -> Option<usize> {
     let mut depth = 0usize;
     let mut found = None;
-    for_each_code_byte(s, |i, b| {
+    for_each_code_mark(s, |i, b| {
         match b {
             b';' => depth = 0,
             b'(' => {
@@ -64,33 +64,57 @@ fn too_deep(s: &str) -> Option<usize> {
     found
 }
 
-/// Call `each` with every byte of `s` outside comments and its position,
-/// until it returns `false`. A `#` starts a comment unless it is inside a
-/// label (after a `/` and label bytes or escapes), as in the grammar. The
-/// one reading of comments shared by [`dentry_spans`] and [`too_deep`], so
-/// that `parse_all`'s pieces and the nesting bound agree.
-fn for_each_code_byte(s: &str, mut each: impl FnMut(usize, u8) -> bool) {
+/// Call `each` with every `(`, `)` and `;` of `s` outside comments, and its
+/// position, until it returns `false`. A `#` starts a comment unless it is
+/// inside a label (after a `/` and label bytes or escapes), as in the
+/// grammar. The one reading of comments shared by [`dentry_spans`] and
+/// [`too_deep`], so that `parse_all`'s pieces and the nesting bound agree.
+///
+/// It runs before every parse, so it jumps from mark to mark with memchr
+/// instead of stepping through every byte (a byte loop was a tenth of the
+/// parse of a large dtab). Whether a `#` is inside a label depends only on
+/// the bytes since the last byte that is neither showable nor `\\`: it is
+/// if that byte is a `/`. Each byte is looked at by at most one such
+/// backward walk, so the scan stays linear.
+fn for_each_code_mark(s: &str, mut each: impl FnMut(usize, u8) -> bool) {
     let bytes = s.as_bytes();
-    let mut in_label = false;
+    // The next byte to read, and whether a label is open just before it.
     let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'/' => in_label = true,
-            b'#' if !in_label => {
-                match bytes.get(i..).and_then(|rest| memchr::memchr(b'\n', rest)) {
-                    Some(nl) => i += nl,
-                    None => return,
-                }
+    let mut in_label = false;
+    while let Some(rest) = bytes.get(i..) {
+        let mark = memchr::memchr3(b'(', b')', b';', rest);
+        let window = rest.get(..mark.unwrap_or(rest.len())).unwrap_or(rest);
+        if let Some(h) = memchr::memchr(b'#', window) {
+            let before = window.get(..h).unwrap_or_default();
+            let label = match before
+                .iter()
+                .rev()
+                .find(|&&b| !(is_showable(b) || b == b'\\'))
+            {
+                Some(&b) => b == b'/',
+                None => in_label,
+            };
+            if label {
+                i += h + 1;
+                in_label = true;
                 continue;
             }
-            b'\\' => {}
-            _ if is_showable(b) => {}
-            _ => in_label = false,
+            // A comment: on to its newline, which closes any label.
+            match rest.get(h..).and_then(|c| memchr::memchr(b'\n', c)) {
+                Some(nl) => i += h + nl,
+                None => return,
+            }
+            in_label = false;
+            continue;
         }
-        if !each(i, b) {
+        let Some(m) = mark else { return };
+        let at = i + m;
+        if !each(at, bytes.get(at).copied().unwrap_or_default()) {
             return;
         }
-        i += 1;
+        i = at + 1;
+        // `(`, `)` and `;` close any label.
+        in_label = false;
     }
 }
 
@@ -850,7 +874,7 @@ fn is_blank(piece: &str) -> bool {
 fn dentry_spans(s: &str) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut start = 0;
-    for_each_code_byte(s, |i, b| {
+    for_each_code_mark(s, |i, b| {
         if b == b';' {
             out.push((start, i));
             start = i + 1;
@@ -910,6 +934,8 @@ pub mod precise {
 /// (`lean_tree`) and Unions (`lean_tree1`) whose members wait in two shared
 /// vectors, so a dentry costs no allocation beyond its own values.
 mod lean {
+    use std::sync::Arc;
+
     use pest::Token;
 
     use super::{Rule, is_showable, parse_weight, placeholder_label, run};
@@ -956,12 +982,30 @@ mod lean {
             // About one dentry per 48 bytes (the benchmark's take 64); more
             // only cost a regrowth.
             b.dentries.reserve(s.len() / 48 + 1);
-            b.seen.resize(SEEN, None);
         }
         for t in pairs.tokens() {
             b.token(t)?;
         }
+        // Now that every label is read, give the paths their slice.
+        let labels: Arc<[Label]> = Arc::from(std::mem::take(&mut b.slab));
+        let trees = b.dentries.iter_mut().map(|d| &mut d.dst);
+        let trees = trees
+            .chain(b.tree.as_mut())
+            .chain(b.members.iter_mut().map(|m| &mut m.tree));
+        for t in trees {
+            settle(t, &labels)?;
+        }
         Some(b)
+    }
+
+    /// Give every path of `t` the slice of labels; `None` if one does not fit.
+    fn settle(t: &mut NameTree<Path>, labels: &Arc<[Label]>) -> Option<()> {
+        match t {
+            NameTree::Leaf(p) => p.settle(labels).then_some(()),
+            NameTree::Alt(ts) => ts.iter_mut().try_for_each(|t| settle(t, labels)),
+            NameTree::Union(ws) => ws.iter_mut().try_for_each(|w| settle(&mut w.tree, labels)),
+            NameTree::Neg | NameTree::Fail | NameTree::Empty => Some(()),
+        }
     }
 
     enum Frame {
@@ -986,23 +1030,15 @@ mod lean {
         /// The last complete top-level tree (for a tree alone).
         tree: Option<NameTree<Path>>,
         dentries: Vec<Dentry>,
-        /// The labels of the path being read.
-        labels: Vec<Label>,
-        /// Labels read before, by a hash of their text: a recurring label
-        /// (`svc`, `#`, `io.l5d.k8s`, a service's name on both sides of its
-        /// dentry) is shared instead of allocated again, which saves many of
-        /// the allocations of a large dtab (and its memory).
-        seen: Vec<Option<Label>>,
+        /// The labels of every path read, in order: the paths are windows
+        /// on it (one allocation for all of them), settled once it is
+        /// complete.
+        slab: Vec<Label>,
+        /// A copy of `input` that every label is a window on: one
+        /// allocation for all the labels of a dtab, where one each made a
+        /// fifth of the parse.
+        text: Arc<[u8]>,
     }
-
-    /// The label of `s`, which `scan` found to be showable characters only
-    /// (so no escapes: the bytes are the label's).
-    fn showable_label(s: &str) -> Label {
-        Label::new(s.as_bytes()).unwrap_or_else(|_| placeholder_label())
-    }
-
-    /// Slots in [`Builder::seen`] (a power of two).
-    const SEEN: usize = 128;
 
     impl<'i> Builder<'i> {
         fn new(input: &'i str) -> Builder<'i> {
@@ -1016,57 +1052,38 @@ mod lean {
                 prefix: None,
                 tree: None,
                 dentries: Vec::new(),
-                labels: Vec::new(),
-                seen: Vec::new(),
+                slab: Vec::new(),
+                text: Arc::from(input.as_bytes()),
             }
         }
 
-        /// The label `s` spells (showable characters, no escapes): the one
-        /// seen before if its slot holds it (dtabs only: `seen` is empty
-        /// for the other entry points).
-        fn label(&mut self, s: &str) -> Label {
-            // A cheap hash of the length and the last two bytes (where
-            // `service-12` and `service-13` differ); a collision only costs
-            // an allocation.
-            let b = s.as_bytes();
-            let last = |n: usize| {
-                usize::from(
-                    b.len()
-                        .checked_sub(n)
-                        .and_then(|i| b.get(i))
-                        .copied()
-                        .unwrap_or(0),
-                )
-            };
-            let h = b.len().wrapping_mul(31) ^ last(1).wrapping_mul(7) ^ last(2).wrapping_mul(131);
-            let slot = self.seen.get_mut(h % SEEN);
-            match slot {
-                Some(Some(l)) if l.as_bytes() == s.as_bytes() => l.clone(),
-                Some(slot) => {
-                    let l = showable_label(s);
-                    *slot = Some(l.clone());
-                    l
-                }
-                None => showable_label(s),
-            }
+        /// The label at `input[at..at + len]`, which `scan` found to be
+        /// showable characters only (so no escapes: the bytes are the
+        /// label's).
+        fn label(&self, at: usize, len: usize) -> Label {
+            Label::within(&self.text, at, len).unwrap_or_else(|_| placeholder_label())
         }
 
-        /// The path at the start of a `lean_leaf`'s text.
-        fn path(&mut self, text: &str) -> Option<Path> {
-            let mut labels = std::mem::take(&mut self.labels);
-            scan(text, false, |l| labels.push(self.label(l)))?;
-            let p = labels.drain(..).collect();
-            self.labels = labels;
-            Some(p)
+        /// The path at the start of a `lean_leaf`'s text, which starts at
+        /// `input[at]`.
+        fn path(&mut self, text: &str, at: usize) -> Option<Path> {
+            let mut slab = std::mem::take(&mut self.slab);
+            let first = slab.len();
+            scan(text, false, |start, len| {
+                slab.push(self.label(at + start, len))
+            })?;
+            let p = Path::pending(first, slab.len() - first);
+            self.slab = slab;
+            p
         }
 
-        /// The prefix at the start of a `lean_prefix`'s text.
-        fn prefix(&mut self, text: &str) -> Option<Prefix> {
+        /// The prefix at the start of a `lean_prefix`'s text, likewise.
+        fn prefix(&mut self, text: &str, at: usize) -> Option<Prefix> {
             let mut elems = Vec::with_capacity(4);
-            scan(text, true, |e| {
-                elems.push(match e {
-                    "*" => PrefixElem::Any,
-                    _ => PrefixElem::Label(self.label(e)),
+            scan(text, true, |start, len| {
+                elems.push(match text.as_bytes().get(start) {
+                    Some(b'*') => PrefixElem::Any,
+                    _ => PrefixElem::Label(self.label(at + start, len)),
                 })
             })?;
             Some(Prefix::new(elems))
@@ -1075,7 +1092,7 @@ mod lean {
         /// A `lean_leaf`'s tree, told apart by its first character.
         fn leaf(&mut self, text: &str) -> Option<NameTree<Path>> {
             Some(match text.as_bytes().first()? {
-                b'/' => NameTree::Leaf(self.path(text)?),
+                b'/' => NameTree::Leaf(self.path(text, self.start)?),
                 b'!' => NameTree::Fail,
                 b'~' => NameTree::Neg,
                 b'$' => NameTree::Empty,
@@ -1104,7 +1121,7 @@ mod lean {
                 Token::End { rule, pos } => {
                     let text = self.input.get(self.start..pos.pos());
                     match rule {
-                        Rule::lean_prefix => self.prefix = Some(self.prefix(text?)?),
+                        Rule::lean_prefix => self.prefix = Some(self.prefix(text?, self.start)?),
                         Rule::lean_weight => {
                             // The number, before the whitespace and `*`.
                             let text = text?;
@@ -1113,6 +1130,10 @@ mod lean {
                                 .position(|b| !(b.is_ascii_digit() || b == b'.'))
                                 .unwrap_or(text.len());
                             self.weight = Some(parse_weight(text.get(..end)?)?);
+                        }
+                        Rule::lean_sole_leaf => {
+                            let leaf = self.leaf(text?)?;
+                            self.dentries.push(Dentry::new(self.prefix.take()?, leaf));
                         }
                         Rule::lean_leaf => {
                             let leaf = self.leaf(text?)?;
@@ -1168,7 +1189,7 @@ mod lean {
     /// alone when `star`) separated by single `/`s, then ASCII whitespace
     /// only (`/a\n` at the end of a line is fine; `/a/`, `/a//b`, `/a*`,
     /// `/a\n/b` and `/a\t#x` are not).
-    fn scan<'t>(text: &'t str, star: bool, mut each: impl FnMut(&'t str)) -> Option<()> {
+    fn scan(text: &str, star: bool, mut each: impl FnMut(usize, usize)) -> Option<()> {
         let b = text.as_bytes();
         if b.first() != Some(&b'/') {
             return None;
@@ -1179,7 +1200,7 @@ mod lean {
         loop {
             match b.get(i) {
                 Some(b'/') => {
-                    each(element(text, start, i, stars)?);
+                    each(start, element(b, start, i, stars)?);
                     start = i + 1;
                     stars = false;
                 }
@@ -1188,7 +1209,7 @@ mod lean {
                 rest => {
                     // `/` alone is the empty path.
                     if i > 1 {
-                        each(element(text, start, i, stars)?);
+                        each(start, element(b, start, i, stars)?);
                     }
                     let ws = rest.is_none()
                         || b.get(i..)?
@@ -1211,11 +1232,11 @@ mod lean {
         }
     }
 
-    /// `text[start..end]` if it is a label, or a `*` alone (`stars`: it
-    /// holds a `*`).
-    fn element(text: &str, start: usize, end: usize, stars: bool) -> Option<&str> {
+    /// The length of `text[start..end]` if it is a label, or a `*` alone
+    /// (`stars`: it holds a `*`).
+    fn element(text: &[u8], start: usize, end: usize, stars: bool) -> Option<usize> {
         let e = text.get(start..end).filter(|e| !e.is_empty())?;
-        (!stars || e == "*").then_some(e)
+        (!stars || e == b"*").then_some(e.len())
     }
 }
 
@@ -1530,6 +1551,67 @@ mod tests {
 #[cfg(test)]
 mod deep {
     use super::*;
+
+    /// The plain reading of comments: every byte in turn, a label opened
+    /// by `/`, kept by showable bytes and `\\`, closed by anything else.
+    fn marks_byte_by_byte(s: &str) -> Vec<(usize, u8)> {
+        let bytes = s.as_bytes();
+        let (mut out, mut in_label, mut i) = (Vec::new(), false, 0);
+        while i < bytes.len() {
+            let b = bytes[i];
+            match b {
+                b'/' => in_label = true,
+                b'#' if !in_label => match bytes[i..].iter().position(|&c| c == b'\n') {
+                    Some(nl) => {
+                        i += nl;
+                        continue;
+                    }
+                    None => break,
+                },
+                b'\\' => {}
+                _ if is_showable(b) => {}
+                _ => in_label = false,
+            }
+            if matches!(b, b'(' | b')' | b';') {
+                out.push((i, b));
+            }
+            i += 1;
+        }
+        out
+    }
+
+    fn marks(s: &str) -> Vec<(usize, u8)> {
+        let mut out = Vec::new();
+        for_each_code_mark(s, |i, b| {
+            out.push((i, b));
+            true
+        });
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 4000, ..Default::default() })]
+
+        /// The memchr scan finds exactly the marks a byte-by-byte reading does.
+        #[test]
+        fn marks_agree_with_a_byte_by_byte_reading(s in "[/a#\\\\();\n \t*~$]{0,60}") {
+            proptest::prop_assert_eq!(marks(&s), marks_byte_by_byte(&s));
+        }
+    }
+
+    #[test]
+    fn marks_examples() {
+        for s in [
+            "/a#;b => /c; /d => 2#;\n* /e",
+            "#(\n(;)",
+            "/\\#(;",
+            "a#(\n)",
+            "/a/b#c#(\n;",
+            "~#;\n/x#;",
+        ] {
+            assert_eq!(marks(s), marks_byte_by_byte(s), "{s:?}");
+        }
+    }
 
     /// Parentheses in comments do not count; a `#` in a label is no comment.
     #[test]

@@ -11,14 +11,26 @@ use std::sync::Arc;
 /// One element of a [`Path`]: a non-empty byte string.
 ///
 /// Shared, not copied, when cloned: every rewrite step builds new paths from
-/// the labels of old ones.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Label(Arc<[u8]>);
+/// the labels of old ones. A label is a window on a shared buffer, so that
+/// the labels parsed from one dtab share one copy of its text instead of
+/// an allocation each (a large dtab has thousands of distinct labels).
+#[derive(Clone)]
+pub struct Label {
+    buf: Arc<[u8]>,
+    start: u32,
+    len: u32,
+}
 
-/// A label must hold at least one byte.
+/// Why some bytes cannot be a label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("a path label may not be empty")]
-pub struct EmptyLabel;
+pub enum LabelError {
+    /// A label must hold at least one byte.
+    #[error("a path label may not be empty")]
+    Empty,
+    /// Windows are 32-bit; no real name comes near this.
+    #[error("a path label may hold at most 4 GiB")]
+    TooLong,
+}
 
 /// Is `b` one of the characters a label may hold literally?
 #[inline]
@@ -41,28 +53,73 @@ static SHOWABLE: [bool; 256] = {
 
 impl Label {
     /// A label from raw bytes; any byte is allowed (it is escaped when shown).
-    pub fn new(bytes: impl Into<Arc<[u8]>>) -> Result<Label, EmptyLabel> {
-        let bytes = bytes.into();
-        if bytes.is_empty() {
-            Err(EmptyLabel)
-        } else {
-            Ok(Label(bytes))
+    pub fn new(bytes: impl Into<Arc<[u8]>>) -> Result<Label, LabelError> {
+        let buf = bytes.into();
+        let len = buf.len();
+        Label::within(&buf, 0, len)
+    }
+
+    /// The label `buf[start..start + len]`, sharing `buf`.
+    pub fn within(buf: &Arc<[u8]>, start: usize, len: usize) -> Result<Label, LabelError> {
+        if len == 0 {
+            return Err(LabelError::Empty);
+        }
+        let end = start.checked_add(len).ok_or(LabelError::TooLong)?;
+        match (u32::try_from(start), u32::try_from(len)) {
+            (Ok(start), Ok(len)) if end <= buf.len() => Ok(Label {
+                buf: Arc::clone(buf),
+                start,
+                len,
+            }),
+            _ => Err(LabelError::TooLong),
         }
     }
 
     /// The raw bytes.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        let start = self.start as usize;
+        // `within` checked the window; never empty in fact.
+        self.buf
+            .get(start..start + self.len as usize)
+            .unwrap_or_default()
     }
 
     /// The label as UTF-8 text, when it is.
     pub fn as_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.0).ok()
+        std::str::from_utf8(self.as_bytes()).ok()
     }
 
     /// Whether every byte prints literally.
     pub fn is_showable(&self) -> bool {
-        self.0.iter().all(|&b| is_showable(b))
+        self.as_bytes().iter().all(|&b| is_showable(b))
+    }
+}
+
+impl PartialEq for Label {
+    #[inline]
+    fn eq(&self, other: &Label) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Label {}
+
+impl std::hash::Hash for Label {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state)
+    }
+}
+
+impl PartialOrd for Label {
+    fn partial_cmp(&self, other: &Label) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Label {
+    fn cmp(&self, other: &Label) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
     }
 }
 
@@ -70,9 +127,9 @@ impl fmt::Display for Label {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_showable() {
             // Showable bytes are ASCII, hence valid UTF-8.
-            f.write_str(std::str::from_utf8(&self.0).map_err(|_| fmt::Error)?)
+            f.write_str(std::str::from_utf8(self.as_bytes()).map_err(|_| fmt::Error)?)
         } else {
-            for b in self.0.iter() {
+            for b in self.as_bytes() {
                 write!(f, "\\x{b:02x}")?;
             }
             Ok(())
@@ -89,25 +146,65 @@ impl fmt::Debug for Label {
 /// A sequence of labels, written `/a/b/c`; the empty path is written `/`.
 ///
 /// Cloning is cheap (the labels are shared), because paths are cached and
-/// handed around by the binder, the router and the admin views.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Path(Arc<[Label]>);
-
-impl Default for Path {
-    fn default() -> Self {
-        Path::empty()
-    }
+/// handed around by the binder, the router and the admin views. A path is a
+/// window on a shared slice of labels: [`Path::take`] and [`Path::drop`]
+/// (a lookup's residual) allocate nothing, and the paths parsed from one
+/// dtab share one slice; the empty path holds none.
+#[derive(Clone, Default)]
+pub struct Path {
+    labels: Option<Arc<[Label]>>,
+    start: u32,
+    len: u32,
 }
 
 impl Path {
     /// The empty path `/`.
     pub fn empty() -> Path {
-        Path(Arc::from(Vec::new()))
+        Path::default()
     }
 
     /// A path from labels.
     pub fn from_labels(labels: impl Into<Vec<Label>>) -> Path {
-        Path(Arc::from(labels.into()))
+        Path::whole(Arc::from(labels.into()))
+    }
+
+    /// All of `labels`.
+    fn whole(labels: Arc<[Label]>) -> Path {
+        if labels.is_empty() {
+            return Path::empty();
+        }
+        // No path comes near 4 billion labels (they would take 96 GB).
+        let len = u32::try_from(labels.len()).unwrap_or(u32::MAX);
+        Path {
+            labels: Some(labels),
+            start: 0,
+            len,
+        }
+    }
+
+    /// The labels `start..start + len` of a slice that is not built yet
+    /// (the parser's, filled while the paths using it are made); holds
+    /// nothing until [`Path::settle`] gives it the slice.
+    pub(crate) fn pending(start: usize, len: usize) -> Option<Path> {
+        Some(Path {
+            labels: None,
+            start: u32::try_from(start).ok()?,
+            len: u32::try_from(len).ok()?,
+        })
+    }
+
+    /// Give a [`Path::pending`] path its slice; `false` (and the path stays
+    /// empty) if its window does not fit.
+    pub(crate) fn settle(&mut self, labels: &Arc<[Label]>) -> bool {
+        let fits = (self.start as usize)
+            .checked_add(self.len as usize)
+            .is_some_and(|end| end <= labels.len());
+        if fits && self.len > 0 {
+            self.labels = Some(Arc::clone(labels));
+        } else {
+            *self = Path::empty();
+        }
+        fits
     }
 
     /// A path from UTF-8 segments; `None` if any segment is empty.
@@ -120,39 +217,57 @@ impl Path {
     }
 
     /// The labels.
+    #[inline]
     pub fn elems(&self) -> &[Label] {
-        &self.0
+        match &self.labels {
+            Some(labels) => {
+                let start = self.start as usize;
+                // `whole` and `settle` checked the window.
+                labels
+                    .get(start..start + self.len as usize)
+                    .unwrap_or_default()
+            }
+            None => &[],
+        }
     }
 
     /// Number of labels.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.elems().len()
     }
 
     /// Whether this is `/`.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.elems().is_empty()
     }
 
     /// Whether `prefix`'s labels are the first labels of `self`.
     pub fn starts_with(&self, prefix: &Path) -> bool {
-        self.0.starts_with(&prefix.0)
+        self.elems().starts_with(prefix.elems())
     }
 
     /// The first `n` labels (all of them if `n` is larger).
     pub fn take(&self, n: usize) -> Path {
-        if n >= self.len() {
-            return self.clone();
-        }
-        Path::from_labels(self.0[..n].to_vec())
+        self.window(0, n.min(self.len()))
     }
 
     /// Everything after the first `n` labels.
     pub fn drop(&self, n: usize) -> Path {
-        if n == 0 {
-            return self.clone();
+        let n = n.min(self.len());
+        self.window(n, self.len() - n)
+    }
+
+    /// The labels `from..from + len` of `self`, sharing its slice.
+    fn window(&self, from: usize, len: usize) -> Path {
+        match &self.labels {
+            Some(labels) if len > 0 => Path {
+                labels: Some(Arc::clone(labels)),
+                // Within `self`'s window, which fits in u32.
+                start: self.start + from as u32,
+                len: len as u32,
+            },
+            _ => Path::empty(),
         }
-        Path::from_labels(self.0.get(n..).unwrap_or(&[]).to_vec())
     }
 
     /// `self ++ other`.
@@ -164,24 +279,50 @@ impl Path {
             return other.clone();
         }
         let mut v = Vec::with_capacity(self.len() + other.len());
-        v.extend_from_slice(&self.0);
-        v.extend_from_slice(&other.0);
+        v.extend_from_slice(self.elems());
+        v.extend_from_slice(other.elems());
         Path::from_labels(v)
     }
 
     /// `self` with one more label at the end.
     pub fn join(&self, label: Label) -> Path {
         let mut v = Vec::with_capacity(self.len() + 1);
-        v.extend_from_slice(&self.0);
+        v.extend_from_slice(self.elems());
         v.push(label);
         Path::from_labels(v)
+    }
+}
+
+impl PartialEq for Path {
+    fn eq(&self, other: &Path) -> bool {
+        self.elems() == other.elems()
+    }
+}
+
+impl Eq for Path {}
+
+impl std::hash::Hash for Path {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.elems().hash(state)
+    }
+}
+
+impl PartialOrd for Path {
+    fn partial_cmp(&self, other: &Path) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Path {
+    fn cmp(&self, other: &Path) -> std::cmp::Ordering {
+        self.elems().cmp(other.elems())
     }
 }
 
 impl FromIterator<Label> for Path {
     /// Collected straight into the shared slice when the length is known.
     fn from_iter<I: IntoIterator<Item = Label>>(labels: I) -> Path {
-        Path(labels.into_iter().collect())
+        Path::whole(labels.into_iter().collect())
     }
 }
 
@@ -190,7 +331,7 @@ impl fmt::Display for Path {
         if self.is_empty() {
             return f.write_str("/");
         }
-        for l in self.0.iter() {
+        for l in self.elems() {
             write!(f, "/{l}")?;
         }
         Ok(())
@@ -227,7 +368,19 @@ mod tests {
         assert_eq!(label(&[0xff, 0x00]).to_string(), "\\xff\\x00");
         assert_eq!(label("é".as_bytes()).to_string(), "\\xc3\\xa9");
         assert!(!label(b"a*").is_showable());
-        assert_eq!(Label::new(Vec::new()), Err(EmptyLabel));
+        assert_eq!(Label::new(Vec::new()), Err(LabelError::Empty));
+        // Windows on one buffer compare, hash and show by their bytes.
+        let buf: Arc<[u8]> = Arc::from(&b"xfoo/foo"[..]);
+        let (a, b) = (
+            Label::within(&buf, 1, 3).unwrap(),
+            Label::within(&buf, 5, 3).unwrap(),
+        );
+        assert_eq!(a, b);
+        assert_eq!(a, label(b"foo"));
+        assert_eq!(b.to_string(), "foo");
+        assert_eq!(Label::within(&buf, 6, 3), Err(LabelError::TooLong));
+        assert_eq!(Label::within(&buf, 8, 0), Err(LabelError::Empty));
+        assert_eq!(Label::within(&buf, usize::MAX, 2), Err(LabelError::TooLong));
     }
 
     #[test]

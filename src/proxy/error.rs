@@ -48,7 +48,7 @@ pub enum ProxyError {
     #[error("{error}")]
     Route {
         /// What failed.
-        error: RouteError,
+        error: Box<RouteError>,
         /// The delegation trace or bound tree, for the body.
         detail: Option<String>,
     },

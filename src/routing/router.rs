@@ -499,24 +499,29 @@ impl Router {
     }
 
     /// The client and endpoint set for `path` under the request's `local` dtab.
-    pub async fn route(&self, local: &Dtab, path: &Path) -> Result<Route, RouteError> {
+    pub async fn route(&self, local: &Dtab, path: &Path) -> Result<Route, Box<RouteError>> {
         self.route_to(&self.destination(local, path)).await
     }
 
     /// The client and endpoint set for a destination: a client chosen from
     /// its bound tree, once that is no longer pending and the client's
     /// endpoints are known (waiting at most `bindingTimeout` for both).
-    pub async fn route_to(&self, dst: &Destination) -> Result<Route, RouteError> {
+    ///
+    /// The error is boxed: it is big (names, dtabs, the bound tree) and rare,
+    /// and the result travels through every request's future.
+    pub async fn route_to(&self, dst: &Destination) -> Result<Route, Box<RouteError>> {
         let (binding, local, path) = (&dst.0, &dst.0.local, &dst.0.path);
         let timeout = self.inner.params.binding_timeout;
         // The clock is read only when something must be waited for.
         let mut deadline: Option<Instant> = None;
-        let err = |kind| RouteError {
-            dst: path.clone(),
-            base: self.inner.binder.base_dtab(),
-            local: local.clone(),
-            kind,
-            bound: None,
+        let err = |kind| {
+            Box::new(RouteError {
+                dst: path.clone(),
+                base: self.inner.binder.base_dtab(),
+                local: local.clone(),
+                kind,
+                bound: None,
+            })
         };
         let mut state = binding.current.load_full();
         if matches!(*state, Activity::Pending) {
@@ -543,9 +548,10 @@ impl Router {
                     .to_string(),
             )
         };
-        let err = |kind| RouteError {
-            bound: shown(),
-            ..err(kind)
+        let err = |kind| {
+            let mut e = err(kind);
+            e.bound = shown();
+            e
         };
         let target = choose(tree).map_err(err)?;
         let client = &target.client;
