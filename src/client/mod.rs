@@ -444,7 +444,7 @@ impl Client {
     /// ```
     pub async fn call(&self, req: Request<CallBody>, ctx: &CallCtx) -> Result<Reply, ClientError> {
         let (parts, body) = req.into_parts();
-        self.send(parts, None, body, ctx).await
+        self.call_parts(parts, None, body, ctx).await
     }
 
     /// [`Client::call`] with the headers borrowed from the caller, which
@@ -458,11 +458,11 @@ impl Client {
         ctx: &CallCtx,
     ) -> Result<Reply, ClientError> {
         let (parts, body) = req.into_parts();
-        self.send(parts, Some(headers), body, ctx).await
+        self.call_parts(parts, Some(headers), body, ctx).await
     }
 
     /// One attempt; `borrowed`: the caller's headers, else `parts`' own.
-    async fn send(
+    async fn call_parts(
         &self,
         mut parts: http::request::Parts,
         borrowed: Option<&http::HeaderMap>,
