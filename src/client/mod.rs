@@ -443,7 +443,32 @@ impl Client {
     /// }
     /// ```
     pub async fn call(&self, req: Request<CallBody>, ctx: &CallCtx) -> Result<Reply, ClientError> {
-        let (mut parts, mut body) = req.into_parts();
+        let (parts, body) = req.into_parts();
+        self.call_parts(parts, None, body, ctx).await
+    }
+
+    /// [`Client::call`] with the headers borrowed from the caller, which
+    /// keeps them for its own retries: each send copies them, so a request
+    /// sent once costs one copy rather than one here and one there. `req`'s
+    /// own headers are ignored.
+    pub async fn call_with_headers(
+        &self,
+        req: Request<CallBody>,
+        headers: &http::HeaderMap,
+        ctx: &CallCtx,
+    ) -> Result<Reply, ClientError> {
+        let (parts, body) = req.into_parts();
+        self.call_parts(parts, Some(headers), body, ctx).await
+    }
+
+    /// One attempt; `borrowed`: the caller's headers, else `parts`' own.
+    async fn call_parts(
+        &self,
+        mut parts: http::request::Parts,
+        borrowed: Option<&http::HeaderMap>,
+        mut body: CallBody,
+        ctx: &CallCtx,
+    ) -> Result<Reply, ClientError> {
         let replayable = body.is_replayable();
         let set = self.endpoints();
         let params = &self.shared.params;
@@ -489,11 +514,11 @@ impl Client {
             *out.method_mut() = parts.method.clone();
             *out.uri_mut() = uri;
             *out.version_mut() = version;
-            // A request sent once needs no copy of its headers.
-            *out.headers_mut() = if replayable {
-                parts.headers.clone()
-            } else {
-                std::mem::take(&mut parts.headers)
+            // A request sent once needs no copy of its own headers.
+            *out.headers_mut() = match borrowed {
+                Some(h) => h.clone(),
+                None if replayable => parts.headers.clone(),
+                None => std::mem::take(&mut parts.headers),
             };
 
             let start = tokio::time::Instant::now();

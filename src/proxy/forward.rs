@@ -159,15 +159,16 @@ impl Forwarder {
         if let Some(v) = dst.dst_service() {
             h.insert(names::L5D_DST_SERVICE, v.clone());
         }
-        if !h.contains_key(names::L5D_REQID) {
-            h.insert(names::L5D_REQID, headers::request_id());
-        }
+        // One lookup: kept when the caller sent one, else made.
+        h.entry(names::L5D_REQID)
+            .or_insert_with(headers::request_id);
         if let Some(v) = dst.ctx_dtab() {
             h.insert(names::L5D_CTX_DTAB, v.clone());
         }
+        // Origin-form requests (most) carry no authority: no Host lookup.
         if params.protocol == Protocol::Http
-            && !h.contains_key(HOST)
             && let Some(a) = &original_authority
+            && !h.contains_key(HOST)
             && let Ok(v) = HeaderValue::from_str(a.as_str())
         {
             // Keep the host as sent; an h2 caller sent it as :authority.
@@ -218,14 +219,16 @@ impl Forwarder {
             let uri = uri.clone();
             let routed = first.take();
             async move {
-                let mut h = parts.headers.clone();
+                // The caller's headers as they are (the first attempt's
+                // client headers are in), or a copy this attempt changes.
+                let mut own: Option<http::HeaderMap> = None;
                 // A retry routes again: a union may pick another branch.
                 let target = match routed {
                     Some(t) => t,
                     None => match router.route_to(dst).await {
                         Ok(route) => {
                             noted.client(route.target.client().id());
-                            put_client(&mut h, &route.target);
+                            put_client(own.insert(parts.headers.clone()), &route.target);
                             route.target
                         }
                         Err(error) => {
@@ -236,7 +239,8 @@ impl Forwarder {
                 };
                 let client = target.client();
                 if let Some(d) = effective {
-                    deadline::write_request(&mut h, &d, grpc, deadline::now_ns());
+                    let h = own.get_or_insert_with(|| parts.headers.clone());
+                    deadline::write_request(h, &d, grpc, deadline::now_ns());
                 }
                 let mut out = Request::new(if empty {
                     CallBody::Empty
@@ -245,9 +249,17 @@ impl Forwarder {
                 });
                 *out.method_mut() = parts.method.clone();
                 *out.uri_mut() = uri;
-                *out.headers_mut() = h;
                 tracing::trace!(dst = %ctx.dst, attempt = n, client = %client.id(), "attempt");
-                match client.call(out, ctx).await {
+                // The client copies the headers for each send: a copy made
+                // here would be a second one.
+                let called = match own {
+                    Some(h) => {
+                        *out.headers_mut() = h;
+                        client.call(out, ctx).await
+                    }
+                    None => client.call_with_headers(out, &parts.headers, ctx).await,
+                };
+                match called {
                     Ok(Reply { response, report }) => Ok(Attempted {
                         response,
                         report: Some(report),
