@@ -8,6 +8,41 @@
 use std::fmt;
 use std::sync::Arc;
 
+/// Equality, hashing and order by what a window shows, not by which buffer
+/// it is a window on (two equal labels or paths may come from different
+/// texts, or from different places in one).
+macro_rules! compare_by {
+    ($t:ty, $view:ident) => {
+        impl PartialEq for $t {
+            #[inline]
+            fn eq(&self, other: &Self) -> bool {
+                self.$view() == other.$view()
+            }
+        }
+
+        impl Eq for $t {}
+
+        impl std::hash::Hash for $t {
+            #[inline]
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.$view().hash(state)
+            }
+        }
+
+        impl PartialOrd for $t {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl Ord for $t {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.$view().cmp(other.$view())
+            }
+        }
+    };
+}
+
 /// One element of a [`Path`]: a non-empty byte string.
 ///
 /// Shared, not copied, when cloned: every rewrite step builds new paths from
@@ -96,33 +131,7 @@ impl Label {
     }
 }
 
-impl PartialEq for Label {
-    #[inline]
-    fn eq(&self, other: &Label) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for Label {}
-
-impl std::hash::Hash for Label {
-    #[inline]
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state)
-    }
-}
-
-impl PartialOrd for Label {
-    fn partial_cmp(&self, other: &Label) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Label {
-    fn cmp(&self, other: &Label) -> std::cmp::Ordering {
-        self.as_bytes().cmp(other.as_bytes())
-    }
-}
+compare_by!(Label, as_bytes);
 
 impl fmt::Display for Label {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -295,33 +304,7 @@ impl Path {
     }
 }
 
-impl PartialEq for Path {
-    #[inline]
-    fn eq(&self, other: &Path) -> bool {
-        self.elems() == other.elems()
-    }
-}
-
-impl Eq for Path {}
-
-impl std::hash::Hash for Path {
-    #[inline]
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.elems().hash(state)
-    }
-}
-
-impl PartialOrd for Path {
-    fn partial_cmp(&self, other: &Path) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Path {
-    fn cmp(&self, other: &Path) -> std::cmp::Ordering {
-        self.elems().cmp(other.elems())
-    }
-}
+compare_by!(Path, elems);
 
 impl FromIterator<Label> for Path {
     /// Collected straight into the shared slice when the length is known.
