@@ -490,32 +490,47 @@ impl RouteMetrics {
 type Routes =
     HashMap<Option<Path>, HashMap<Option<Path>, Arc<RouteMetrics>, RandomState>, RandomState>;
 
-/// The route a thread looked up last, with the paths it was looked up by
-/// (held, so their addresses cannot be reused while they identify it).
-struct LastRoute {
-    server: u64,
-    service: Option<Path>,
-    client: Option<Path>,
+/// A route a thread looked up, with the paths it was looked up by (held,
+/// so that their labels' addresses cannot be reused while they identify it).
+struct SeenRoute {
+    _service: Option<Path>,
+    _client: Option<Path>,
     route: Arc<RouteMetrics>,
 }
 
-thread_local! {
-    static LAST_ROUTE: std::cell::RefCell<Option<LastRoute>> = const { std::cell::RefCell::new(None) };
+/// Which route a (server, service, client) is, by the addresses and
+/// lengths of the paths' labels: the routing cache hands out the very same
+/// paths for a name every time, so these identify it without hashing its
+/// labels.
+type SeenKey = (u64, usize, usize, usize, usize);
+
+/// Routes a thread has looked up: the last one, for a run of requests to
+/// one name, then every one, for many names in rotation (where two lookups
+/// by labels in the shared map cost about 750 instructions a request).
+#[derive(Default)]
+struct Seen {
+    last: Option<(SeenKey, Arc<RouteMetrics>)>,
+    all: HashMap<SeenKey, SeenRoute, RandomState>,
 }
 
-/// The same path object (not just equal labels): both `None`, or both the
-/// same shared labels.
-fn same(a: &Option<Path>, b: &Option<Path>) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => std::ptr::eq(a.elems(), b.elems()),
-        _ => false,
-    }
+/// Entries a thread's [`Seen`] holds before it starts again: routes come
+/// and go with bindings, and a forgotten one only costs a lookup by labels.
+const SEEN_MAX: usize = 4 * MAX_ROUTES;
+
+thread_local! {
+    static SEEN: std::cell::RefCell<Seen> = std::cell::RefCell::new(Seen::default());
+}
+
+/// The identity of a path for [`SeenKey`]: where its labels are, and how
+/// many (0, 0 for none).
+fn identity(p: &Option<Path>) -> (usize, usize) {
+    p.as_ref()
+        .map_or((0, 0), |p| (p.elems().as_ptr() as usize, p.elems().len()))
 }
 
 /// One server's metrics: its connection gauges and its routes' handles.
 pub struct ServerMetrics {
-    /// Tells this server's entry in [`LAST_ROUTE`] from another's (an
+    /// Tells this server's entry in [`SEEN`] from another's (an
     /// address could be reused by a later server).
     id: u64,
     router: Arc<str>,
@@ -562,25 +577,38 @@ impl ServerMetrics {
     pub fn route(&self, service: Option<&Path>, client: Option<&Path>) -> Arc<RouteMetrics> {
         let known = |p: Option<&Path>| p.filter(|p| !p.is_empty()).cloned();
         let (service, client) = (known(service), known(client));
-        // Requests to one name come back to back, with the very paths the
-        // routing cache handed out: recognised by address, without hashing.
-        let hit = LAST_ROUTE.with_borrow(|last| {
-            last.as_ref()
-                .filter(|l| {
-                    l.server == self.id && same(&l.service, &service) && same(&l.client, &client)
-                })
-                .map(|l| l.route.clone())
+        let ((s, sl), (c, cl)) = (identity(&service), identity(&client));
+        let key = (self.id, s, sl, c, cl);
+        // Requests come with the very paths the routing cache handed out:
+        // recognised by address, without hashing their labels.
+        let hit = SEEN.with_borrow_mut(|seen| {
+            if let Some((k, r)) = &seen.last
+                && *k == key
+            {
+                return Some(r.clone());
+            }
+            let r = seen.all.get(&key)?.route.clone();
+            seen.last = Some((key, r.clone()));
+            Some(r)
         });
         if let Some(r) = hit {
             return r;
         }
         let r = self.lookup(service.clone(), client.clone());
-        LAST_ROUTE.set(Some(LastRoute {
-            server: self.id,
-            service,
-            client,
-            route: r.clone(),
-        }));
+        SEEN.with_borrow_mut(|seen| {
+            if seen.all.len() >= SEEN_MAX {
+                seen.all.clear();
+            }
+            seen.all.insert(
+                key,
+                SeenRoute {
+                    _service: service,
+                    _client: client,
+                    route: r.clone(),
+                },
+            );
+            seen.last = Some((key, r.clone()));
+        });
         r
     }
 
@@ -791,7 +819,7 @@ mod tests {
         let svc = Path::from_strs(&["svc", "web"]);
         let client = Path::from_strs(&["#", "io.l5d.fs", "web"]);
         let first = a.route(svc.as_ref(), client.as_ref());
-        // The same path objects (the last-route shortcut), equal ones made
+        // The same path objects (found by address), equal ones made
         // anew (the map), and no names at all.
         assert!(Arc::ptr_eq(&first, &a.route(svc.as_ref(), client.as_ref())));
         let (svc2, client2) = (
@@ -812,6 +840,42 @@ mod tests {
         assert!(Arc::ptr_eq(&other, &b.route(svc.as_ref(), client.as_ref())));
         let svc_only = a.route(svc.as_ref(), None);
         assert!(!Arc::ptr_eq(&first, &svc_only));
+    }
+
+    /// Names in rotation: each keeps its own handles, whether found by the
+    /// paths' addresses or, for equal paths made anew, by their labels.
+    #[test]
+    fn route_handles_in_rotation_stay_apart() {
+        let a = ServerMetrics::new("r", "rot");
+        let names: Vec<(Option<Path>, Option<Path>)> = (0..3)
+            .map(|i| {
+                let n = format!("n{i}");
+                (
+                    Path::from_strs(&["svc", n.as_str()]),
+                    Path::from_strs(&["#", "io.l5d.fs", n.as_str()]),
+                )
+            })
+            .collect();
+        let firsts: Vec<_> = names
+            .iter()
+            .map(|(s, c)| a.route(s.as_ref(), c.as_ref()))
+            .collect();
+        for round in 0..3 {
+            for (i, (s, c)) in names.iter().enumerate() {
+                let r = if round == 1 {
+                    let n = format!("n{i}");
+                    let s2 = Path::from_strs(&["svc", n.as_str()]);
+                    let c2 = Path::from_strs(&["#", "io.l5d.fs", n.as_str()]);
+                    a.route(s2.as_ref(), c2.as_ref())
+                } else {
+                    a.route(s.as_ref(), c.as_ref())
+                };
+                assert!(Arc::ptr_eq(&r, &firsts[i]), "round {round}, name {i}");
+                for (j, f) in firsts.iter().enumerate() {
+                    assert_eq!(Arc::ptr_eq(&r, f), i == j);
+                }
+            }
+        }
     }
 
     #[test]
