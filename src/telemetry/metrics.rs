@@ -523,9 +523,8 @@ thread_local! {
 
 /// The identity of a path for [`SeenKey`]: where its labels are, and how
 /// many (0, 0 for none).
-fn identity(p: &Option<Path>) -> (usize, usize) {
-    p.as_ref()
-        .map_or((0, 0), |p| (p.elems().as_ptr() as usize, p.elems().len()))
+fn identity(p: Option<&Path>) -> (usize, usize) {
+    p.map_or((0, 0), |p| (p.elems().as_ptr() as usize, p.elems().len()))
 }
 
 /// One server's metrics: its connection gauges and its routes' handles.
@@ -575,9 +574,11 @@ impl ServerMetrics {
     /// "not known" (the request failed before identification or routing)
     /// and labels as "". Looked up without allocating.
     pub fn route(&self, service: Option<&Path>, client: Option<&Path>) -> Arc<RouteMetrics> {
-        let known = |p: Option<&Path>| p.filter(|p| !p.is_empty()).cloned();
-        let (service, client) = (known(service), known(client));
-        let ((s, sl), (c, cl)) = (identity(&service), identity(&client));
+        let (service, client) = (
+            service.filter(|p| !p.is_empty()),
+            client.filter(|p| !p.is_empty()),
+        );
+        let ((s, sl), (c, cl)) = (identity(service), identity(client));
         let key = (self.id, s, sl, c, cl);
         // Requests come with the very paths the routing cache handed out:
         // recognised by address, without hashing their labels.
@@ -594,6 +595,8 @@ impl ServerMetrics {
         if let Some(r) = hit {
             return r;
         }
+        // Only now are the paths kept: a hit borrows them.
+        let (service, client) = (service.cloned(), client.cloned());
         let r = self.lookup(service.clone(), client.clone());
         SEEN.with_borrow_mut(|seen| {
             if seen.all.len() >= SEEN_MAX {
