@@ -143,7 +143,14 @@ def _tree(pid: int) -> list[int]:
 
 def cpu_ticks(pid: int) -> int:
     """utime+stime (all threads) of pid's process tree, in clock ticks."""
-    total = 0
+    user, system = cpu_split(pid)
+    return user + system
+
+
+def cpu_split(pid: int) -> tuple[int, int]:
+    """(utime, stime) (all threads) of pid's process tree, in clock ticks: how
+    much of a proxy's cost is its own code and how much the kernel's."""
+    user = system = 0
     for p in _tree(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
@@ -152,8 +159,9 @@ def cpu_ticks(pid: int) -> int:
             continue
         rest = st[st.rfind(")") + 2 :].split()
         # fields 14 and 15 (utime, stime); rest starts at field 3
-        total += int(rest[11]) + int(rest[12])
-    return total
+        user += int(rest[11])
+        system += int(rest[12])
+    return user, system
 
 
 def mem_kb(pid: int, key: str) -> int:
@@ -490,10 +498,11 @@ def measure(t: Target, args, log: Path, existing: subprocess.Popen | None = None
 
         # Throughput at saturation, and CPU per request there.
         run_wrk(t.port, 1, args.connections, args.wrk_threads)  # warm-up, 1 s
-        c0 = cpu_ticks(p.pid)
+        (u0, k0) = cpu_split(p.pid)
         w = run_wrk(t.port, args.duration, args.connections, args.wrk_threads)
-        c1 = cpu_ticks(p.pid)
-        w["cpu_us_per_req"] = cpu_us(c1 - c0) / max(w["requests"], 1)
+        (u1, k1) = cpu_split(p.pid)
+        w["cpu_us_per_req"] = cpu_us(u1 - u0 + k1 - k0) / max(w["requests"], 1)
+        w["user_us_per_req"] = cpu_us(u1 - u0) / max(w["requests"], 1)
         s.sat = w
 
         # Latency (and CPU per request) at fixed rates.
@@ -577,6 +586,7 @@ def summarize(samples: dict[str, list[Sample]], args) -> dict:
             "conns_opened": min(s.conns_opened for s in ss),
             "rps": med([s.sat["rps"] for s in ss]),
             "cpu_sat": med([s.sat["cpu_us_per_req"] for s in ss]),
+            "user_sat": med([s.sat.get("user_us_per_req") for s in ss]),
             "errors_sat": sum(s.sat["non2xx"] + s.sat["socket_errors"] for s in ss),
             "rates": {},
         }
@@ -668,14 +678,15 @@ def report(summary: dict, meta: dict, args, rot: dict | None = None) -> str:
     rates = args.rates
     hi = max(rates)
     L.append(
-        f"| proxy | throughput (req/s) | core use (%) | CPU µs/req (saturated) | CPU µs/req @ {hi:,} rps "
+        f"| proxy | throughput (req/s) | core use (%) | CPU µs/req (saturated) | of which user | CPU µs/req @ {hi:,} rps "
         f"| idle RSS (MB) | peak RSS (MB) | + {args.idle_conns:,} idle conns (MB) | start → first request (ms) |"
     )
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, r in summary.items():
         use = r["rps"] * r["cpu_sat"] / 1e4 if r["rps"] is not None and r["cpu_sat"] is not None else None
         L.append(
-            f"| {n} | {fmt(r['rps'])} | {fmt(use)} | {fmt(r['cpu_sat'], 1)} | {fmt(r['rates'][hi]['cpu_us_per_req'], 1)} "
+            f"| {n} | {fmt(r['rps'])} | {fmt(use)} | {fmt(r['cpu_sat'], 1)} | {fmt(r['user_sat'], 1)} "
+            f"| {fmt(r['rates'][hi]['cpu_us_per_req'], 1)} "
             f"| {fmt(r['idle_rss_mb'], 1)} | {fmt(r['peak_rss_mb'], 1)} | {fmt(r['conns_rss_mb'], 1)} "
             f"| {fmt(r['start_ms'], 1)} |"
         )
