@@ -44,8 +44,10 @@ CONTROL_LIMIT = 30.0  # one callgrind_control call
 # route's histograms every 5 s. Its instructions in a counted window depend on
 # how many ticks fall in it and how many routes exist, and its share per
 # request on the throughput under valgrind (~2k req/s, not ~30k natively), so
-# it is counted apart from the request path. Inclusive cost of the first
-# pattern found (the second is what the first calls, should it be inlined).
+# it is counted apart from the request path. The first of these functions
+# found is counted (the second is what the first calls, should the first be
+# inlined away).
+UPKEEP_PERIOD_S = 5
 PERIODIC = (
     "switchyard::telemetry::metrics::install::{{closure}}",
     "metrics_exporter_prometheus::recorder::Inner::drain_histograms_to_distributions",
@@ -70,28 +72,48 @@ def _control(*argv: str) -> None:
     subprocess.run(["callgrind_control", *argv], capture_output=True, timeout=CONTROL_LIMIT)
 
 
-def periodic_instructions(profile: Path) -> int:
-    """Inclusive instructions of the timer-driven work (PERIODIC) in one
-    callgrind output file; 0 when none of it ran or callgrind_annotate fails."""
+def periodic_cost(profile: Path) -> tuple[int, int]:
+    """(inclusive instructions, calls) of the timer-driven work (the first
+    PERIODIC function that was called) in one callgrind output file; each
+    call is one tick. Read from the callers' `calls=` lines, whose next line
+    holds the inclusive cost of those calls; (0, 0) when none of it ran."""
+    names: dict[str, str] = {}  # compressed id -> function name
+    found = {p: [0, 0] for p in PERIODIC}
+    callee = None
+    take_cost = None
     try:
-        r = subprocess.run(
-            ["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(profile)],
-            capture_output=True, text=True, timeout=CONTROL_LIMIT,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return 0
-    found: dict[str, int] = {}
-    for line in r.stdout.splitlines():
-        m = re.match(r"\s*([\d,]+)\s+\([\s\d.]+%\)\s+\S*?:(.*?) \[", line)
-        if m and m.group(2) in PERIODIC:
-            found.setdefault(m.group(2), int(m.group(1).replace(",", "")))
-    return next((found[p] for p in PERIODIC if p in found), 0)
+        text = profile.read_text(errors="replace")
+    except OSError:
+        return 0, 0
+    for line in text.splitlines():
+        if take_cost is not None:
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                found[take_cost][0] += int(parts[1])
+            take_cost = None
+            continue
+        m = re.match(r"(c?)fn=(?:\((\d+)\))? ?(.*)$", line)
+        if m:
+            ident, name = m.group(2), m.group(3)
+            if ident and name:
+                names[ident] = name
+            elif ident:
+                name = names.get(ident, "")
+            if m.group(1):
+                callee = name
+            continue
+        if line.startswith("calls=") and callee in found:
+            count = line[len("calls="):].split()
+            if count and count[0].isdigit():
+                found[callee][1] += int(count[0])
+                take_cost = callee
+    return next(((i, c) for i, c in found.values() if c), (0, 0))
 
 
 def measure(binary: str | Path, names: int, warmup: int, seconds: int, work: str | Path) -> dict:
     """One callgrind measurement; a dict with `instr_per_req`, `requests`,
     `instructions` (all counted), `periodic` (of which the timer-driven
-    upkeep, PERIODIC), `path_per_req` (the request path: all but the upkeep,
+    upkeep, PERIODIC), `ticks` (its runs), `path_per_req` (the request path: all but the upkeep,
     per request), `errors` (wrk's non-2xx and socket error lines) and
     `profile` (the directory of the cg.out files).
 
@@ -144,14 +166,15 @@ def measure(binary: str | Path, names: int, warmup: int, seconds: int, work: str
             lb._stop(p)
     time.sleep(0.5)
 
-    total = periodic = 0
+    total = periodic = ticks = 0
     for f in work.glob("cg.out*"):
         here = 0
         for line in f.read_text(errors="replace").splitlines():
             if line.startswith(("summary:", "totals:")):
                 here = max(here, int(line.split()[1]))
         if here:
-            periodic += periodic_instructions(f)
+            i, c = periodic_cost(f)
+            periodic, ticks = periodic + i, ticks + c
         total += here
     if n == 0 or total == 0:
         raise MeasureError(f"no requests ({n}) or no profile ({total} instructions); see {work}")
@@ -160,6 +183,7 @@ def measure(binary: str | Path, names: int, warmup: int, seconds: int, work: str
         "requests": n,
         "instructions": total,
         "periodic": periodic,
+        "ticks": ticks,
         "path_per_req": (total - periodic) / n,
         "errors": re.findall(r"Non-2xx.*|Socket errors.*", out),
         "profile": str(work),
@@ -196,7 +220,8 @@ def main() -> int:
         return 1
     print(f"names={args.names} requests={r['requests']} instructions/request={r['instr_per_req']:.0f}"
           + (f" errors={r['errors']}" if r["errors"] else ""))
-    print(f"request path (without the {r['periodic']:,} instructions of the 5-s metrics upkeep): "
+    print(f"request path (without the {r['periodic']:,} instructions of the 5-s metrics upkeep, "
+          f"{r['ticks']} ticks): "
           f"instructions/request={r['path_per_req']:.0f}")
     print(f"profile: {r['profile']}/cg.out.* (callgrind_annotate)")
     return 0

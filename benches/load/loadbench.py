@@ -360,7 +360,7 @@ def measure_instructions(args, profiles: Path) -> dict:
         return {"skipped": "--quick"}
     if args.no_instructions:
         return {"skipped": "--no-instructions"}
-    lacking = [t for t in ("valgrind", "callgrind_control", "callgrind_annotate") if not shutil.which(t)]
+    lacking = [t for t in ("valgrind", "callgrind_control") if not shutil.which(t)]
     if lacking:
         print(
             f"loadbench: note: {', '.join(lacking)} not installed, so the rotation's instructions per "
@@ -374,6 +374,7 @@ def measure_instructions(args, profiles: Path) -> dict:
     import callgrind
 
     out: dict = {
+        "upkeep_period_s": callgrind.UPKEEP_PERIOD_S,
         "warmup_s": args.instr_warmup,
         "seconds_s": args.instr_seconds,
         "profiles": str(profiles),
@@ -387,11 +388,11 @@ def measure_instructions(args, profiles: Path) -> dict:
         except (callgrind.MeasureError, subprocess.TimeoutExpired, OSError) as e:
             print(f"loadbench:   failed: {e}", file=sys.stderr)
             out["runs"][label] = {
-                "path_per_req": None, "instr_per_req": None, "periodic": 0, "requests": 0,
+                "path_per_req": None, "instr_per_req": None, "periodic": 0, "ticks": 0, "requests": 0,
                 "rps": None, "errors": [], "failed": str(e),
             }
             continue
-        out["runs"][label] = {k: r[k] for k in ("path_per_req", "instr_per_req", "periodic", "requests", "errors")}
+        out["runs"][label] = {k: r[k] for k in ("path_per_req", "instr_per_req", "periodic", "ticks", "requests", "errors")}
         out["runs"][label]["rps"] = r["requests"] / args.instr_seconds
         print(
             f"loadbench:   {r['path_per_req']:,.0f} instructions/req on the request path "
@@ -704,6 +705,32 @@ def summarize_rotation(rot_samples: dict[str, list[Sample]]) -> dict:
     return out
 
 
+def upkeep_at_native(rot: dict) -> dict | None:
+    """The metrics upkeep per request at the throughput the /proc rotation
+    runs reached, from the callgrind runs' cost per tick: a part per sample
+    drained (the 1-name run's cost per tick over its samples per tick, its
+    one route's part being negligible) and, for the rest, a part per tick
+    that is spread over the requests of a period at native throughput.
+    An estimate for the report, beside the measured figures; None when a
+    figure it needs is missing."""
+    ins = rot.get("instructions") or {}
+    period = ins.get("upkeep_period_s", 5)
+    runs = ins.get("runs") or {}
+    if len(runs) != 2 or "growth" not in ins:
+        return None
+    (n1, one), (nm, many) = runs.items()
+    native = {n: (rot["runs"].get(n) or {}).get("rps") for n in runs}
+    if not (one["ticks"] and many["ticks"] and one["rps"] and many["rps"] and all(native.values())):
+        return None
+    per_sample = one["periodic"] / one["ticks"] / (period * one["rps"])
+    upkeep = {}
+    for n, r in runs.items():
+        rest = max(0.0, r["periodic"] / r["ticks"] - per_sample * period * r["rps"])
+        upkeep[n] = per_sample + rest / (period * native[n])
+    growth = (many["path_per_req"] + upkeep[nm]) / (one["path_per_req"] + upkeep[n1])
+    return {"per_sample": per_sample, "upkeep_per_req": upkeep, "growth": growth}
+
+
 def rotation_report(rot: dict) -> str:
     L = [
         "Rotation: switchyard `--threads 1` saturated by wrk with a Lua script, one logical name "
@@ -742,17 +769,27 @@ def rotation_report(rot: dict) -> str:
                 "the machine runs."
             )
             allc = ", ".join(f"{n} {fmt(r['instr_per_req'])}" for n, r in runs.items())
-            up = ", ".join(f"{n} {fmt(r['periodic'] / ins['seconds_s'])}" for n, r in runs.items())
-            rps = ", ".join(f"{fmt(r['rps'])}" for r in runs.values())
+            period = ins.get("upkeep_period_s", 5)
+            up = ", ".join(f"{n} {fmt(r['periodic'] / r['ticks'])}" for n, r in runs.items() if r.get("ticks"))
+            rps = ", ".join(f"{n} {fmt(r['rps'])}" for n, r in runs.items())
             L.append("")
             L.append(
                 f"With the metrics upkeep counted too: {allc}, growth {ins['growth_all']:.3f}×. The upkeep "
-                "is a task that drains every route's histograms every 5 s, so it costs per second and per "
-                f"route, not per request (instructions per second: {up}); under valgrind switchyard serves "
-                f"only {rps} req/s, so its share per request there is many times what it is at native "
-                "throughput, and it follows the ticks that fall in the window and that throughput: it is "
-                "not a steady per-request figure, and it is left out of the growth above."
+                f"is a task that, every {period} s, drains every route's histograms: it costs per tick and "
+                f"per route (and per sample recorded since the last tick), not per request ({up} "
+                f"instructions per tick). Under valgrind switchyard serves only {rps} req/s, so the "
+                "per-route part weighs many times more per request there than at native throughput, and "
+                "it follows the ticks that fall in the window and that throughput: it is not a steady "
+                "per-request figure, and it is left out of the growth above."
             )
+            est = ins.get("native_estimate")
+            if est:
+                L.append(
+                    "Estimated at the throughput of the /proc runs above (no valgrind): the upkeep comes to "
+                    + ", ".join(f"{n} {fmt(x)}" for n, x in est["upkeep_per_req"].items())
+                    + f" instructions per request (about {fmt(est['per_sample'])} to drain the samples each "
+                    f"request records, the rest per route), so the growth with it is about {est['growth']:.3f}×."
+                )
         else:
             why = "; ".join(r["failed"] for r in runs.values() if r.get("failed"))
             L.append(f"Instructions per request: {path}; no growth figure ({why}).")
@@ -1124,6 +1161,9 @@ def main() -> int:
     rot = summarize_rotation(rot_samples)
     if instructions is not None:
         rot["instructions"] = instructions
+        est = upkeep_at_native(rot)
+        if est:
+            instructions["native_estimate"] = est
     md = report(summary, meta, args, rot)
     (out_dir / "results.md").write_text(md)
     raw = {

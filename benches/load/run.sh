@@ -11,6 +11,11 @@
 # release binaries it runs (switchyard and benches/pingora-peer) with cargo.
 # Results: printed as Markdown and written to target/loadbench/results.md
 # (and results.json).
+#
+# With valgrind installed, the rotation scenario also counts instructions per
+# request (callgrind, 1 name vs 1,000 names; ~30 s; the figure the machine's
+# load does not move). Without it that step is skipped with a note;
+# --no-instructions skips it, and so does --quick.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
