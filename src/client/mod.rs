@@ -21,6 +21,7 @@ mod accrual;
 mod backoff;
 mod balance;
 mod ewma;
+mod h1;
 mod heap;
 mod params;
 mod pool;
@@ -55,7 +56,6 @@ use upstream::{Upstream, UpstreamError};
 use crate::dtab::Path;
 use crate::naming::{Addr, Bound};
 use crate::proxy::{BoxError, ProxyBody};
-use crate::routing::Protocol;
 
 /// How many endpoints one call may try when connections are refused
 /// (Finagle's requeue filter stops at 25 too).
@@ -479,10 +479,6 @@ impl Client {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let version = match params.protocol {
-            Protocol::Http => Version::HTTP_11,
-            Protocol::H2 => Version::HTTP_2,
-        };
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut sent = 0usize;
         loop {
@@ -493,40 +489,47 @@ impl Client {
                 });
             };
             let addr = ep.addr;
-            // HTTP/1.1 goes in origin form (Host carries the name); HTTP/2
-            // keeps the caller's :authority.
-            let uri = if version == Version::HTTP_2 {
+            // HTTP/2 gets a request head of its own, keeping the caller's
+            // :authority; HTTP/1.1 goes in origin form (Host carries the
+            // name) with the headers lent, not copied.
+            let h2 = if self.upstream.is_h2() {
                 let authority = match (parts.uri.authority(), &ep.authority) {
                     (Some(a), _) | (None, Some(a)) => a.clone(),
                     _ => Authority::try_from(addr.to_string())
                         .map_err(|e| ClientError::BadRequest(e.to_string()))?,
                 };
-                Uri::builder()
+                let uri = Uri::builder()
                     .scheme("http")
                     .authority(authority)
                     .path_and_query(pq.clone())
                     .build()
-                    .map_err(|e| ClientError::BadRequest(e.to_string()))?
+                    .map_err(|e| ClientError::BadRequest(e.to_string()))?;
+                let mut out = Request::new(());
+                *out.method_mut() = parts.method.clone();
+                *out.uri_mut() = uri;
+                *out.version_mut() = Version::HTTP_2;
+                *out.headers_mut() = match borrowed {
+                    Some(h) => h.clone(),
+                    None if replayable => parts.headers.clone(),
+                    None => std::mem::take(&mut parts.headers),
+                };
+                Some(out)
             } else {
-                Uri::from(pq.clone())
+                None
             };
-            let mut out = Request::new(body.for_send());
-            *out.method_mut() = parts.method.clone();
-            *out.uri_mut() = uri;
-            *out.version_mut() = version;
-            // A request sent once needs no copy of its own headers.
-            *out.headers_mut() = match borrowed {
-                Some(h) => h.clone(),
-                None if replayable => parts.headers.clone(),
-                None => std::mem::take(&mut parts.headers),
+            let h1 = h1::Outgoing {
+                method: &parts.method,
+                target: pq.as_str(),
+                headers: borrowed.unwrap_or(&parts.headers),
             };
+            let send_body = body.for_send();
 
             let start = tokio::time::Instant::now();
             sent += 1;
             let attempt = async {
                 let permit = self.permit(&ep).await?;
                 let outstanding = Outstanding::new(ep.clone());
-                let resp = self.upstream.send(&ep, out).await;
+                let resp = self.upstream.send(&ep, h1, h2, send_body).await;
                 Ok::<_, ClientError>((resp, outstanding, permit))
             };
             let result = match params.request_attempt_timeout {

@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::balance::EndpointState;
+use super::h1::Outgoing;
 use super::pool::PooledBody;
 use crate::proxy::ProxyBody;
 use crate::routing::Protocol;
@@ -122,24 +123,37 @@ impl Upstream {
         }
     }
 
-    /// Send `req` to the endpoint `ep`. For HTTP/1.1 the URI must be in
-    /// origin form (`/path?query`); for HTTP/2 it is sent as it is (its
-    /// authority becomes `:authority`).
+    /// Send a request to the endpoint `ep`: for HTTP/1.1 its head is
+    /// borrowed (`h1`); HTTP/2 takes a request head of its own (`h2`, whose
+    /// URI's authority becomes `:authority`).
     pub(crate) async fn send(
         &self,
         ep: &EndpointState,
-        req: Request<ProxyBody>,
+        h1: Outgoing<'_>,
+        h2: Option<Request<()>>,
+        body: ProxyBody,
     ) -> Result<Response<PooledBody>, UpstreamError> {
         match self {
             Upstream::Http1 => match &ep.conns {
-                Some(pool) => pool.send(req).await,
+                Some(pool) => pool.send(h1, body).await,
                 None => Err(UpstreamError::new(
                     true,
                     format!("{}: no HTTP/1.1 connection pool", ep.addr),
                 )),
             },
-            Upstream::Http2(pool) => Ok(pool.send(ep.addr, req).await?.map(PooledBody::unpooled)),
+            Upstream::Http2(pool) => {
+                let Some(head) = h2 else {
+                    return Err(UpstreamError::new(true, "no HTTP/2 request head".into()));
+                };
+                let req = head.map(|()| body);
+                Ok(pool.send(ep.addr, req).await?.map(PooledBody::unpooled))
+            }
         }
+    }
+
+    /// Whether requests go out as HTTP/2.
+    pub(crate) fn is_h2(&self) -> bool {
+        matches!(self, Upstream::Http2(_))
     }
 }
 
