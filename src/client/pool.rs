@@ -2,17 +2,19 @@
 //!
 //! One [`Pool`] per endpoint, held in the endpoint's state, so a request
 //! finds its connections without a map lookup or a hashed key. Connections
-//! are made with hyper's connection API (`conn::http1`) over TCP (or TLS
-//! for `client.tls`), each driven by its own task, and requests are sent in
-//! origin form (`/path?query`) with their headers as given (the `Host`
-//! header is the caller's).
+//! run over TCP (or TLS for `client.tls`) and speak HTTP/1.1 through
+//! [`super::h1`]: no task of their own; the request that uses one writes on
+//! it and reads its response head, and the response body reads the rest.
+//! Requests go in origin form (`/path?query`) with their headers as given
+//! (the `Host` header is the caller's).
 //!
-//! * **Reuse.** A connection goes back to the pool when its response body
-//!   has been read to the end, and only if the response did not ask to
-//!   close it; hyper marks it ready once it has finished with the exchange
-//!   (usually before the body's end reaches the caller; when not, a small
-//!   task waits for that and returns it). Checkout takes the most recently
-//!   used connection that hyper says is ready, dropping the closed ones.
+//! * **Reuse.** A connection goes back to the pool in the poll that reads
+//!   the end of its response body (at once for a response without one),
+//!   and only if the response did not ask to close it and nothing stray
+//!   follows it; a body dropped before its end closes the connection.
+//!   Checkout takes the most recently used connection, after a look at its
+//!   socket (no syscall unless it has an event): one the endpoint closed,
+//!   or that has bytes nobody asked for, is dropped, and the next is tried.
 //! * **Limits.** At most `hostConnectionPool.maxSize` idle connections are
 //!   kept (concurrency itself is limited by the endpoint's semaphore);
 //!   connections idle for `idleTimeMs` are closed by a reaper task that
@@ -26,9 +28,8 @@
 //!   endpoint had already dropped: the request was not read, and the client
 //!   requeues it ([`Unprocessed::Stale`]). A clean close (EOF) is not
 //!   enough: an application that read the request and then crashed closes
-//!   the same way. A request hyper hands back unwritten (the connection
-//!   closed just before it was sent) is sent again at once on another
-//!   connection: nothing of it left, so it is not counted as a requeue.
+//!   the same way. (A close that arrived while the connection sat idle is
+//!   seen at checkout, before anything is written.)
 
 use std::io;
 use std::net::SocketAddr;
