@@ -22,4 +22,10 @@ while IFS= read -r -d '' f; do
     done
     n=$((n + 1))
 done < <(find "$root/dtabs" -name '*.dtab' -print0)
-echo "seeded fuzz/corpus/{dtab,nametree,path} from $n dtab files"
+# HTTP/1.1 responses for `h1_response` (first byte: method and piece size).
+mkdir -p "$corpus/h1_response"
+printf '\x03HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok' > "$corpus/h1_response/length"
+printf '\x05HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\ngrpc-status: 0\r\n\r\n' > "$corpus/h1_response/chunked"
+printf '\x01HTTP/1.0 200 OK\r\n\r\nuntil the end' > "$corpus/h1_response/eof"
+printf '\x82HTTP/1.1 204 No Content\r\ncontent-length: 3\r\n\r\n' > "$corpus/h1_response/head"
+echo "seeded fuzz/corpus/{dtab,nametree,path,h1_response} from $n dtab files and 4 responses"

@@ -39,10 +39,10 @@ import loadbench as lb  # noqa: E402
 
 STRACE_LINE = re.compile(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(\d+)?\s*(\w+)$")
 PERF_LINE = re.compile(r"\s*([\d.]+):\s+(\S+):\s*(.*)")
-EVENTS = [
-    "syscalls:sys_exit_recvfrom",
-    "syscalls:sys_enter_writev",
-]
+# A forwarding write is a writev (hyper's server, nginx) or a sendto
+# (switchyard's own HTTP/1.1 client writes a request in one buffer).
+WRITES = ("sys_enter_writev", "sys_enter_sendto", "sys_enter_write")
+EVENTS = ["syscalls:sys_exit_recvfrom"] + [f"syscalls:{w}" for w in WRITES]
 
 
 def start(kind: str, binary: str, work: Path, backend: int):
@@ -108,7 +108,7 @@ def windows(pid: int, port: int, args, data: Path) -> str:
             leg = "response" if size == args.response_bytes else "request"
             reads[leg] += 1
             last = (t, leg)
-        elif event.endswith("sys_enter_writev") and last:
+        elif event.endswith(WRITES) and last:
             legs[last[1]].append((t - last[0]) * 1e6)
             last = None
 

@@ -144,9 +144,8 @@ impl AsyncWrite for Io {
 /// One HTTP/1.1 connection and its buffers.
 pub(crate) struct Connection {
     io: Io,
-    /// Bytes read and not yet consumed; its allocation is reused once the
-    /// windows handed out on it (header values, body chunks) are dropped.
-    read: BytesMut,
+    /// Bytes read and not yet consumed.
+    inbox: Inbox,
     /// The request being written (head, and small bodies with it).
     write: Vec<u8>,
     /// Whether any byte was read since the current exchange began.
@@ -156,7 +155,7 @@ pub(crate) struct Connection {
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("buffered", &self.read.len())
+            .field("buffered", &self.inbox.read.len())
             .finish_non_exhaustive()
     }
 }
@@ -325,21 +324,6 @@ fn push_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
     }
 }
 
-/// The value of a `content-length` header (all its values, which must agree).
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
-    let mut found = None;
-    for v in headers.get_all(CONTENT_LENGTH) {
-        for part in v.as_bytes().split(|&b| b == b',') {
-            let n = parse_decimal(part.trim_ascii()).ok_or(())?;
-            if found.is_some_and(|f| f != n) {
-                return Err(());
-            }
-            found = Some(n);
-        }
-    }
-    Ok(found)
-}
-
 fn parse_decimal(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 19 {
         return None;
@@ -347,14 +331,6 @@ fn parse_decimal(s: &[u8]) -> Option<u64> {
     s.iter().try_fold(0u64, |n, &b| {
         b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
     })
-}
-
-/// Whether the last transfer coding of `headers` is `chunked`; `None`
-/// without `transfer-encoding`.
-fn chunked_last(headers: &HeaderMap) -> Option<bool> {
-    let last = headers.get_all(TRANSFER_ENCODING).iter().next_back()?;
-    let coding = last.as_bytes().rsplit(|&b| b == b',').next().unwrap_or(b"");
-    Some(coding.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
 /// What a response's own headers say about its framing and its
@@ -397,13 +373,15 @@ impl Facts {
     }
 }
 
-/// How `req`'s body goes on the wire, and the framing header to add (the
-/// caller's own `content-length` or `transfer-encoding` is kept).
+/// How a request's body goes on the wire, given what its own headers
+/// declare, and the framing header to add (the caller's own
+/// `content-length` or `transfer-encoding` is kept).
 fn request_framing(
-    parts: &Outgoing<'_>,
+    method: &Method,
+    declared: &Facts,
     body: &ProxyBody,
 ) -> Result<(Framing, Option<Framing>), H1Error> {
-    if let Some(chunked) = chunked_last(parts.headers) {
+    if let Some(chunked) = declared.chunked {
         if !chunked {
             return Err(H1Error::Request(
                 "transfer-encoding does not end in chunked",
@@ -411,19 +389,35 @@ fn request_framing(
         }
         return Ok((Framing::Chunked, None));
     }
-    let declared =
-        content_length(parts.headers).map_err(|()| H1Error::Request("invalid content-length"))?;
-    if let Some(n) = declared {
-        return Ok((Framing::Length(n), None));
+    match declared.length {
+        Some(Ok(n)) => return Ok((Framing::Length(n), None)),
+        Some(Err(())) => return Err(H1Error::Request("invalid content-length")),
+        None => {}
     }
     if body.is_end_stream() {
-        let carries = matches!(*parts.method, Method::POST | Method::PUT | Method::PATCH);
+        let carries = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
         return Ok((Framing::Empty, carries.then_some(Framing::Length(0))));
     }
     Ok(match body.size_hint().exact() {
         Some(n) => (Framing::Length(n), Some(Framing::Length(n))),
         None => (Framing::Chunked, Some(Framing::Chunked)),
     })
+}
+
+/// [`push_headers`] for a request head, noting on the way what its headers
+/// declare about its body (no lookups in the map).
+fn push_request_headers(out: &mut Vec<u8>, headers: &HeaderMap) -> Facts {
+    let mut declared = Facts::default();
+    for (name, value) in headers {
+        if *name == CONTENT_LENGTH || *name == TRANSFER_ENCODING {
+            declared.note(name.as_str().as_bytes(), value.as_bytes());
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    declared
 }
 
 /// Whether `buf` holds the beginning of a final (not 1xx) response, after
@@ -449,7 +443,9 @@ impl Connection {
     pub(crate) fn new(io: Io) -> Connection {
         Connection {
             io,
-            read: BytesMut::with_capacity(READ_CHUNK),
+            inbox: Inbox {
+                read: BytesMut::with_capacity(READ_CHUNK),
+            },
             write: Vec::new(),
             answered: false,
         }
@@ -462,7 +458,7 @@ impl Connection {
 
     /// Whether bytes are buffered beyond the last response.
     pub(crate) fn has_leftover(&self) -> bool {
-        !self.read.is_empty()
+        !self.inbox.read.is_empty()
     }
 
     /// Whether an idle connection can carry a request: no byte, end of
@@ -470,7 +466,7 @@ impl Connection {
     /// connection shows here, before a request is written on it). Reads
     /// nothing when the socket has no event.
     pub(crate) fn is_idle_open(&mut self) -> bool {
-        if !self.read.is_empty() {
+        if !self.inbox.read.is_empty() {
             return false;
         }
         let mut cx = Context::from_waker(std::task::Waker::noop());
@@ -484,14 +480,14 @@ impl Connection {
 
     /// Read more bytes into the buffer; `Ok(0)` at the end of the stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.read.capacity() - self.read.len() < READ_MIN {
+        if self.inbox.read.capacity() - self.inbox.read.len() < READ_MIN {
             // Reclaims the whole buffer when nothing else holds it.
-            self.read.reserve(READ_CHUNK);
+            self.inbox.read.reserve(READ_CHUNK);
         }
         let n = ready!(tokio_util::io::poll_read_buf(
             Pin::new(&mut self.io),
             cx,
-            &mut self.read
+            &mut self.inbox.read
         ))?;
         if n > 0 {
             self.answered = true;
@@ -506,14 +502,14 @@ impl Connection {
         mut body: ProxyBody,
     ) -> Result<Answer, H1Error> {
         self.answered = false;
-        let (framing, add) = request_framing(&req, &body)?;
         self.write.clear();
         let out = &mut self.write;
         out.extend_from_slice(req.method.as_str().as_bytes());
         out.push(b' ');
         out.extend_from_slice(req.target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
-        push_headers(out, req.headers);
+        let declared = push_request_headers(out, req.headers);
+        let (framing, add) = request_framing(req.method, &declared, &body)?;
         match add {
             Some(Framing::Length(n)) => {
                 out.extend_from_slice(b"content-length: ");
@@ -545,8 +541,9 @@ impl Connection {
     /// the whole body was sent (or the endpoint closed): the body is left.
     async fn send_body(&mut self, body: &mut ProxyBody, framing: Framing) -> Result<bool, H1Error> {
         let Connection {
-            io, read, write, ..
+            io, inbox, write, ..
         } = self;
+        let read = &mut inbox.read;
         let mut framer = Framer { framing, sent: 0 };
         let sent = match io {
             Io::Plain(tcp) => {
@@ -559,7 +556,7 @@ impl Connection {
             }
         };
         // The buffer was empty when the exchange began.
-        self.answered |= !self.read.is_empty();
+        self.answered |= !self.inbox.read.is_empty();
         sent
     }
 
@@ -567,23 +564,77 @@ impl Connection {
     /// other than 101 are skipped.
     async fn read_head(&mut self, method: &Method) -> Result<Answer, H1Error> {
         loop {
-            if !self.read.is_empty() {
-                if let Some(answer) = self.parse_head(method)? {
-                    return Ok(answer);
-                }
-                if self.read.len() >= MAX_HEAD {
-                    return Err(H1Error::HeadTooLarge);
-                }
+            if !self.inbox.read.is_empty()
+                && let Some(answer) = self.inbox.parse_head(method)?
+            {
+                return Ok(answer);
             }
             let n = poll_fn(|cx| self.poll_fill(cx)).await?;
             if n == 0 {
-                return Err(H1Error::Closed(if self.read.is_empty() {
+                return Err(H1Error::Closed(if self.inbox.read.is_empty() {
                     "before responding"
                 } else {
                     "in the middle of the response head"
                 }));
             }
         }
+    }
+
+    /// The next frame of a response body read with `dec`; `dec` is
+    /// [`Decoder::Done`] once the body has ended.
+    pub(crate) fn poll_body(
+        &mut self,
+        cx: &mut Context<'_>,
+        dec: &mut Decoder,
+    ) -> Poll<Option<Result<Frame<Bytes>, H1Error>>> {
+        loop {
+            match self.inbox.body_step(dec) {
+                Ok(BodyStep::Frame(f)) => return Poll::Ready(Some(Ok(f))),
+                Ok(BodyStep::End) => return Poll::Ready(None),
+                Ok(BodyStep::More) => {}
+                Err(e) => return Poll::Ready(Some(Err(e))),
+            }
+            let n = match ready!(self.poll_fill(cx)) {
+                Ok(n) => n,
+                Err(e) => return Poll::Ready(Some(Err(e.into()))),
+            };
+            if n == 0 {
+                return Poll::Ready(self.inbox.body_eof(dec).map(Err));
+            }
+        }
+    }
+}
+
+/// What was read from the endpoint and not yet consumed, and how it is
+/// taken apart: no I/O here, so it is the same whether the bytes come from
+/// a socket in whatever pieces, or from a test or the fuzzer.
+#[derive(Default)]
+pub(crate) struct Inbox {
+    /// Its allocation is reused once the windows handed out on it (header
+    /// values, body chunks) are dropped.
+    read: BytesMut,
+}
+
+/// What one step of a body's decoding came to.
+#[derive(Debug)]
+pub(crate) enum BodyStep {
+    /// A data or trailers frame.
+    Frame(Frame<Bytes>),
+    /// The body has ended.
+    End,
+    /// More bytes are needed.
+    More,
+}
+
+impl Inbox {
+    /// Append bytes (tests and the fuzzer; a connection reads into it).
+    pub(crate) fn extend(&mut self, bytes: &[u8]) {
+        self.read.extend_from_slice(bytes);
+    }
+
+    /// Bytes buffered and not consumed.
+    pub(crate) fn len(&self) -> usize {
+        self.read.len()
     }
 
     /// Parse the response head at the front of the buffer, when complete.
@@ -600,8 +651,15 @@ impl Connection {
                     .parse_response_with_uninit_headers(&mut res, &self.read, &mut slots)
                     .map_err(|e| H1Error::Head(e.to_string()))?;
                 let httparse::Status::Complete(len) = status else {
+                    // Incomplete: the head is longer than what is here.
+                    if self.read.len() >= MAX_HEAD {
+                        return Err(H1Error::HeadTooLarge);
+                    }
                     return Ok(None);
                 };
+                if len > MAX_HEAD {
+                    return Err(H1Error::HeadTooLarge);
+                }
                 let base = self.read.as_ptr() as usize;
                 for (span, h) in spans.iter_mut().zip(res.headers.iter()) {
                     let n = h.name.as_ptr() as usize - base;
@@ -683,59 +741,55 @@ impl Connection {
         }
     }
 
-    /// The next frame of a response body read with `dec`; `dec` is
-    /// [`Decoder::Done`] once the body has ended.
-    pub(crate) fn poll_body(
-        &mut self,
-        cx: &mut Context<'_>,
-        dec: &mut Decoder,
-    ) -> Poll<Option<Result<Frame<Bytes>, H1Error>>> {
-        loop {
-            match dec {
-                Decoder::Done => return Poll::Ready(None),
-                Decoder::Length(left) => {
-                    if !self.read.is_empty() {
-                        let n = (*left).min(self.read.len() as u64);
-                        let data = self.read.split_to(n as usize).freeze();
-                        *left -= n;
-                        if *left == 0 {
-                            *dec = Decoder::Done;
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
+    /// The next step of a body read with `dec` from what is buffered.
+    pub(crate) fn body_step(&mut self, dec: &mut Decoder) -> Result<BodyStep, H1Error> {
+        match dec {
+            Decoder::Done => Ok(BodyStep::End),
+            Decoder::Length(left) => {
+                if self.read.is_empty() {
+                    return Ok(BodyStep::More);
                 }
-                Decoder::Eof => {
-                    if !self.read.is_empty() {
-                        let data = self.read.split().freeze();
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                }
-                Decoder::Chunked(state) => match self.chunk_step(state) {
-                    Ok(Step::Frame(f)) => return Poll::Ready(Some(Ok(f))),
-                    Ok(Step::Again) => continue,
-                    Ok(Step::End) => {
-                        *dec = Decoder::Done;
-                        return Poll::Ready(None);
-                    }
-                    Ok(Step::Trailers(t)) => {
-                        *dec = Decoder::Done;
-                        return Poll::Ready(Some(Ok(Frame::trailers(t))));
-                    }
-                    Ok(Step::More) => {}
-                    Err(e) => return Poll::Ready(Some(Err(e))),
-                },
-            }
-            let n = match ready!(self.poll_fill(cx)) {
-                Ok(n) => n,
-                Err(e) => return Poll::Ready(Some(Err(e.into()))),
-            };
-            if n == 0 {
-                if matches!(dec, Decoder::Eof) {
+                let n = (*left).min(self.read.len() as u64);
+                let data = self.read.split_to(n as usize).freeze();
+                *left -= n;
+                if *left == 0 {
                     *dec = Decoder::Done;
-                    return Poll::Ready(None);
                 }
-                return Poll::Ready(Some(Err(H1Error::Closed("before the response body ended"))));
+                Ok(BodyStep::Frame(Frame::data(data)))
             }
+            Decoder::Eof => {
+                if self.read.is_empty() {
+                    return Ok(BodyStep::More);
+                }
+                Ok(BodyStep::Frame(Frame::data(self.read.split().freeze())))
+            }
+            Decoder::Chunked(state) => loop {
+                match self.chunk_step(state)? {
+                    Step::Frame(f) => return Ok(BodyStep::Frame(f)),
+                    Step::Again => continue,
+                    Step::End => {
+                        *dec = Decoder::Done;
+                        return Ok(BodyStep::End);
+                    }
+                    Step::Trailers(t) => {
+                        *dec = Decoder::Done;
+                        return Ok(BodyStep::Frame(Frame::trailers(t)));
+                    }
+                    Step::More => return Ok(BodyStep::More),
+                }
+            },
+        }
+    }
+
+    /// The connection ended while `dec` wanted more: the end of a body
+    /// framed by the close, else an error.
+    pub(crate) fn body_eof(&self, dec: &mut Decoder) -> Option<H1Error> {
+        match dec {
+            Decoder::Eof | Decoder::Done => {
+                *dec = Decoder::Done;
+                None
+            }
+            _ => Some(H1Error::Closed("before the response body ended")),
         }
     }
 
@@ -743,6 +797,9 @@ impl Connection {
     fn chunk_step(&mut self, state: &mut Chunk) -> Result<Step, H1Error> {
         match *state {
             Chunk::Size => match httparse::parse_chunk_size(&self.read) {
+                Ok(httparse::Status::Complete((used, _))) if used > MAX_CHUNK_LINE => {
+                    Err(H1Error::Chunk("chunk-size line too long"))
+                }
                 Ok(httparse::Status::Complete((used, size))) => {
                     let _ = self.read.split_to(used);
                     *state = if size == 0 {
@@ -752,7 +809,7 @@ impl Connection {
                     };
                     Ok(Step::Again)
                 }
-                Ok(httparse::Status::Partial) if self.read.len() > MAX_CHUNK_LINE => {
+                Ok(httparse::Status::Partial) if self.read.len() >= MAX_CHUNK_LINE => {
                     Err(H1Error::Chunk("chunk-size line too long"))
                 }
                 Ok(httparse::Status::Partial) => Ok(Step::More),
@@ -808,6 +865,9 @@ impl Connection {
                 }
                 let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 match httparse::parse_headers(&self.read, &mut slots) {
+                    Ok(httparse::Status::Complete((used, _))) if used > MAX_HEAD => {
+                        Err(H1Error::Chunk("trailers too long"))
+                    }
                     Ok(httparse::Status::Complete((used, hs))) => {
                         let mut trailers = HeaderMap::with_capacity(hs.len());
                         for h in hs {
@@ -829,6 +889,73 @@ impl Connection {
             }
         }
     }
+}
+
+/// A response decoded from bytes alone (see [`decode`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Decoded {
+    /// The final status.
+    pub status: u16,
+    /// The head's headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body's bytes.
+    pub body: Vec<u8>,
+    /// The trailers, when the body had any.
+    pub trailers: Option<Vec<(String, Vec<u8>)>>,
+    /// Whether the connection could carry another exchange.
+    pub reusable: bool,
+}
+
+fn pairs(h: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+    h.iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+/// Decode `data` as the whole response to a `method` request, as a
+/// connection would when the bytes arrive `piece` at a time and the
+/// endpoint closes after them: for tests and the fuzz target, which check
+/// that the pieces do not change the outcome.
+pub fn decode(data: &[u8], method: &Method, piece: usize) -> Result<Decoded, String> {
+    let mut pieces = data.chunks(piece.max(1));
+    let mut inbox = Inbox::default();
+    let answer = loop {
+        if let Some(a) = inbox.parse_head(method).map_err(|e| e.to_string())? {
+            break a;
+        }
+        match pieces.next() {
+            Some(p) => inbox.extend(p),
+            None => return Err(H1Error::Closed("before responding").to_string()),
+        }
+    };
+    let mut dec = answer.body;
+    let (mut body, mut trailers) = (Vec::new(), None);
+    loop {
+        match inbox.body_step(&mut dec).map_err(|e| e.to_string())? {
+            BodyStep::Frame(f) => match f.into_data() {
+                Ok(d) => body.extend_from_slice(&d),
+                Err(f) => trailers = f.into_trailers().ok().map(|t| pairs(&t)),
+            },
+            BodyStep::End => break,
+            BodyStep::More => match pieces.next() {
+                Some(p) => inbox.extend(p),
+                None => match inbox.body_eof(&mut dec) {
+                    Some(e) => return Err(e.to_string()),
+                    None => break,
+                },
+            },
+        }
+    }
+    // What a connection would do next: bytes beyond the response are
+    // stray, and forbid reuse.
+    let rest = pieces.map(<[u8]>::len).sum::<usize>();
+    Ok(Decoded {
+        status: answer.head.status().as_u16(),
+        headers: pairs(answer.head.headers()),
+        body,
+        trailers,
+        reusable: answer.reusable && inbox.len() == 0 && rest == 0,
+    })
 }
 
 /// What one step of chunked decoding came to.
@@ -965,39 +1092,6 @@ mod tests {
     }
 
     #[test]
-    fn content_length_values_must_agree() {
-        let mut h = HeaderMap::new();
-        assert_eq!(content_length(&h), Ok(None));
-        h.append(CONTENT_LENGTH, HeaderValue::from_static("12"));
-        assert_eq!(content_length(&h), Ok(Some(12)));
-        h.append(CONTENT_LENGTH, HeaderValue::from_static("12, 12"));
-        assert_eq!(content_length(&h), Ok(Some(12)));
-        h.append(CONTENT_LENGTH, HeaderValue::from_static("13"));
-        assert_eq!(content_length(&h), Err(()));
-        for bad in ["", "-1", "1e3", "+5", "99999999999999999999"] {
-            let mut h = HeaderMap::new();
-            h.insert(CONTENT_LENGTH, HeaderValue::from_static(bad));
-            assert_eq!(content_length(&h), Err(()), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn the_last_transfer_coding_decides() {
-        let te = |vals: &[&'static str]| {
-            let mut h = HeaderMap::new();
-            for v in vals {
-                h.append(TRANSFER_ENCODING, HeaderValue::from_static(v));
-            }
-            chunked_last(&h)
-        };
-        assert_eq!(te(&[]), None);
-        assert_eq!(te(&["chunked"]), Some(true));
-        assert_eq!(te(&["gzip, Chunked"]), Some(true));
-        assert_eq!(te(&["chunked, gzip"]), Some(false));
-        assert_eq!(te(&["gzip", "chunked"]), Some(true));
-    }
-
-    #[test]
     fn response_framing_facts_come_from_the_raw_headers() {
         let facts = |hs: &[(&str, &str)]| {
             let mut f = Facts::default();
@@ -1016,7 +1110,13 @@ mod tests {
             facts(&[("content-length", "5"), ("content-length", "6")]).length,
             Some(Err(()))
         );
-        assert_eq!(facts(&[("content-length", "x")]).length, Some(Err(())));
+        for bad in ["", "-1", "1e3", "+5", "99999999999999999999"] {
+            assert_eq!(
+                facts(&[("content-length", bad)]).length,
+                Some(Err(())),
+                "{bad:?}"
+            );
+        }
         assert_eq!(
             facts(&[("Transfer-Encoding", "gzip, chunked")]).chunked,
             Some(true)
@@ -1027,6 +1127,128 @@ mod tests {
         );
         assert!(facts(&[("Connection", "keep-alive, Close")]).close);
         assert!(!facts(&[("connection", "keep-alive"), ("x-close", "close")]).close);
+    }
+
+    #[test]
+    fn requests_are_framed_by_what_they_declare_else_by_their_body() {
+        use http_body_util::{Empty, Full};
+        let empty = || Empty::new().map_err(|never| match never {}).boxed();
+        let full = || {
+            Full::new(Bytes::from_static(b"abc"))
+                .map_err(|never| match never {})
+                .boxed()
+        };
+        let declared = |hs: &[(&str, &str)]| {
+            let mut f = Facts::default();
+            for (n, v) in hs {
+                f.note(n.as_bytes(), v.as_bytes());
+            }
+            f
+        };
+        let none = Facts::default();
+        assert_eq!(
+            request_framing(&Method::GET, &none, &empty()).unwrap(),
+            (Framing::Empty, None)
+        );
+        assert_eq!(
+            request_framing(&Method::POST, &none, &empty()).unwrap(),
+            (Framing::Empty, Some(Framing::Length(0)))
+        );
+        assert_eq!(
+            request_framing(&Method::PUT, &none, &full()).unwrap(),
+            (Framing::Length(3), Some(Framing::Length(3)))
+        );
+        let cl = declared(&[("content-length", "3")]);
+        assert_eq!(
+            request_framing(&Method::PUT, &cl, &full()).unwrap(),
+            (Framing::Length(3), None)
+        );
+        let te = declared(&[("transfer-encoding", "chunked")]);
+        assert_eq!(
+            request_framing(&Method::PUT, &te, &full()).unwrap(),
+            (Framing::Chunked, None)
+        );
+        for bad in [
+            declared(&[("transfer-encoding", "gzip")]),
+            declared(&[("content-length", "3"), ("content-length", "4")]),
+        ] {
+            assert!(request_framing(&Method::PUT, &bad, &full()).is_err());
+        }
+    }
+
+    #[test]
+    fn responses_decode_the_same_whatever_pieces_they_arrive_in() {
+        let cases: &[&[u8]] = &[
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-a: 1\r\n\r\nhello",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5;a=b\r\nhello\r\n1\r\n \n0\r\ngrpc-status: 0\r\nx: y\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\n\r\nuntil the end",
+            b"HTTP/1.1 204 No Content\r\ncontent-length: 3\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nshort",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nshort",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1, 2\r\n\r\nok",
+        ];
+        for data in cases {
+            let whole = decode(data, &Method::GET, data.len());
+            for piece in 1..8 {
+                assert_eq!(
+                    decode(data, &Method::GET, piece),
+                    whole,
+                    "{piece}: {data:?}"
+                );
+            }
+        }
+        let chunked = decode(cases[1], &Method::GET, 1).unwrap();
+        assert_eq!(chunked.body, b"hello ");
+        assert_eq!(chunked.trailers.unwrap().len(), 2);
+        assert!(chunked.reusable);
+        let eof = decode(cases[2], &Method::GET, 3).unwrap();
+        assert_eq!(
+            (eof.body.as_slice(), eof.reusable),
+            (b"until the end".as_slice(), false)
+        );
+        assert!(
+            decode(cases[5], &Method::GET, 4)
+                .unwrap_err()
+                .contains("closed")
+        );
+        assert!(
+            decode(cases[6], &Method::GET, 4)
+                .unwrap_err()
+                .contains("chunk")
+        );
+        assert!(!decode(cases[7], &Method::GET, 4).unwrap().reusable);
+        assert!(
+            decode(cases[8], &Method::GET, 4)
+                .unwrap_err()
+                .contains("content-length")
+        );
+        let head = decode(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n",
+            &Method::HEAD,
+            2,
+        );
+        assert_eq!(head.unwrap().body, b"");
+    }
+
+    #[test]
+    fn heads_and_chunk_lines_have_a_size_limit_however_they_arrive() {
+        let refused = |data: &[u8], why: &str| {
+            for piece in [100, 1000, data.len()] {
+                let e = decode(data, &Method::GET, piece).unwrap_err();
+                assert!(e.contains(why), "{piece}: {e}");
+            }
+        };
+        let mut big = b"HTTP/1.1 200 OK\r\nx-big: ".to_vec();
+        big.resize(MAX_HEAD + 10, b'a');
+        big.extend_from_slice(b"\r\ncontent-length: 0\r\n\r\n");
+        refused(&big, "longer");
+        let mut line = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1;".to_vec();
+        line.resize(line.len() + MAX_CHUNK_LINE, b'x');
+        line.extend_from_slice(b"\r\na\r\n0\r\n\r\n");
+        refused(&line, "too long");
     }
 
     #[test]

@@ -53,6 +53,13 @@ pub use params::{
 };
 use upstream::{Upstream, UpstreamError};
 
+/// HTTP/1.1 response decoding from bytes alone, for the fuzz target
+/// (`fuzz/fuzz_targets/h1_response.rs`); not an API.
+#[doc(hidden)]
+pub mod h1_decode {
+    pub use super::h1::{Decoded, decode};
+}
+
 use crate::dtab::Path;
 use crate::naming::{Addr, Bound};
 use crate::proxy::{BoxError, ProxyBody};
