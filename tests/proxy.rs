@@ -839,3 +839,106 @@ async fn upstream_reset_is_502_and_attempt_timeout_503() {
     assert!(err.contains("within 100ms"), "{err}");
     rude_task.abort();
 }
+
+/// A raw HTTP/1.1 backend on 127.0.0.1:0 (no HTTP library): it answers by
+/// the request's path, in the framings a real backend may use, so the
+/// proxy's own HTTP/1.1 client meets them as sent.
+async fn raw_backend() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // One request head (the GETs and HEADs here carry no body).
+                    let end = loop {
+                        if let Some(e) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break e + 4;
+                        }
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end);
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                    let answer: &[u8] = match path.as_str() {
+                        "/chunked" => {
+                            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                              6;ext=1\r\nchunks\r\n5\r\n, two\r\n0\r\nx-sum: 11\r\n\r\n"
+                        }
+                        "/interim" => {
+                            b"HTTP/1.1 100 Continue\r\n\r\n\
+                              HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\ninterim"
+                        }
+                        "/head" => b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n",
+                        "/eof" => b"HTTP/1.0 200 OK\r\n\r\nframed by the close",
+                        "/early" => {
+                            // Answers before reading the upload, then keeps
+                            // the connection open without reading.
+                            let _ = s
+                                .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big!")
+                                .await;
+                            tokio::time::sleep(Duration::from_secs(10)).await;
+                            return;
+                        }
+                        _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+                    };
+                    if s.write_all(answer).await.is_err() || path == "/eof" {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn backend_framings_reach_the_client_as_sent() {
+    let backend = raw_backend().await;
+    let binder = Arc::new(TestBinder::new(&format!(
+        "/svc/raw=>/$/inet/127.0.0.1/{}",
+        backend.port()
+    )));
+    let p = start_proxy(http_params(), binder).await;
+    for (path, want) in [
+        ("/chunked", "chunks, two"),
+        ("/interim", "interim"),
+        ("/eof", "framed by the close"),
+        ("/chunked", "chunks, two"),
+    ] {
+        let (r, body) = get(p.addr, "raw", path, &[]).await;
+        assert_eq!((r.status().as_u16(), body.as_str()), (200, want), "{path}");
+    }
+    let req = Request::builder()
+        .method("HEAD")
+        .uri(format!("http://{}/head", p.addr))
+        .header("host", "raw")
+        .body(empty())
+        .unwrap();
+    let (r, body) = send(&h1_client(), req).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], "100");
+    assert_eq!(body, "");
+
+    // 64 MB, far more than the socket buffers hold: the backend's early
+    // answer comes back, though the upload never finished.
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("http://{}/early", p.addr))
+        .header("host", "raw")
+        .body(generated(64 * 1024 * 1024))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(5), h1_client().request(req))
+        .await
+        .expect("the early answer in time")
+        .expect("a response");
+    assert_eq!(resp.status(), 413);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "too big!");
+}
