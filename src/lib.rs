@@ -20,7 +20,7 @@
 //! * [`routing`]: identifiers, the per-router binding and client caches
 //!   (published with arc-swap).
 //! * [`client`]: one client per bound name: endpoint choice, requeues,
-//!   connection pools.
+//!   connection pools, and its own HTTP/1.1 client (no task per connection).
 //! * [`proxy`]: the HTTP/1.1 and HTTP/2 servers and forwarding, graceful shutdown.
 //! * [`admin`]: the admin server.
 //! * [`app`]: wires a config into all of the above; [`cli`]: the commands.
