@@ -455,9 +455,9 @@ impl Client {
     }
 
     /// [`Client::call`] with the headers borrowed from the caller, which
-    /// keeps them for its own retries: each send copies them, so a request
-    /// sent once costs one copy rather than one here and one there. `req`'s
-    /// own headers are ignored.
+    /// keeps them for its own retries: an HTTP/1.1 send only reads them
+    /// (no copy at all), an HTTP/2 send copies them once. `req`'s own
+    /// headers are ignored.
     pub async fn call_with_headers(
         &self,
         req: Request<CallBody>,

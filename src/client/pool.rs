@@ -685,13 +685,8 @@ mod tests {
             while let Ok((mut stream, _)) = listener.accept().await {
                 a.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(k) => head.extend_from_slice(&buf[..k]),
-                        }
+                    if !read_head(&mut stream).await {
+                        return;
                     }
                     let _ = stream
                         .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nonce")
@@ -744,6 +739,20 @@ mod tests {
         assert!(e.connect, "{}", e.cause);
         assert!(e.cause.contains(&addr.to_string()), "{}", e.cause);
         assert_eq!(p.open(), 0);
+    }
+
+    /// Read up to the end of a request head (and maybe beyond); `false`
+    /// when the connection ended first.
+    async fn read_head(stream: &mut TcpStream) -> bool {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(k) => head.extend_from_slice(&buf[..k]),
+            }
+        }
+        true
     }
 
     /// One raw request (head and body) off `stream`, or `None` at its end.
@@ -1021,13 +1030,8 @@ mod tests {
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(k) => head.extend_from_slice(&buf[..k]),
-                        }
+                    if !read_head(&mut stream).await {
+                        return;
                     }
                     let _ = stream
                         .write_all(b"HTTP/1.1 413 Too Large\r\ncontent-length: 3\r\n\r\nbig")

@@ -250,8 +250,8 @@ impl Forwarder {
                 *out.method_mut() = parts.method.clone();
                 *out.uri_mut() = uri;
                 tracing::trace!(dst = %ctx.dst, attempt = n, client = %client.id(), "attempt");
-                // The client copies the headers for each send: a copy made
-                // here would be a second one.
+                // The client only reads the headers for an HTTP/1.1 send
+                // (and copies them for HTTP/2): no copy is needed here.
                 let called = match own {
                     Some(h) => {
                         *out.headers_mut() = h;
