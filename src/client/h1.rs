@@ -57,6 +57,9 @@ const READ_CHUNK: usize = 8 * 1024;
 const READ_MIN: usize = 1024;
 /// Request bytes gathered before they are written.
 const WRITE_HIGH: usize = 64 * 1024;
+/// A write buffer grown beyond this by a large body is not kept for the
+/// next exchange: an idle pooled connection stays small.
+const WRITE_KEEP: usize = 16 * 1024;
 /// The longest chunk-size line (with extensions) accepted.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 
@@ -245,24 +248,36 @@ impl Framer {
         if data.is_empty() {
             return Ok(());
         }
-        let len = data.len() as u64;
+        self.open(out, data.len())?;
+        out.extend_from_slice(data);
+        self.close(out);
+        Ok(())
+    }
+
+    /// Account for `len` bytes of data and append what goes before them
+    /// (a chunk's size line).
+    fn open(&mut self, out: &mut Vec<u8>, len: usize) -> Result<(), H1Error> {
+        let len = len as u64;
         match self.framing {
             Framing::Empty => return Err(body_error("sent data where none was declared")),
-            Framing::Length(n) => {
-                if self.sent + len > n {
-                    return Err(body_error("longer than its content-length"));
-                }
-                out.extend_from_slice(data);
+            Framing::Length(n) if self.sent + len > n => {
+                return Err(body_error("longer than its content-length"));
             }
+            Framing::Length(_) => {}
             Framing::Chunked => {
                 push_hex(out, len);
-                out.extend_from_slice(b"\r\n");
-                out.extend_from_slice(data);
                 out.extend_from_slice(b"\r\n");
             }
         }
         self.sent += len;
         Ok(())
+    }
+
+    /// Append what goes after a piece of data (a chunk's CRLF).
+    fn close(&self, out: &mut Vec<u8>) {
+        if self.framing == Framing::Chunked {
+            out.extend_from_slice(b"\r\n");
+        }
     }
 
     /// Append the end of the body (the last chunk and trailers) to `out`.
@@ -528,6 +543,9 @@ impl Connection {
             self.io.flush().await?;
         } else {
             interrupted = self.send_body(&mut body, framing).await?;
+        }
+        if self.write.capacity() > WRITE_KEEP {
+            self.write = Vec::new();
         }
         let mut answer = self.read_head(req.method).await?;
         if interrupted {
@@ -1011,6 +1029,14 @@ where
                 }
                 Some(Err(e)) => return Err(H1Error::RequestBody(e)),
                 Some(Ok(f)) => match f.into_data() {
+                    // A large piece goes out as it is, not copied.
+                    Ok(data) if data.len() >= WRITE_KEEP => {
+                        framer.open(write, data.len())?;
+                        wr.write_all(write).await?;
+                        write.clear();
+                        wr.write_all(&data).await?;
+                        framer.close(write);
+                    }
                     Ok(data) => framer.data(write, &data)?,
                     Err(f) => {
                         framer.finish(write, f.trailers_ref())?;

@@ -993,6 +993,45 @@ mod tests {
         assert_eq!(seen.accepts.load(Ordering::SeqCst), 1);
     }
 
+    #[tokio::test]
+    async fn large_pieces_of_a_body_are_framed_like_small_ones() {
+        let ok = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        let (addr, seen) = scripted(vec![ok, ok]).await;
+        let p = pool(addr, PoolParams::default());
+        let big = Bytes::from(vec![b'a'; 20_000]);
+        for declared in [None, Some("20003")] {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+            let mut req = request("/up");
+            *req.method_mut() = http::Method::PUT;
+            if let Some(n) = declared {
+                req.headers_mut()
+                    .insert("content-length", http::HeaderValue::from_static(n));
+            }
+            *req.body_mut() = http_body_util::StreamBody::new(tokio_stream_from(rx)).boxed();
+            tx.send(Ok(Frame::data(big.clone()))).await.unwrap();
+            tx.send(Ok(Frame::data(Bytes::from_static(b"bcd"))))
+                .await
+                .unwrap();
+            drop(tx);
+            let resp = p.send_req(req).await.unwrap();
+            let _ = resp.into_body().collect().await.unwrap();
+        }
+        let got: Vec<String> = lock(&seen.targets).iter().map(|t| t.0.clone()).collect();
+        let a = "a".repeat(20_000);
+        assert_eq!(
+            got[0],
+            format!(
+                "PUT /up HTTP/1.1\r\nhost: web\r\ntransfer-encoding: chunked\r\n\r\n\
+                 4e20\r\n{a}\r\n3\r\nbcd\r\n0\r\n\r\n"
+            )
+        );
+        assert_eq!(
+            got[1],
+            format!("PUT /up HTTP/1.1\r\nhost: web\r\ncontent-length: 20003\r\n\r\n{a}bcd")
+        );
+        assert_eq!(seen.accepts.load(Ordering::SeqCst), 1);
+    }
+
     /// A body stream out of a channel's receiver.
     fn tokio_stream_from(
         mut rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, BoxError>>,
