@@ -225,26 +225,35 @@ impl Decoder {
     }
 }
 
-/// How the request body is framed on the wire.
+/// How a body is framed on the wire (a request's here, a response's in
+/// the server, [`crate::proxy`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
+pub(crate) enum Framing {
     /// No body.
     Empty,
     /// Exactly this many bytes.
     Length(u64),
     /// Chunked transfer coding.
     Chunked,
+    /// As it comes, until the connection closes (a response to an
+    /// HTTP/1.0 client whose length is not known in advance).
+    Close,
 }
 
 /// Tracks what the body sent so far, against its framing.
-struct Framer {
+pub(crate) struct Framer {
     framing: Framing,
     sent: u64,
 }
 
 impl Framer {
+    /// A body about to be sent with `framing`.
+    pub(crate) fn new(framing: Framing) -> Framer {
+        Framer { framing, sent: 0 }
+    }
+
     /// Append `data`, framed, to `out`.
-    fn data(&mut self, out: &mut Vec<u8>, data: &[u8]) -> Result<(), H1Error> {
+    pub(crate) fn data(&mut self, out: &mut Vec<u8>, data: &[u8]) -> Result<(), H1Error> {
         if data.is_empty() {
             return Ok(());
         }
@@ -256,9 +265,10 @@ impl Framer {
 
     /// Account for `len` bytes of data and append what goes before them
     /// (a chunk's size line).
-    fn open(&mut self, out: &mut Vec<u8>, len: usize) -> Result<(), H1Error> {
+    pub(crate) fn open(&mut self, out: &mut Vec<u8>, len: usize) -> Result<(), H1Error> {
         let len = len as u64;
         match self.framing {
+            Framing::Close => {}
             Framing::Empty => return Err(body_error("sent data where none was declared")),
             Framing::Length(n) if self.sent + len > n => {
                 return Err(body_error("longer than its content-length"));
@@ -274,16 +284,20 @@ impl Framer {
     }
 
     /// Append what goes after a piece of data (a chunk's CRLF).
-    fn close(&self, out: &mut Vec<u8>) {
+    pub(crate) fn close(&self, out: &mut Vec<u8>) {
         if self.framing == Framing::Chunked {
             out.extend_from_slice(b"\r\n");
         }
     }
 
     /// Append the end of the body (the last chunk and trailers) to `out`.
-    fn finish(&mut self, out: &mut Vec<u8>, trailers: Option<&HeaderMap>) -> Result<(), H1Error> {
+    pub(crate) fn finish(
+        &mut self,
+        out: &mut Vec<u8>,
+        trailers: Option<&HeaderMap>,
+    ) -> Result<(), H1Error> {
         match self.framing {
-            Framing::Empty => Ok(()),
+            Framing::Empty | Framing::Close => Ok(()),
             Framing::Length(n) if self.sent == n => Ok(()),
             Framing::Length(_) => Err(body_error("shorter than its content-length")),
             Framing::Chunked => {
@@ -316,7 +330,7 @@ fn push_hex(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -339,7 +353,7 @@ fn push_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
     }
 }
 
-fn parse_decimal(s: &[u8]) -> Option<u64> {
+pub(crate) fn parse_decimal(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 19 {
         return None;
     }
@@ -653,6 +667,22 @@ impl Inbox {
     /// Bytes buffered and not consumed.
     pub(crate) fn len(&self) -> usize {
         self.read.len()
+    }
+
+    /// An inbox over bytes already read (the server hands its connection's
+    /// buffer to a request body this way, and takes it back after).
+    pub(crate) fn from_buf(read: BytesMut) -> Inbox {
+        Inbox { read }
+    }
+
+    /// The buffer, to read into.
+    pub(crate) fn buf_mut(&mut self) -> &mut BytesMut {
+        &mut self.read
+    }
+
+    /// The buffer, with what is left in it.
+    pub(crate) fn into_buf(self) -> BytesMut {
+        self.read
     }
 
     /// Parse the response head at the front of the buffer, when complete.

@@ -21,7 +21,7 @@ mod accrual;
 mod backoff;
 mod balance;
 mod ewma;
-mod h1;
+pub(crate) mod h1;
 mod heap;
 mod params;
 mod pool;

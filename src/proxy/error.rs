@@ -150,7 +150,7 @@ fn fmt_addrs(addrs: &[SocketAddr]) -> String {
 }
 
 /// Like Java's `URLEncoder` but with `%20`: keep only unreserved characters.
-const L5D_ERR_SET: &AsciiSet = &NON_ALPHANUMERIC
+pub(super) const L5D_ERR_SET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')

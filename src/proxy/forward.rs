@@ -9,7 +9,6 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use super::ProxyBody;
 use super::error::ProxyError;
@@ -47,11 +46,11 @@ impl Forwarder {
     }
 
     /// Forward `req`, noting on `noted` what telemetry needs to know.
-    pub(crate) async fn handle(
-        &self,
-        req: Request<Incoming>,
-        noted: &Noted<'_>,
-    ) -> Response<ProxyBody> {
+    pub(crate) async fn handle<B>(&self, req: Request<B>, noted: &Noted<'_>) -> Response<ProxyBody>
+    where
+        B: Body<Data = bytes::Bytes> + Send + Sync + 'static,
+        B::Error: Into<super::BoxError>,
+    {
         let admitted = match self.admit() {
             Ok(a) => a,
             Err(e) => return e.into_response(),
@@ -78,12 +77,16 @@ impl Forwarder {
         Ok(Some(slot))
     }
 
-    async fn forward(
+    async fn forward<B>(
         &self,
-        req: Request<Incoming>,
+        req: Request<B>,
         admitted: Option<Inflight>,
         noted: &Noted<'_>,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
+    ) -> Result<Response<ProxyBody>, ProxyError>
+    where
+        B: Body<Data = bytes::Bytes> + Send + Sync + 'static,
+        B::Error: Into<super::BoxError>,
+    {
         let params = self.router.params();
         let (mut parts, body) = req.into_parts();
         if self.server.clear_context {

@@ -12,6 +12,7 @@
 mod conn;
 mod error;
 mod forward;
+mod h1;
 pub mod headers;
 mod run;
 mod server;

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use http::{Request, Response};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::{Service, service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -19,9 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::BoxError;
-use super::conn::{
-    ConnIo, ConnState, IDLE_TIMEOUT, LINGER, Sniffed, TrackedBody, serve_http1, sniff,
-};
+use super::conn::{ConnIo, Sniffed, TrackedBody, sniff};
 use super::forward::Forwarder;
 use crate::routing::{Protocol, Router, ServerParams};
 use crate::telemetry::ServerTelemetry;
@@ -155,18 +153,35 @@ pub async fn shutdown_on_signals(shutdown: Shutdown) {
 }
 
 /// What every connection of one server shares.
-struct ServerCtx {
+pub(super) struct ServerCtx {
     forwarder: Forwarder,
     telemetry: ServerTelemetry,
     protocol: Protocol,
     tls: Option<crate::tls::ServerTls>,
-    /// Plain HTTP/1: no header read timer of hyper's (see [`serve`]).
-    h1: http1::Builder,
-    /// HTTP/1 over TLS: hyper keeps the connection throughout, so its
-    /// header read timeout bounds a slow head.
+    /// HTTP/1 over TLS is hyper's, with its header read timeout bounding a
+    /// slow head. (Plain HTTP/1 is our own: [`super::h1`].)
     h1_tls: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
-    shutdown: Shutdown,
+    pub(super) shutdown: Shutdown,
+}
+
+impl ServerCtx {
+    /// Forward one request from `peer`, with its telemetry around it.
+    pub(super) async fn respond<B>(
+        &self,
+        mut req: Request<B>,
+        peer: SocketAddr,
+    ) -> Response<TrackedBody>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let started = self.telemetry.start(&mut req, peer);
+        let noted = self.telemetry.noted();
+        let resp = self.forwarder.handle(req, &noted).await;
+        let follow = self.telemetry.finish(started, noted, &resp);
+        resp.map(|body| TrackedBody::new(body, follow))
+    }
 }
 
 /// Serve one of `router`'s servers on `listener` until `shutdown` fires,
@@ -174,8 +189,8 @@ struct ServerCtx {
 ///
 /// `protocol: http` accepts HTTP/1.x and h2c prior knowledge on the same
 /// port; `protocol: h2` accepts HTTP/2 only. A plain-text HTTP/1 connection
-/// holds hyper's buffers only while a request is in progress (see
-/// [`super::conn`]): idle keep-alive clients cost about a socket each.
+/// holds no buffer between requests (see [`super::h1`]): idle keep-alive
+/// clients cost about a socket each.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -186,12 +201,6 @@ pub async fn serve(
     let protocol = router.params().protocol;
     let label = router.label().to_string();
     let local = listener.local_addr()?;
-    // A plain HTTP/1 connection's head is already bounded by our own
-    // serving loop (super::conn: IDLE_TIMEOUT, carried over while a head is
-    // incomplete, and hyper is let go LINGER after a request), so hyper's
-    // header read timeout, a timer armed for every request, is not needed.
-    let mut h1 = http1::Builder::new();
-    h1.header_read_timeout(None);
     let mut h1_tls = http1::Builder::new();
     h1_tls.timer(TokioTimer::new());
     let mut h2 = http2::Builder::new(TokioExecutor::new());
@@ -201,7 +210,6 @@ pub async fn serve(
         tls: server.tls.clone(),
         forwarder: Forwarder::new(router, server),
         protocol,
-        h1,
         h1_tls,
         h2,
         shutdown: shutdown.clone(),
@@ -259,12 +267,10 @@ pub async fn serve(
     Ok(())
 }
 
-/// The service hyper calls for each request on a connection from `peer`;
-/// with `state`, it tells the connection's serving loop when responses end.
+/// The service hyper calls for each request on a connection from `peer`.
 fn service(
     ctx: &Arc<ServerCtx>,
     peer: SocketAddr,
-    state: Option<Arc<ConnState>>,
 ) -> impl Service<
     Request<Incoming>,
     Response = Response<TrackedBody>,
@@ -276,16 +282,9 @@ fn service(
 + Unpin
 + 'static {
     let ctx = ctx.clone();
-    service_fn(move |mut req: Request<Incoming>| {
-        let guard = state.as_ref().map(|s| s.begin(!req.body().is_end_stream()));
+    service_fn(move |req: Request<Incoming>| {
         let ctx = ctx.clone();
-        async move {
-            let started = ctx.telemetry.start(&mut req, peer);
-            let noted = ctx.telemetry.noted();
-            let resp = ctx.forwarder.handle(req, &noted).await;
-            let follow = ctx.telemetry.finish(started, noted, &resp);
-            Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, follow, guard)))
-        }
+        async move { Ok::<_, Infallible>(ctx.respond(req, peer).await) }
     })
 }
 
@@ -299,7 +298,7 @@ async fn serve_plain(
     if ctx.protocol == Protocol::H2 {
         let conn = ctx
             .h2
-            .serve_connection(TokioIo::new(stream), service(ctx, peer, None));
+            .serve_connection(TokioIo::new(stream), service(ctx, peer));
         return Ok(Box::pin(until_drained(conn, &ctx.shutdown)).await?);
     }
     // Nothing of hyper's exists until the client has said something.
@@ -311,27 +310,14 @@ async fn serve_plain(
     match first {
         Sniffed::Gone => Ok(()),
         Sniffed::H2(preface) => {
-            let io = ConnIo::new(stream, preface, Arc::default());
+            let io = ConnIo::new(stream, preface);
             let conn = ctx
                 .h2
-                .serve_connection(TokioIo::new(io), service(ctx, peer, None));
+                .serve_connection(TokioIo::new(io), service(ctx, peer));
             // Boxed, as HTTP/2's state is large and HTTP/1 is the common case.
             Ok(Box::pin(until_drained(conn, &ctx.shutdown)).await?)
         }
-        Sniffed::Http1(head) => {
-            let state = Arc::new(ConnState::default());
-            let svc = service(ctx, peer, Some(state.clone()));
-            Ok(serve_http1(
-                &ctx.h1,
-                stream,
-                head,
-                state,
-                svc,
-                &ctx.shutdown,
-                (LINGER, IDLE_TIMEOUT),
-            )
-            .await?)
-        }
+        Sniffed::Http1(read) => Ok(super::h1::serve(ctx, stream, peer, read).await?),
     }
 }
 
@@ -349,7 +335,7 @@ async fn serve_tls(
     let Ok(stream) = tls.accept(stream, peer).await else {
         return Ok(()); // counted and logged by accept
     };
-    let svc = service(ctx, peer, None);
+    let svc = service(ctx, peer);
     let io = TokioIo::new(stream);
     match crate::tls::server::negotiated(io.inner()) {
         Negotiated::H2 => Ok(until_drained(ctx.h2.serve_connection(io, svc), &ctx.shutdown).await?),
