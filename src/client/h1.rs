@@ -376,7 +376,11 @@ struct Facts {
 }
 
 impl Facts {
-    fn note(&mut self, name: &[u8], value: &[u8]) {
+    /// Note a header; `true` when it concerns this connection only and
+    /// all it says is noted (`transfer-encoding`, `keep-alive`, and a
+    /// `connection` that names nothing but `close` or `keep-alive`): such
+    /// a header is not kept in the map, as the proxy would only remove it.
+    fn note(&mut self, name: &[u8], value: &[u8]) -> bool {
         match name.len() {
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 for part in value.split(|&b| b == b',') {
@@ -387,17 +391,26 @@ impl Facts {
                         _ => Some(Err(())),
                     };
                 }
+                false
             }
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
                 let coding = value.rsplit(|&b| b == b',').next().unwrap_or(b"");
                 self.chunked = Some(coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                true
             }
             10 if name.eq_ignore_ascii_case(b"connection") => {
-                self.close |= value
-                    .split(|&b| b == b',')
-                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+                let mut only_ours = true;
+                for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        self.close = true;
+                    } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+                        only_ours = false;
+                    }
+                }
+                only_ours
             }
-            _ => {}
+            10 if name.eq_ignore_ascii_case(b"keep-alive") => true,
+            _ => false,
         }
     }
 }
@@ -739,7 +752,9 @@ impl Inbox {
             for &(n, nl, v, vl) in &spans[..count] {
                 let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
                 let (name, value) = (&head[n..n + nl], &head[v..v + vl]);
-                facts.note(name, value);
+                if facts.note(name, value) {
+                    continue;
+                }
                 let name = HeaderName::from_bytes(name)
                     .map_err(|_| H1Error::Head("invalid header name".into()))?;
                 let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))

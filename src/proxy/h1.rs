@@ -126,7 +126,11 @@ struct Declared {
 }
 
 impl Declared {
-    fn note(&mut self, name: &[u8], value: &[u8]) {
+    /// Note a header; `true` when it concerns this connection only and all
+    /// it says is noted (`transfer-encoding`, `keep-alive`, and a
+    /// `connection` that names nothing but `close` or `keep-alive`): it is
+    /// not kept in the request, as the forwarder would only remove it.
+    fn note(&mut self, name: &[u8], value: &[u8]) -> bool {
         match name.len() {
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 for part in value.split(|&b| b == b',') {
@@ -137,21 +141,32 @@ impl Declared {
                         _ => Some(Err(())),
                     };
                 }
+                false
             }
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
                 let coding = value.rsplit(|&b| b == b',').next().unwrap_or(b"");
                 self.chunked = Some(coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                true
             }
             10 if name.eq_ignore_ascii_case(b"connection") => {
+                let mut only_ours = true;
                 for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                    self.close |= token.eq_ignore_ascii_case(b"close");
-                    self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                    if token.eq_ignore_ascii_case(b"close") {
+                        self.close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        self.keep_alive = true;
+                    } else if !token.is_empty() {
+                        only_ours = false;
+                    }
                 }
+                only_ours
             }
+            10 if name.eq_ignore_ascii_case(b"keep-alive") => true,
             6 if name.eq_ignore_ascii_case(b"expect") => {
                 self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+                false
             }
-            _ => {}
+            _ => false,
         }
     }
 }
@@ -223,7 +238,9 @@ fn parse_request(read: &mut BytesMut) -> Result<Option<Head>, Rejection> {
     for &(n, nl, v, vl) in spans.get(..count).unwrap_or_default() {
         let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
         let name = window((n, nl));
-        declared.note(name, window((v, vl)));
+        if declared.note(name, window((v, vl))) {
+            continue;
+        }
         let name = HeaderName::from_bytes(name).map_err(|_| {
             Rejection::Bad(format!(
                 "invalid header name {:?}",
@@ -420,7 +437,27 @@ fn poll_fill(
         if read.capacity() - read.len() < READ_MIN {
             read.reserve(READ_CHUNK);
         }
-        match stream.try_read_buf(read) {
+        let room = read.capacity() - read.len();
+        // A read that does not fill the room empties the socket (epoll is
+        // edge-triggered: bytes that come later bring a new event), so the
+        // readiness is cleared at once: the next read would only find
+        // nothing, a syscall per request. As tokio's own `poll_read`, it
+        // clears the readiness seen *before* the read (the outer
+        // `try_io`), never an event that came during it.
+        let mut short = None;
+        let r = stream.try_io(tokio::io::Interest::READABLE, || {
+            match stream.try_read_buf(read) {
+                Ok(n) if n > 0 && n < room => {
+                    short = Some(n);
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+                r => r,
+            }
+        });
+        if let Some(n) = short {
+            return Poll::Ready(Ok(n));
+        }
+        match r {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             r => return Poll::Ready(r),
         }
