@@ -178,7 +178,9 @@ impl Pool {
     ) -> Result<Response<PooledBody>, UpstreamError> {
         let mut conn = match self.take() {
             Some(c) => c,
-            None => self.connect(false).await?,
+            // Boxed: connecting (TLS included) is rare and its state large;
+            // inline, it would size every request's future.
+            None => Box::pin(self.connect(false)).await?,
         };
         conn.uses += 1;
         match conn.h1.send(req, body).await {

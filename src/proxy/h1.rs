@@ -434,6 +434,9 @@ fn poll_fill(
 ) -> Poll<io::Result<usize>> {
     loop {
         ready!(stream.poll_read_ready(cx))?;
+        if read.capacity() == 0 {
+            *read = spare::take();
+        }
         if read.capacity() - read.len() < READ_MIN {
             read.reserve(READ_CHUNK);
         }
@@ -528,9 +531,10 @@ pub(super) async fn serve(
                     Poll::Ready(Err(_)) => return Poll::Ready(Wait::Close),
                     Poll::Pending => {}
                 }
-                // Nothing to read: an idle connection holds no buffer.
+                // Nothing to read: an idle connection holds no buffer (it
+                // goes back to the thread's spares).
                 if read.is_empty() && read.capacity() > 0 {
-                    read = BytesMut::new();
+                    spare::give(std::mem::take(&mut read));
                 }
                 if stop.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Wait::Close);
@@ -582,7 +586,10 @@ pub(super) async fn serve(
             };
             (body, Some(inflow))
         };
-        let respond = ctx.respond(req.map(|()| body), peer);
+        // Boxed: the forwarding future is most of a connection's size, and
+        // an idle connection should cost a socket, not the largest request
+        // state it ever had.
+        let respond = Box::pin(ctx.respond(req.map(|()| body), peer));
         let resp = match &inflow {
             Some(inflow) if expect_continue => with_continue(respond, inflow, &stream).await,
             _ => respond.await,
@@ -710,6 +717,44 @@ enum WriteError {
     /// The response body failed, or did not match its length.
     #[error("response body: {0}")]
     Body(String),
+}
+
+/// Read buffers of idle connections, kept per thread for the next
+/// connection that has something to read: an idle connection holds no
+/// buffer, and a busy one does not allocate one (and its shared header,
+/// once split) per request.
+mod spare {
+    use std::cell::RefCell;
+
+    use bytes::BytesMut;
+
+    /// Spares kept per thread at most (8 KB each).
+    const KEEP: usize = 64;
+
+    thread_local! {
+        static SPARES: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A spare buffer, or an empty one.
+    pub(super) fn take() -> BytesMut {
+        SPARES
+            .try_with(|s| s.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// Keep `buf` (empty) for another connection. Its allocation is
+    /// reclaimed by the next `reserve` once nothing else holds a window on
+    /// it (a request head still alive), else a new one is made then.
+    pub(super) fn give(buf: BytesMut) {
+        let _ = SPARES.try_with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < KEEP {
+                s.push(buf);
+            }
+        });
+    }
 }
 
 /// Write `resp` to a `method` request of `version`. `keep_alive` is what
