@@ -28,4 +28,10 @@ printf '\x03HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r
 printf '\x05HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\ngrpc-status: 0\r\n\r\n' > "$corpus/h1_response/chunked"
 printf '\x01HTTP/1.0 200 OK\r\n\r\nuntil the end' > "$corpus/h1_response/eof"
 printf '\x82HTTP/1.1 204 No Content\r\ncontent-length: 3\r\n\r\n' > "$corpus/h1_response/head"
-echo "seeded fuzz/corpus/{dtab,nametree,path,h1_response} from $n dtab files and 4 responses"
+# HTTP/1.1 requests for `h1_request` (first byte: piece size).
+mkdir -p "$corpus/h1_request"
+printf '\x03GET /a?b=1 HTTP/1.1\r\nHost: web\r\nl5d-dtab: /svc=>/srv\r\n\r\n' > "$corpus/h1_request/get"
+printf '\x05POST /c HTTP/1.1\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n' > "$corpus/h1_request/pipelined"
+printf '\x02POST /c HTTP/1.1\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n5;x=1\r\nhello\r\n0\r\nx-t: 1\r\n\r\n' > "$corpus/h1_request/chunked"
+printf '\x01\r\nGET http://web/ HTTP/1.0\r\nconnection: keep-alive, x-hop\r\nx-hop: 1\r\n\r\n' > "$corpus/h1_request/http10"
+echo "seeded fuzz/corpus/{dtab,nametree,path,h1_response,h1_request} from $n dtab files, 4 responses and 4 requests"

@@ -190,8 +190,11 @@ fn parse_request(read: &mut BytesMut) -> Result<Option<Head>, Rejection> {
     let (len, method, target, minor, count) = {
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
+        // Only the first MAX_HEAD bytes are looked at: the outcome is then
+        // the same however the bytes were cut into reads.
+        let window = read.get(..MAX_HEAD).unwrap_or(read);
         let status = httparse::ParserConfig::default()
-            .parse_request_with_uninit_headers(&mut req, read, &mut slots)
+            .parse_request_with_uninit_headers(&mut req, window, &mut slots)
             .map_err(|e| match e {
                 httparse::Error::TooManyHeaders => {
                     Rejection::TooLarge(format!("more than {MAX_HEADERS} headers"))
@@ -296,6 +299,81 @@ fn parse_request(read: &mut BytesMut) -> Result<Option<Head>, Rejection> {
         keep_alive,
         expect_continue,
     }))
+}
+
+/// A request decoded from bytes alone (see [`decode`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct DecodedRequest {
+    /// The method, the target and whether it is HTTP/1.0.
+    pub line: (String, String, bool),
+    /// The headers kept for forwarding, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body's bytes.
+    pub body: Vec<u8>,
+    /// The trailers, when the body had any.
+    pub trailers: Option<Vec<(String, Vec<u8>)>>,
+    /// Whether the connection could carry another request.
+    pub keep_alive: bool,
+    /// Bytes after the request (the next, pipelined request).
+    pub rest: usize,
+}
+
+fn pairs(h: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+    h.iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+/// Decode `data` as a request from a client, as a connection would when
+/// the bytes arrive `piece` at a time and the client closes after them:
+/// for tests and the fuzz target, which check that the pieces do not
+/// change the outcome.
+pub fn decode(data: &[u8], piece: usize) -> Result<DecodedRequest, String> {
+    let mut pieces = data.chunks(piece.max(1));
+    let mut read = BytesMut::new();
+    let head = loop {
+        match parse_request(&mut read) {
+            Ok(Some(h)) => break h,
+            Ok(None) => {}
+            Err(Rejection::Bad(why) | Rejection::TooLarge(why)) => return Err(why),
+        }
+        match pieces.next() {
+            Some(p) => read.extend_from_slice(p),
+            None => return Err("closed before a complete head".into()),
+        }
+    };
+    let mut dec = head.body;
+    let mut inbox = Inbox::from_buf(read);
+    let (mut body, mut trailers) = (Vec::new(), None);
+    loop {
+        match inbox
+            .body_step(&mut dec)
+            .map_err(|e| body_error(e).to_string())?
+        {
+            BodyStep::Frame(f) => match f.into_data() {
+                Ok(d) => body.extend_from_slice(&d),
+                Err(f) => trailers = f.into_trailers().ok().map(|t| pairs(&t)),
+            },
+            BodyStep::End => break,
+            BodyStep::More => match pieces.next() {
+                Some(p) => inbox.buf_mut().extend_from_slice(p),
+                None => return Err("closed before the body ended".into()),
+            },
+        }
+    }
+    let (method, target, version) = (
+        head.req.method().to_string(),
+        head.req.uri().to_string(),
+        head.req.version(),
+    );
+    Ok(DecodedRequest {
+        line: (method, target, version == Version::HTTP_10),
+        headers: pairs(head.req.headers()),
+        body,
+        trailers,
+        keep_alive: head.keep_alive,
+        rest: inbox.len() + pieces.map(<[u8]>::len).sum::<usize>(),
+    })
 }
 
 /// Where a `100 Continue` is.
@@ -988,6 +1066,46 @@ mod tests {
             assert_eq!(again.req.headers().len(), 3);
             assert!(buf.is_empty());
         }
+    }
+
+    #[test]
+    fn requests_decode_the_same_whatever_pieces_they_arrive_in() {
+        let cases: [&[u8]; 6] = [
+            GET,
+            b"POST /c HTTP/1.1\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n",
+            b"POST /c HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n0\r\nx-t: 1\r\n\r\n",
+            b"POST /c HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel",
+            b"POST /c HTTP/1.1\r\ncontent-length: x\r\n\r\n",
+            b"\r\n\r\nGET / HTTP/1.0\r\nconnection: keep-alive, x-hop\r\nx-hop: 1\r\n\r\n",
+        ];
+        for case in cases {
+            let whole = decode(case, case.len());
+            for piece in 1..8 {
+                assert_eq!(
+                    decode(case, piece),
+                    whole,
+                    "{piece}: {}",
+                    String::from_utf8_lossy(case)
+                );
+            }
+        }
+        let d = decode(cases[2], 3).unwrap();
+        assert_eq!(d.body, b"hello");
+        assert_eq!(d.trailers, Some(vec![("x-t".into(), b"1".to_vec())]));
+        let d = decode(cases[1], 2).unwrap();
+        assert_eq!(
+            (d.body.as_slice(), d.keep_alive, d.rest),
+            (&b"hello"[..], false, 18)
+        );
+        // Hop-by-hop headers that only concern the connection are not kept;
+        // a `connection` that names another header is (the forwarder
+        // removes both).
+        assert!(!d.headers.iter().any(|(n, _)| n == "connection"));
+        let d = decode(cases[5], 1).unwrap();
+        assert!(d.keep_alive && d.line.2);
+        assert_eq!(d.headers.len(), 2);
+        assert!(decode(cases[3], 4).unwrap_err().contains("body ended"));
+        assert!(decode(cases[4], 4).unwrap_err().contains("content-length"));
     }
 
     #[test]
