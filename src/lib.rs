@@ -21,7 +21,9 @@
 //!   (published with arc-swap).
 //! * [`client`]: one client per bound name: endpoint choice, requeues,
 //!   connection pools, and its own HTTP/1.1 client (no task per connection).
-//! * [`proxy`]: the HTTP/1.1 and HTTP/2 servers and forwarding, graceful shutdown.
+//! * [`proxy`]: the servers and forwarding, graceful shutdown: its own
+//!   HTTP/1.1 server for plain-text connections (one loop per connection,
+//!   no buffer while idle), hyper's for HTTP/2 and for TLS.
 //! * [`admin`]: the admin server.
 //! * [`app`]: wires a config into all of the above; [`cli`]: the commands.
 #![forbid(unsafe_code)]

@@ -752,3 +752,71 @@ async fn answer_without_reading_the_body_does_not_hang() {
     // and is closed once the response is written (as hyper did).
     c.assert_closed().await;
 }
+
+/// Time since `t0` when the proxy closes `c` (at most `limit` later), in
+/// the test's (paused, auto-advancing) clock.
+async fn closed_after(c: &mut Conn, t0: tokio::time::Instant, limit: Duration) -> Duration {
+    assert!(c.closes_within(limit).await, "still open after {limit:?}");
+    t0.elapsed()
+}
+
+// The idle limit is 30 s, checked by one timer per connection that is
+// re-armed when it fires after progress: a silent connection is closed
+// between 30 and 60 s after its last request. These run on tokio's paused
+// clock, which jumps to the next timer whenever every task waits.
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_silent_in_the_middle_of_a_head_is_closed() {
+    let (p, _b) = proxy_with(&["a"]).await;
+    let mut c = Conn::open(p.addr).await;
+    let t0 = tokio::time::Instant::now();
+    c.send(b"GET / HTTP/1.1\r\nhost: a\r\n").await;
+    let after = closed_after(&mut c, t0, Duration::from_secs(120)).await;
+    assert!(
+        after >= Duration::from_secs(30) && after <= Duration::from_secs(61),
+        "{after:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_head_trickled_a_byte_at_a_time_does_not_keep_a_connection() {
+    let (p, _b) = proxy_with(&["a"]).await;
+    let mut c = Conn::open(p.addr).await;
+    let t0 = tokio::time::Instant::now();
+    let head = get_req("a", "/");
+    let mut closed = None;
+    for byte in head.iter().take(head.len() - 1) {
+        c.send(std::slice::from_ref(byte)).await;
+        if c.closes_within(Duration::from_secs(5)).await {
+            closed = Some(t0.elapsed());
+            break;
+        }
+    }
+    let after = closed.expect("closed before the head was complete");
+    assert!(
+        after >= Duration::from_secs(30) && after <= Duration::from_secs(61),
+        "{after:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not() {
+    let (p, _b) = proxy_with(&["a"]).await;
+    let mut idle = Conn::open(p.addr).await;
+    let mut busy = Conn::open(p.addr).await;
+    for c in [&mut idle, &mut busy] {
+        c.send(&get_req("a", "/")).await;
+        assert_eq!(c.response().await.status, 200);
+    }
+    let t0 = tokio::time::Instant::now();
+    // A request every 20 s keeps `busy` open past any idle limit.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        busy.send(&get_req("a", "/")).await;
+        assert_eq!(busy.response().await.status, 200);
+    }
+    assert!(t0.elapsed() >= Duration::from_secs(100));
+    busy.assert_open().await;
+    let after = closed_after(&mut idle, t0, Duration::from_secs(1)).await;
+    assert!(after >= Duration::from_secs(30), "{after:?}");
+}

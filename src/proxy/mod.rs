@@ -6,6 +6,13 @@
 //! integrator can bind `127.0.0.1:0`), a [`Router`], the server's
 //! [`ServerParams`] and a [`Shutdown`] handle, as mini-redis's `server::run`.
 //!
+//! Modules, in the order a request meets them: `server` (listeners,
+//! shutdown, TLS and HTTP/2 through hyper), `conn` (what a plain-text
+//! connection speaks), `h1` (Switchyard's own HTTP/1.1 server loop),
+//! `forward` (one request: identify, route, retry, forward), [`headers`]
+//! (Linkerd's headers, hop-by-hop), `error` ([`ProxyError`] and its
+//! `l5d-err` responses).
+//!
 //! [`Router`]: crate::routing::Router
 //! [`ServerParams`]: crate::routing::ServerParams
 
