@@ -747,7 +747,7 @@ impl Inbox {
             }
             let head = self.read.split_to(len).freeze();
             // Room for what the proxy adds without regrowing the map.
-            let mut headers = HeaderMap::with_capacity(count + 4);
+            let mut headers = crate::proxy::headers::spare_maps::take(count + 4);
             let mut facts = Facts::default();
             for &(n, nl, v, vl) in &spans[..count] {
                 let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);

@@ -215,7 +215,8 @@ impl Forwarder {
                 svc.params.retry_buffer_size.request_bytes,
             )
         };
-        let (parts, router, dst) = (&parts, &self.router, &dst);
+        let (request, router, dst) = (&mut parts, &self.router, &dst);
+        let parts = &*request;
         let ctx = CallCtx::new(dst.path().clone());
         let ctx = &ctx;
         let attempt = |body: ReplayBody, n: usize| {
@@ -272,6 +273,8 @@ impl Forwarder {
             }
         };
         let response = retry::call(svc, &parts.method, body, limit, attempt).await?;
+        // The request's map is done with: kept for another message.
+        headers::spare_maps::give(std::mem::take(&mut request.headers));
         // Stats agree with the service's classifier (and downstream hops),
         // which wrote its verdict as l5d-success-class (looked at first:
         // it is almost always there); a gRPC response classified only in

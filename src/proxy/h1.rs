@@ -236,7 +236,7 @@ fn parse_request(read: &mut BytesMut) -> Result<Option<Head>, Rejection> {
     let uri = http::Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1))
         .map_err(|e| Rejection::Bad(format!("invalid request target: {e}")))?;
     // Room for what the proxy adds without regrowing the map.
-    let mut headers = HeaderMap::with_capacity(count + 8);
+    let mut headers = super::headers::spare_maps::take(count + 8);
     let mut declared = Declared::default();
     for &(n, nl, v, vl) in spans.get(..count).unwrap_or_default() {
         let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
@@ -848,6 +848,8 @@ async fn write_response(
 ) -> Result<(), WriteError> {
     let (parts, mut body) = resp.into_parts();
     let status = parts.status;
+    // The map goes back to the spares once written (below, on every path).
+    let parts = Recycled(parts);
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
@@ -978,6 +980,24 @@ async fn write_response(
     write_all(stream, out).await?;
     out.clear();
     Ok(())
+}
+
+/// A response head whose header map is kept for another message when the
+/// head is done with.
+struct Recycled(http::response::Parts);
+
+impl std::ops::Deref for Recycled {
+    type Target = http::response::Parts;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        super::headers::spare_maps::give(std::mem::take(&mut self.0.headers));
+    }
 }
 
 /// A `date` header line for now, formatted once a second per thread.

@@ -84,6 +84,53 @@ pub fn request_id() -> HeaderValue {
     HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
+/// Header maps of finished messages, kept per thread for the next ones.
+///
+/// Every proxied HTTP/1.1 exchange builds two maps (the request's, parsed
+/// by the server; the response's, parsed by the client) of two allocations
+/// each; a map cleared keeps its allocations, so a busy proxy makes none.
+pub(crate) mod spare_maps {
+    use std::cell::RefCell;
+
+    use http::HeaderMap;
+
+    /// Maps kept per thread at most.
+    const KEEP: usize = 32;
+    /// A map grown beyond this many entries (a message with many headers)
+    /// is not kept: spares stay small.
+    const LARGEST: usize = 64;
+
+    thread_local! {
+        static SPARES: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// An empty map with room for at least `n` headers.
+    pub(crate) fn take(n: usize) -> HeaderMap {
+        let spare = SPARES.try_with(|s| s.borrow_mut().pop()).ok().flatten();
+        match spare {
+            Some(mut map) => {
+                map.reserve(n);
+                map
+            }
+            None => HeaderMap::with_capacity(n),
+        }
+    }
+
+    /// Keep `map`'s allocations for another message.
+    pub(crate) fn give(mut map: HeaderMap) {
+        if map.capacity() > LARGEST {
+            return;
+        }
+        map.clear();
+        let _ = SPARES.try_with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < KEEP {
+                s.push(map);
+            }
+        });
+    }
+}
+
 /// The empty dtab, shared: most requests carry no dtab headers, and a new
 /// empty dtab would cost an allocation each.
 static NO_DTAB: LazyLock<Dtab> = LazyLock::new(Dtab::empty);
