@@ -362,17 +362,22 @@ pub(crate) fn parse_decimal(s: &[u8]) -> Option<u64> {
     })
 }
 
-/// What a response's own headers say about its framing and its
-/// connection, gathered while the head is turned into a map (instead of
-/// three lookups in the map afterwards).
+/// What a message's own headers say about its framing and its
+/// connection, gathered while its head is turned into a map (instead of
+/// lookups in the map afterwards): a response's here, a request's in the
+/// server ([`crate::proxy`]).
 #[derive(Debug, Default)]
-struct Facts {
+pub(crate) struct Facts {
     /// `content-length`: its value (all values must agree).
-    length: Option<Result<u64, ()>>,
+    pub(crate) length: Option<Result<u64, ()>>,
     /// `transfer-encoding`: whether its last coding is `chunked`.
-    chunked: Option<bool>,
+    pub(crate) chunked: Option<bool>,
     /// `connection` names `close`.
-    close: bool,
+    pub(crate) close: bool,
+    /// `connection` names `keep-alive`.
+    pub(crate) keep_alive: bool,
+    /// `expect: 100-continue`.
+    pub(crate) expect_continue: bool,
 }
 
 impl Facts {
@@ -380,7 +385,7 @@ impl Facts {
     /// all it says is noted (`transfer-encoding`, `keep-alive`, and a
     /// `connection` that names nothing but `close` or `keep-alive`): such
     /// a header is not kept in the map, as the proxy would only remove it.
-    fn note(&mut self, name: &[u8], value: &[u8]) -> bool {
+    pub(crate) fn note(&mut self, name: &[u8], value: &[u8]) -> bool {
         match name.len() {
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 for part in value.split(|&b| b == b',') {
@@ -403,13 +408,19 @@ impl Facts {
                 for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                     if token.eq_ignore_ascii_case(b"close") {
                         self.close = true;
-                    } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        self.keep_alive = true;
+                    } else if !token.is_empty() {
                         only_ours = false;
                     }
                 }
                 only_ours
             }
             10 if name.eq_ignore_ascii_case(b"keep-alive") => true,
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+                false
+            }
             _ => false,
         }
     }

@@ -63,7 +63,7 @@ use tokio::time::Instant;
 use super::conn::{IDLE_TIMEOUT, TrackedBody};
 use super::server::ServerCtx;
 use crate::client::h1::{
-    BodyStep, Decoder, Framer, Framing, H1Error, Inbox, parse_decimal, push_decimal,
+    BodyStep, Decoder, Facts, Framer, Framing, H1Error, Inbox, parse_decimal, push_decimal,
 };
 
 /// The longest request head (request line and headers).
@@ -107,68 +107,6 @@ struct Head {
     keep_alive: bool,
     /// The client waits for `100 Continue` before sending the body.
     expect_continue: bool,
-}
-
-/// What a request's own headers say about its body and its connection,
-/// noted while its header map is built.
-#[derive(Debug, Default)]
-struct Declared {
-    /// `content-length`: its value (all values must agree).
-    length: Option<Result<u64, ()>>,
-    /// `transfer-encoding`: whether its last coding is `chunked`.
-    chunked: Option<bool>,
-    /// `connection` names `close`.
-    close: bool,
-    /// `connection` names `keep-alive`.
-    keep_alive: bool,
-    /// `expect: 100-continue`.
-    expect_continue: bool,
-}
-
-impl Declared {
-    /// Note a header; `true` when it concerns this connection only and all
-    /// it says is noted (`transfer-encoding`, `keep-alive`, and a
-    /// `connection` that names nothing but `close` or `keep-alive`): it is
-    /// not kept in the request, as the forwarder would only remove it.
-    fn note(&mut self, name: &[u8], value: &[u8]) -> bool {
-        match name.len() {
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
-                for part in value.split(|&b| b == b',') {
-                    let n = parse_decimal(part.trim_ascii()).ok_or(());
-                    self.length = match (self.length, n) {
-                        (None, n) => Some(n),
-                        (Some(Ok(a)), Ok(b)) if a == b => Some(Ok(a)),
-                        _ => Some(Err(())),
-                    };
-                }
-                false
-            }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
-                let coding = value.rsplit(|&b| b == b',').next().unwrap_or(b"");
-                self.chunked = Some(coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-                true
-            }
-            10 if name.eq_ignore_ascii_case(b"connection") => {
-                let mut only_ours = true;
-                for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                    if token.eq_ignore_ascii_case(b"close") {
-                        self.close = true;
-                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                        self.keep_alive = true;
-                    } else if !token.is_empty() {
-                        only_ours = false;
-                    }
-                }
-                only_ours
-            }
-            10 if name.eq_ignore_ascii_case(b"keep-alive") => true,
-            6 if name.eq_ignore_ascii_case(b"expect") => {
-                self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
-                false
-            }
-            _ => false,
-        }
-    }
 }
 
 /// Parse the request head at the front of `read`, when it is complete.
@@ -237,7 +175,7 @@ fn parse_request(read: &mut BytesMut) -> Result<Option<Head>, Rejection> {
         .map_err(|e| Rejection::Bad(format!("invalid request target: {e}")))?;
     // Room for what the proxy adds without regrowing the map.
     let mut headers = super::headers::spare_maps::take(count + 8);
-    let mut declared = Declared::default();
+    let mut declared = Facts::default();
     for &(n, nl, v, vl) in spans.get(..count).unwrap_or_default() {
         let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
         let name = window((n, nl));
