@@ -401,6 +401,23 @@ async fn expect_100_continue_gets_continue_before_the_body() {
     assert_eq!((r.status, r.text().as_str()), (200, "5"));
 }
 
+#[tokio::test]
+async fn a_request_refused_before_its_body_gets_no_100_continue() {
+    let (p, _b) = proxy_with(&["a"]).await;
+    let mut c = Conn::open(p.addr).await;
+    // No route for `nope`: the answer comes before the body is read, so the
+    // client is never asked for it; the body it never sent cannot be
+    // skipped, so the connection closes after the answer.
+    c.send(
+        b"POST /count HTTP/1.1\r\nhost: nope\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n",
+    )
+    .await;
+    let r = c.response().await;
+    assert_eq!(r.status, 502, "a final answer, not 100 Continue");
+    assert!(r.header("l5d-err").is_some());
+    c.assert_closed().await;
+}
+
 /// The bad requests of [`bad_requests_get_4xx_and_close`], each with a
 /// word its 400's body should hold.
 fn bad_requests() -> Vec<(&'static str, Vec<u8>, &'static str)> {
