@@ -48,18 +48,22 @@ use tokio_rustls::client::TlsStream;
 
 use crate::proxy::{BoxError, ProxyBody};
 
-/// The longest response head (status line and headers) or trailer block.
-const MAX_HEAD: usize = 64 * 1024;
-/// Headers in one response head or trailer block.
-const MAX_HEADERS: usize = 100;
+// The limits and buffer sizes below hold for both sides: this client and
+// the proxy's server (`crate::proxy`), which uses them too.
+
+/// The longest message head (start line and headers) or trailer block.
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
+/// Headers in one message head or trailer block.
+pub(crate) const MAX_HEADERS: usize = 100;
 /// The read buffer grows by this much when less than [`READ_MIN`] is free.
-const READ_CHUNK: usize = 8 * 1024;
-const READ_MIN: usize = 1024;
-/// Request bytes gathered before they are written.
-const WRITE_HIGH: usize = 64 * 1024;
-/// A write buffer grown beyond this by a large body is not kept for the
-/// next exchange: an idle pooled connection stays small.
-const WRITE_KEEP: usize = 16 * 1024;
+pub(crate) const READ_CHUNK: usize = 8 * 1024;
+pub(crate) const READ_MIN: usize = 1024;
+/// Bytes gathered before they are written.
+pub(crate) const WRITE_HIGH: usize = 64 * 1024;
+/// A body piece this large is written as it is, not copied; a write buffer
+/// grown beyond this by a large body is not kept for the next message, so
+/// an idle connection stays small.
+pub(crate) const WRITE_KEEP: usize = 16 * 1024;
 /// The longest chunk-size line (with extensions) accepted.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 

@@ -63,20 +63,10 @@ use tokio::time::Instant;
 use super::conn::{IDLE_TIMEOUT, TrackedBody};
 use super::server::ServerCtx;
 use crate::client::h1::{
-    BodyStep, Decoder, Facts, Framer, Framing, H1Error, Inbox, parse_decimal, push_decimal,
+    BodyStep, Decoder, Facts, Framer, Framing, H1Error, Inbox, MAX_HEAD, MAX_HEADERS, READ_CHUNK,
+    READ_MIN, WRITE_HIGH, WRITE_KEEP, parse_decimal, push_decimal,
 };
 
-/// The longest request head (request line and headers).
-const MAX_HEAD: usize = 64 * 1024;
-/// Headers in one request head.
-const MAX_HEADERS: usize = 100;
-/// The read buffer grows by this much when less than [`READ_MIN`] is free.
-const READ_CHUNK: usize = 8 * 1024;
-const READ_MIN: usize = 1024;
-/// Response bytes gathered before they are written.
-const WRITE_HIGH: usize = 64 * 1024;
-/// A body piece this large is written as it is, not copied.
-const WRITE_DIRECT: usize = 16 * 1024;
 /// How long a closing connection reads and drops what a client still sends.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 /// What a client that asked for it gets before it sends its body.
@@ -614,7 +604,7 @@ pub(super) async fn serve(
         keep_alive &= !ctx.shutdown.is_triggered();
         let written =
             write_response(&stream, &mut out, resp, &method, version, &mut keep_alive).await;
-        if out.capacity() > WRITE_DIRECT {
+        if out.capacity() > WRITE_KEEP {
             out = Vec::new();
         }
         let mut unread = false;
@@ -895,7 +885,7 @@ async fn write_response(
                 return Err(WriteError::Body(e.to_string()));
             }
             Some(Ok(f)) => match f.into_data() {
-                Ok(data) if data.len() >= WRITE_DIRECT => {
+                Ok(data) if data.len() >= WRITE_KEEP => {
                     framer.open(out, data.len()).map_err(framed)?;
                     write_all(stream, out).await?;
                     out.clear();
