@@ -25,6 +25,8 @@
 //!   HTTP/1.1 server for plain-text connections (one loop per connection,
 //!   no buffer while idle), hyper's for HTTP/2 and for TLS.
 //! * [`admin`]: the admin server.
+//! * [`clock`]: the precise clock for latencies and a coarse one (a kernel
+//!   tick) for the request path's other bookkeeping.
 //! * [`app`]: wires a config into all of the above; [`cli`]: the commands.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -39,6 +41,7 @@ pub mod service;
 pub mod tls;
 
 pub mod admin;
+pub mod clock;
 pub mod telemetry;
 
 pub mod app;

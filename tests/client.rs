@@ -1027,3 +1027,33 @@ async fn sequential_requests_reuse_one_connection_until_idle_time_closes_it() {
         "{ep:#}"
     );
 }
+
+/// The coarse clock that the request path's bookkeeping reads (the real
+/// one: integration tests build the crate without `cfg(test)`) agrees with
+/// the precise clock to within a kernel tick, never goes back, and its
+/// milliseconds advance with real time.
+#[test]
+fn coarse_clock_tracks_the_precise_one() {
+    use std::time::Instant;
+    use switchyard::clock::{coarse, coarse_ms};
+    // A tick is at most 10 ms (HZ ≥ 100); the slack covers a preemption
+    // between the two readings on a busy machine.
+    let (tick, slack) = (Duration::from_millis(10), Duration::from_millis(200));
+    let mut last = coarse();
+    let ms0 = coarse_ms();
+    for _ in 0..40 {
+        let c = coarse();
+        let p = Instant::now();
+        let c_std = c.into_std();
+        assert!(c_std <= p + tick, "coarse {c_std:?} ahead of precise {p:?}");
+        assert!(
+            p <= c_std + tick + slack,
+            "coarse {c_std:?} behind precise {p:?}"
+        );
+        assert!(c >= last, "coarse clock went back");
+        last = c;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let elapsed = coarse_ms() - ms0;
+    assert!(elapsed >= 60, "40 sleeps of 2 ms, {elapsed} coarse ms");
+}

@@ -115,7 +115,7 @@ impl Shared {
             aperture: Mutex::new(Aperture {
                 size: min,
                 load: 0.0,
-                stamp: Instant::now(),
+                stamp: crate::clock::coarse(),
                 offset: rand::rng().random_range(0..1024),
             }),
         })
@@ -158,7 +158,7 @@ impl EndpointState {
         shared: Arc<Shared>,
         prev: Option<&EndpointState>,
     ) -> EndpointState {
-        let now = Instant::now();
+        let now = crate::clock::coarse();
         let conns = match prev.and_then(|p| p.conns.clone()) {
             Some(c) => Some(c),
             None => shared
@@ -202,7 +202,7 @@ impl EndpointState {
     /// Its latency average (peak EWMA), decayed to now.
     pub fn ewma(&self) -> Duration {
         let tau = self.decay();
-        let ns = lock(&self.ewma).get(Instant::now(), tau);
+        let ns = lock(&self.ewma).get(crate::clock::coarse(), tau);
         Duration::from_nanos(ns as u64)
     }
 
@@ -257,7 +257,7 @@ impl EndpointState {
         if !success {
             self.failures.fetch_add(1, Ordering::Relaxed);
         }
-        let now = Instant::now();
+        let now = crate::clock::coarse();
         let mut a = lock(&self.accrual);
         let t = a.record(success, now);
         let now_available = a.health() == Health::Available;
@@ -294,7 +294,7 @@ impl EndpointState {
     /// Record the time a response took to start.
     pub(crate) fn observe_latency(&self, rtt: Duration) {
         let tau = self.decay();
-        lock(&self.ewma).observe(rtt, Instant::now(), tau);
+        lock(&self.ewma).observe(rtt, crate::clock::coarse(), tau);
     }
 
     /// Admin view of the endpoint.
@@ -484,7 +484,7 @@ impl EndpointSet {
 
     /// Endpoints in rotation now.
     pub fn available(&self) -> usize {
-        let now = Instant::now();
+        let now = crate::clock::coarse();
         self.endpoints()
             .iter()
             .filter(|e| e.is_available(now))
@@ -504,7 +504,7 @@ impl EndpointSet {
         let first = endpoints.first()?;
         let shared = &first.shared;
         let lb = shared.params.load_balancer;
-        let now = Instant::now();
+        let now = crate::clock::coarse();
         let mut rng = rand::rng();
         let mut last: Option<&Arc<EndpointState>> = None;
         if let Some(heap) = &shared.heap {

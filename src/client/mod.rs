@@ -31,7 +31,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -309,7 +309,6 @@ pub struct Client {
     residual: Path,
     addr: watch::Receiver<Addr>,
     set: Arc<ArcSwap<EndpointSet>>,
-    last_used: AtomicU64,
     shared: Arc<Shared>,
     upstream: Arc<Upstream>,
     _stop: oneshot::Sender<()>,
@@ -363,7 +362,6 @@ impl Client {
             residual: bound.residual.clone(),
             addr: bound.addr.clone(),
             set,
-            last_used: AtomicU64::new(0),
             upstream,
             shared,
             _stop: stop_tx,
@@ -419,10 +417,6 @@ impl Client {
         let next = publish(&self.set, &addr, &self.shared);
         keep(&next);
         Some(next)
-    }
-
-    pub(crate) fn touch(&self, now_ms: u64) {
-        self.last_used.store(now_ms, Ordering::Relaxed);
     }
 
     /// One attempt: choose an endpoint, send `req`, and requeue it, when
@@ -679,7 +673,7 @@ impl Client {
     /// and latency average.
     pub fn state_json(&self) -> serde_json::Value {
         let set = self.endpoints();
-        let now = tokio::time::Instant::now();
+        let now = crate::clock::coarse();
         let (state, message) = match &*set {
             EndpointSet::Pending => ("pending", None),
             EndpointSet::Neg => ("neg", None),

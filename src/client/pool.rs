@@ -232,7 +232,7 @@ impl Pool {
         }
         idle.conns.push(IdleConn {
             conn,
-            since: Instant::now(),
+            since: crate::clock::coarse(),
         });
         if !idle.reaping
             && let Ok(rt) = tokio::runtime::Handle::try_current()
@@ -306,11 +306,11 @@ impl Pool {
 
 /// Closes idle connections after `idleTimeMs` while any are idle.
 async fn reaper(pool: Weak<Pool>, idle_time: Duration) {
-    let mut next = Instant::now() + idle_time;
+    let mut next = crate::clock::coarse() + idle_time;
     loop {
         tokio::time::sleep_until(next).await;
         let Some(p) = pool.upgrade() else { return };
-        match p.reap(Instant::now()) {
+        match p.reap(crate::clock::coarse()) {
             Some(n) => next = n,
             None => return,
         }

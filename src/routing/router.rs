@@ -228,7 +228,6 @@ struct Inner {
     bindings: ReadMap<BindingKey, Arc<Binding>>,
     clients: Arc<ClientCache>,
     services: crate::service::Services,
-    epoch: Instant,
 }
 
 /// A cached binding of (local dtab, name), followed by a task until evicted.
@@ -397,7 +396,6 @@ impl Router {
                 binder,
                 bindings: ReadMap::new(),
                 clients,
-                epoch: Instant::now(),
             }),
         }
     }
@@ -423,7 +421,8 @@ impl Router {
     }
 
     fn now_ms(&self) -> u64 {
-        self.inner.epoch.elapsed().as_millis() as u64
+        // Stamps of last use, compared with each other: the coarse clock will do.
+        crate::clock::coarse_ms()
     }
 
     /// Name a request with the router's identifiers, in order (the first
@@ -555,7 +554,6 @@ impl Router {
         };
         let target = choose(tree).map_err(err)?;
         let client = &target.client;
-        client.touch(self.now_ms());
         let remaining = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
         let Some(set) = client.ready(remaining).await else {
             return Err(err(RouteFailure::BindingTimeout(

@@ -103,13 +103,15 @@ impl RetryBudget {
                 .unwrap_or(u64::MAX)
                 .max(1),
             slices: u64::from(SLICES),
-            epoch: Instant::now(),
+            epoch: crate::clock::coarse(),
             window: Mutex::new(VecDeque::new()),
         }
     }
 
     fn now_slice(&self) -> u64 {
-        let elapsed = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        // Slices are a second long by default: the coarse clock will do.
+        let elapsed = crate::clock::coarse().saturating_duration_since(self.epoch);
+        let elapsed = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         elapsed / self.slice_ns
     }
 
