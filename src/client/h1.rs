@@ -382,6 +382,9 @@ pub(crate) struct Facts {
     pub(crate) keep_alive: bool,
     /// `expect: 100-continue`.
     pub(crate) expect_continue: bool,
+    /// A header the forwarder reads before routing: `via`, `l5d-dtab`,
+    /// `l5d-ctx-dtab` or `l5d-ctx-deadline` ([`crate::proxy::headers::RoutingHeaders`]).
+    pub(crate) context: bool,
 }
 
 impl Facts {
@@ -423,6 +426,13 @@ impl Facts {
             10 if name.eq_ignore_ascii_case(b"keep-alive") => true,
             6 if name.eq_ignore_ascii_case(b"expect") => {
                 self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+                false
+            }
+            3 | 8 | 12 | 16 => {
+                self.context |= name.eq_ignore_ascii_case(b"via")
+                    || name.eq_ignore_ascii_case(b"l5d-dtab")
+                    || name.eq_ignore_ascii_case(b"l5d-ctx-dtab")
+                    || name.eq_ignore_ascii_case(b"l5d-ctx-deadline");
                 false
             }
             _ => false,

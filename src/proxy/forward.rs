@@ -46,7 +46,12 @@ impl Forwarder {
     }
 
     /// Forward `req`, noting on `noted` what telemetry needs to know.
-    pub(crate) async fn handle<B>(&self, req: Request<B>, noted: &Noted<'_>) -> Response<ProxyBody>
+    pub(crate) async fn handle<B>(
+        &self,
+        req: Request<B>,
+        context: headers::RoutingHeaders,
+        noted: &Noted<'_>,
+    ) -> Response<ProxyBody>
     where
         B: Body<Data = bytes::Bytes> + Send + Sync + 'static,
         B::Error: Into<super::BoxError>,
@@ -55,7 +60,7 @@ impl Forwarder {
             Ok(a) => a,
             Err(e) => return e.into_response(),
         };
-        match self.forward(req, admitted, noted).await {
+        match self.forward(req, context, admitted, noted).await {
             Ok(resp) => resp,
             Err(e) => {
                 tracing::debug!(router = %self.router.label(), error = %e, "request failed");
@@ -80,6 +85,7 @@ impl Forwarder {
     async fn forward<B>(
         &self,
         req: Request<B>,
+        context: headers::RoutingHeaders,
         admitted: Option<Inflight>,
         noted: &Noted<'_>,
     ) -> Result<Response<ProxyBody>, ProxyError>
@@ -92,14 +98,24 @@ impl Forwarder {
         if self.server.clear_context {
             headers::clear_context(&mut parts.headers);
         }
-        let seen = headers::via_count(&parts.headers);
+        // Most requests carry none of the headers read before routing.
+        let maybe = context == headers::RoutingHeaders::Maybe;
+        let seen = if maybe {
+            headers::via_count(&parts.headers)
+        } else {
+            0
+        };
         if seen > params.max_call_depth {
             return Err(ProxyError::CallDepth {
                 max: params.max_call_depth,
                 seen,
             });
         }
-        let local = headers::take_local_dtab(&mut parts.headers)?;
+        let local = if maybe {
+            headers::take_local_dtab(&mut parts.headers)?
+        } else {
+            headers::no_local_dtab()
+        };
         let identified = self.router.identify_parts(&parts)?;
         noted.service(&identified.path);
 
@@ -117,7 +133,11 @@ impl Forwarder {
         let mut clock = None;
         let mut now = || *clock.get_or_insert_with(deadline::now_ns);
         // Only grpc-timeout is relative to now.
-        let propagated = deadline::read_request(&parts.headers, grpc, if grpc { now() } else { 0 });
+        let propagated = if maybe || grpc {
+            deadline::read_request(&parts.headers, grpc, if grpc { now() } else { 0 })
+        } else {
+            None
+        };
         let total = svc.params.total_timeout.map(|t| Deadline::after(now(), t));
         let effective = Deadline::strictest(propagated.into_iter().chain(total));
         let limit = match (effective, svc.params.total_timeout) {
@@ -272,18 +292,17 @@ impl Forwarder {
                 }
             }
         };
-        let response = retry::call(svc, &parts.method, body, limit, attempt).await?;
+        let retry::Answer { response, class } =
+            retry::call(svc, &parts.method, body, limit, attempt).await?;
         // The request's map is done with: kept for another message.
         headers::spare_maps::give(std::mem::take(&mut request.headers));
         // Stats agree with the service's classifier (and downstream hops),
-        // which wrote its verdict as l5d-success-class (looked at first:
-        // it is almost always there); a gRPC response classified only in
-        // its trailers is counted when they arrive
+        // whose verdict is in l5d-success-class; a gRPC response classified
+        // only in its trailers is counted when they arrive
         // (telemetry::request::classified_by_trailers).
-        let h = response.headers();
-        let success = match h.get(crate::service::classify::names::L5D_SUCCESS_CLASS) {
-            Some(v) => Some(v.as_bytes() == b"1.0"),
-            None if telemetry::request::classified_by_trailers(h) => None,
+        let success = match class {
+            Some(c) => Some(c.is_success()),
+            None if telemetry::request::classified_by_trailers(response.headers()) => None,
             None => Some(true),
         };
         if let Some(success) = success {

@@ -61,6 +61,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::conn::{IDLE_TIMEOUT, TrackedBody};
+use super::headers::RoutingHeaders;
 use super::server::ServerCtx;
 use crate::client::h1::{
     BodyStep, Decoder, Facts, Framer, Framing, H1Error, Inbox, MAX_HEAD, MAX_HEADERS, READ_CHUNK,
@@ -97,6 +98,8 @@ struct Head {
     keep_alive: bool,
     /// The client waits for `100 Continue` before sending the body.
     expect_continue: bool,
+    /// Whether it may carry the headers read before routing.
+    context: RoutingHeaders,
 }
 
 /// Parse the request head at the front of `read`, when it is complete.
@@ -221,11 +224,17 @@ fn parse_request(read: &mut BytesMut) -> Result<Option<Head>, Rejection> {
     *req.uri_mut() = uri;
     *req.version_mut() = version;
     *req.headers_mut() = headers;
+    let context = if declared.context {
+        RoutingHeaders::Maybe
+    } else {
+        RoutingHeaders::Absent
+    };
     Ok(Some(Head {
         req,
         body,
         keep_alive,
         expect_continue,
+        context,
     }))
 }
 
@@ -567,6 +576,7 @@ pub(super) async fn serve(
             body: dec,
             mut keep_alive,
             expect_continue,
+            context,
         } = head;
         let method = req.method().clone();
         let version = req.version();
@@ -599,7 +609,7 @@ pub(super) async fn serve(
         // 6.4 KB on the stack and copies them over, on every request.
         let respond = Box::into_pin(Box::write(
             Box::new_uninit(),
-            ctx.respond(req.map(|()| body), peer),
+            ctx.respond(req.map(|()| body), context, peer),
         ));
         let resp = match &inflow {
             Some(inflow) if expect_continue => with_continue(respond, inflow, &stream).await,
@@ -1075,6 +1085,29 @@ mod tests {
         assert_eq!(second.req.uri().authority().unwrap(), "other");
         assert!(buf.is_empty());
         assert!(parse_request(&mut buf).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_headers_read_before_routing_are_noticed_in_any_case() {
+        let ctx = |b: &[u8]| head(b).context;
+        assert_eq!(ctx(GET), RoutingHeaders::Absent);
+        assert_eq!(
+            ctx(b"GET / HTTP/1.1\r\nhost: a\r\nl5d-dst-x: 1\r\nx-via: 2\r\n\r\n"),
+            RoutingHeaders::Absent
+        );
+        for name in [
+            "via",
+            "Via",
+            "l5d-dtab",
+            "L5D-Dtab",
+            "l5d-ctx-dtab",
+            "l5d-ctx-deadline",
+        ] {
+            let req = format!("GET / HTTP/1.1\r\nhost: a\r\n{name}: x\r\n\r\n");
+            assert_eq!(ctx(req.as_bytes()), RoutingHeaders::Maybe, "{name}");
+            // Kept for the forwarder to read.
+            assert!(head(req.as_bytes()).req.headers().contains_key(name));
+        }
     }
 
     #[test]

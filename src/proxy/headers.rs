@@ -135,6 +135,26 @@ pub(crate) mod spare_maps {
 /// empty dtab would cost an allocation each.
 static NO_DTAB: LazyLock<Dtab> = LazyLock::new(Dtab::empty);
 
+/// Whether a request may carry the headers the forwarder reads before
+/// routing (`via`, `l5d-dtab`, `l5d-ctx-dtab`, `l5d-ctx-deadline`).
+///
+/// Our HTTP/1.1 parser sees every name go by and says [`RoutingHeaders::Absent`]
+/// when none of them did (most requests): their four lookups in the map,
+/// each a hash of a custom name, are skipped. Requests that come through
+/// hyper (HTTP/2, TLS) are [`RoutingHeaders::Maybe`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoutingHeaders {
+    /// Look them up.
+    Maybe,
+    /// None of them is in the request.
+    Absent,
+}
+
+/// The per-request dtab of a request with none.
+pub(crate) fn no_local_dtab() -> Dtab {
+    NO_DTAB.clone()
+}
+
 /// Remove hop-by-hop headers: `Connection` and every header it names,
 /// `Keep-Alive`, `Proxy-*`, `Transfer-Encoding`, `Upgrade`, and `TE` unless
 /// it asks for trailers (then exactly `te: trailers` is kept, for gRPC).

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use super::BoxError;
 use super::conn::{ConnIo, Sniffed, TrackedBody, sniff};
 use super::forward::Forwarder;
+use super::headers::RoutingHeaders;
 use crate::routing::{Protocol, Router, ServerParams};
 use crate::telemetry::ServerTelemetry;
 use crate::tls::server::Negotiated;
@@ -170,6 +171,7 @@ impl ServerCtx {
     pub(super) async fn respond<B>(
         &self,
         mut req: Request<B>,
+        context: super::headers::RoutingHeaders,
         peer: SocketAddr,
     ) -> Response<TrackedBody>
     where
@@ -178,7 +180,7 @@ impl ServerCtx {
     {
         let started = self.telemetry.start(&mut req, peer);
         let noted = self.telemetry.noted();
-        let resp = self.forwarder.handle(req, &noted).await;
+        let resp = self.forwarder.handle(req, context, &noted).await;
         let follow = self.telemetry.finish(started, noted, &resp);
         resp.map(|body| TrackedBody::new(body, follow))
     }
@@ -284,7 +286,7 @@ fn service(
     let ctx = ctx.clone();
     service_fn(move |req: Request<Incoming>| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(ctx.respond(req, peer).await) }
+        async move { Ok::<_, Infallible>(ctx.respond(req, RoutingHeaders::Maybe, peer).await) }
     })
 }
 

@@ -64,7 +64,15 @@ impl From<Response<ProxyBody>> for Attempted {
 pub type AttemptResult = Result<Attempted, ProxyError>;
 
 /// The result of a request.
-pub type CallResult = Result<Response<ProxyBody>, ProxyError>;
+pub type CallResult = Result<Answer, ProxyError>;
+
+/// The response to a request, with the class its `l5d-success-class`
+/// header says, so that the caller need not look it up again; `None` when
+/// the class waits for gRPC trailers still streaming.
+pub struct Answer {
+    pub response: Response<ProxyBody>,
+    pub class: Option<ResponseClass>,
+}
 
 /// Run the attempts of one request to `svc`. `attempt(body, n)` sends the
 /// `n`th attempt (1-based); `body` is a handle to make copies of the
@@ -211,7 +219,11 @@ async fn classify(
                 // endpoint hears it, when they come.
                 None if !may_retry() => {
                     let resp = resp.map(|b| ClassTrailers::pending(b, c.clone(), report).boxed());
-                    return (ResponseClass::Success, Ok(resp));
+                    let answer = Answer {
+                        response: resp,
+                        class: None,
+                    };
+                    return (ResponseClass::Success, Ok(answer));
                 }
                 None => {
                     let p = &svc.params;
@@ -234,7 +246,11 @@ async fn classify(
                         None => {
                             let resp =
                                 resp.map(|b| ClassTrailers::pending(b, c.clone(), report).boxed());
-                            return (ResponseClass::Success, Ok(resp));
+                            let answer = Answer {
+                                response: resp,
+                                class: None,
+                            };
+                            return (ResponseClass::Success, Ok(answer));
                         }
                     }
                 }
@@ -251,7 +267,11 @@ async fn classify(
                 names::L5D_SUCCESS_CLASS,
                 HeaderValue::from_static(class.success_class()),
             );
-            (class, Ok(resp))
+            let answer = Answer {
+                response: resp,
+                class: Some(class),
+            };
+            (class, Ok(answer))
         }
     }
 }
@@ -426,8 +446,9 @@ mod tests {
         })
         .await
         .unwrap();
-        assert_eq!(r.status(), 200);
-        assert_eq!(r.headers()[L5D_SUCCESS_CLASS], "1.0");
+        assert_eq!(r.response.status(), 200);
+        assert_eq!(r.response.headers()[L5D_SUCCESS_CLASS], "1.0");
+        assert_eq!(r.class, Some(ResponseClass::Success));
         assert_eq!(seen.load(Ordering::Relaxed), 3);
         assert_eq!(start.elapsed(), Duration::from_millis(200));
         assert_eq!(s.stats.json()["retries"], 2);
@@ -446,8 +467,9 @@ mod tests {
         })
         .await
         .unwrap();
-        assert_eq!(r.status(), 503);
-        assert_eq!(r.headers()[L5D_SUCCESS_CLASS], "0.0");
+        assert_eq!(r.response.status(), 503);
+        assert_eq!(r.response.headers()[L5D_SUCCESS_CLASS], "0.0");
+        assert_eq!(r.class.map(ResponseClass::is_success), Some(false));
         assert_eq!(s.stats.json()["budgetExhausted"], 1);
         let s = svc(
             Classifier::RetryableRead5XX,
@@ -458,7 +480,7 @@ mod tests {
             status(503)
         })
         .await;
-        assert_eq!(r.unwrap().status(), 503);
+        assert_eq!(r.unwrap().response.status(), 503);
         assert_eq!(s.stats.json()["attempts"], 1);
     }
 
@@ -482,7 +504,7 @@ mod tests {
         .await;
         match r {
             Err(ProxyError::TotalTimeout { attempts, .. }) => assert_eq!(attempts, 2),
-            other => panic!("{:?}", other.map(|r| r.status())),
+            other => panic!("{:?}", other.map(|r| r.response.status())),
         }
     }
 
@@ -506,7 +528,7 @@ mod tests {
             }
         })
         .await;
-        assert_eq!(r.unwrap().status(), 200);
+        assert_eq!(r.unwrap().response.status(), 200);
     }
 
     #[tokio::test(start_paused = true)]
@@ -528,8 +550,9 @@ mod tests {
         })
         .await
         .unwrap();
-        assert_eq!(r.headers()[L5D_SUCCESS_CLASS], "1.0");
-        let c = r.into_body().collect().await.unwrap();
+        assert_eq!(r.response.headers()[L5D_SUCCESS_CLASS], "1.0");
+        assert_eq!(r.class, Some(ResponseClass::Success));
+        let c = r.response.into_body().collect().await.unwrap();
         assert_eq!(c.trailers().unwrap()["grpc-status"], "0");
         assert_eq!(s.stats.json()["attempts"], 2);
     }
