@@ -17,6 +17,12 @@ pub(crate) struct PeakEwma {
     stamp: Instant,
 }
 
+/// A duration in nanoseconds as a float, without going through `u128`
+/// (its conversion to float is a slow library call); exact below 2^53 ns.
+fn nanos(d: Duration) -> f64 {
+    d.as_secs() as f64 * 1e9 + f64::from(d.subsec_nanos())
+}
+
 impl PeakEwma {
     pub(crate) fn new(now: Instant) -> PeakEwma {
         PeakEwma {
@@ -26,17 +32,17 @@ impl PeakEwma {
     }
 
     fn decay(&mut self, now: Instant, tau: Duration) {
-        let dt = now.saturating_duration_since(self.stamp).as_nanos() as f64;
-        let tau = tau.as_nanos().max(1) as f64;
+        let dt = nanos(now.saturating_duration_since(self.stamp));
+        let tau = nanos(tau).max(1.0);
         self.cost *= (-dt / tau).exp();
         self.stamp = self.stamp.max(now);
     }
 
     /// Record one latency observed at `now`.
     pub(crate) fn observe(&mut self, rtt: Duration, now: Instant, tau: Duration) {
-        let rtt = rtt.as_nanos() as f64;
-        let dt = now.saturating_duration_since(self.stamp).as_nanos() as f64;
-        let w = (-dt / tau.as_nanos().max(1) as f64).exp();
+        let rtt = nanos(rtt);
+        let dt = nanos(now.saturating_duration_since(self.stamp));
+        let w = (-dt / nanos(tau).max(1.0)).exp();
         self.cost = if rtt > self.cost {
             rtt
         } else {
