@@ -3,6 +3,7 @@
 //! backend on 127.0.0.1, with allocations counted.
 //!
 //! `cargo bench --bench request -- --warm-up-time 1 --measurement-time 3`
+//! (`-- clock` for the two clocks alone)
 //!
 //! Before measuring, the bench counts allocations (a counting global
 //! allocator around the system one): the cached route must make none (it
@@ -292,5 +293,16 @@ fn bench(c: &mut Criterion) {
     shutdown.trigger();
 }
 
-criterion_group!(benches, bench);
+/// The request path's two clocks (`switchyard::clock`): a precise reading
+/// (latencies) against a coarse one (bookkeeping).
+fn clocks(c: &mut Criterion) {
+    c.bench_function("clock/precise", |b| {
+        b.iter(|| black_box(std::time::Instant::now()))
+    });
+    c.bench_function("clock/coarse", |b| {
+        b.iter(|| black_box(switchyard::clock::coarse()))
+    });
+}
+
+criterion_group!(benches, bench, clocks);
 criterion_main!(benches);

@@ -9,11 +9,11 @@
 //! monotonic clock (`CLOCK_MONOTONIC_COARSE`), which the vDSO answers from
 //! memory without reading the time-stamp counter.
 //!
-//! Why: a precise reading costs 32.5 ns on this project's VM and a coarse
-//! one 13.5 ns (`perf record` at saturation: `__vdso_clock_gettime` was
-//! 1.3% of the proxy's CPU), and a proxied request took 13 precise ones;
-//! it now takes 4 (the request's and the attempt's start and end) and 7
-//! coarse ones.
+//! Why: a precise reading costs 29.9 ns on this project's VM and a coarse
+//! one 7.1 ns (`cargo bench --bench request -- clock`; `perf record` at
+//! saturation had `__vdso_clock_gettime` at 1.3% of the proxy's CPU), and
+//! a proxied request took 13 precise ones; it now takes 4 (the request's
+//! and the attempt's start and end) and 7 coarse ones.
 //!
 //! A coarse reading is within one tick (4 ms at `HZ=250`) of the precise
 //! clock, on either side, so code that mixes the two compares them with
