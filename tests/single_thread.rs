@@ -114,8 +114,11 @@ async fn one_thread_routes_reloads_serves_admin_and_drains_on_sigterm() {
     // SIGTERM: the in-flight slow request (500 ms at the backend) finishes,
     // then the process exits 0.
     let to = proxy.router;
+    // Counted before the request goes: it may reach B before this task
+    // looks again.
+    let before = b.count();
     let slow = tokio::spawn(async move { get(&client(), to, "web", "/slow").await });
-    b.wait_for_requests(b.count() + 1).await;
+    b.wait_for_requests(before + 1).await;
     proxy.signal("TERM");
     assert_eq!(slow.await.expect("slow request"), (200, "B".into()));
     let status = proxy.exit_within(Duration::from_secs(10)).await;
