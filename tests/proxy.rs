@@ -327,8 +327,46 @@ async fn hop_by_hop_removed_and_linkerd_headers_added() {
     assert_eq!(h.get("l5d-reqid").unwrap(), "given");
     assert_eq!(h.get("host").unwrap(), "a");
 
-    let (_, _) = get(p.addr, "a", "/", &[]).await;
-    assert!(!a.last().headers.get("l5d-reqid").unwrap().is_empty());
+    // A request with no via or l5d- header of its own (the proxy's headers
+    // go out as a list after the caller's, not through the map): the same
+    // headers, each once.
+    let (_, _) = get(p.addr, "a", "/", &[("x-public", "ok")]).await;
+    let seen = a.last();
+    let h = &seen.headers;
+    let one = |name: &str| {
+        let all: Vec<_> = h.get_all(name).iter().collect();
+        assert_eq!(all.len(), 1, "{name}: {all:?}");
+        all[0].to_str().unwrap().to_string()
+    };
+    assert_eq!(one("via"), "1.1 switchyard");
+    assert_eq!(one("l5d-dst-service"), "/svc/a");
+    assert_eq!(one("l5d-dst-client"), a.inet().as_str());
+    assert_eq!(one("l5d-dst-residual"), "/rest");
+    let id = one("l5d-reqid");
+    assert!(
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    assert_eq!(one("x-public"), "ok");
+    assert_eq!(one("host"), "a");
+
+    // Ones a caller forged are replaced, not sent twice.
+    let forged = [
+        ("l5d-dst-service", "/svc/forged"),
+        ("l5d-dst-client", "/forged"),
+        ("l5d-dst-residual", "/forged"),
+    ];
+    let (_, _) = get(p.addr, "a", "/", &forged).await;
+    let seen = a.last();
+    let h = &seen.headers;
+    for (name, want) in [
+        ("l5d-dst-service", "/svc/a".to_string()),
+        ("l5d-dst-client", a.inet()),
+        ("l5d-dst-residual", "/rest".to_string()),
+    ] {
+        let all: Vec<_> = h.get_all(name).iter().collect();
+        assert_eq!(all, [want.as_str()], "{name}");
+    }
 }
 
 #[tokio::test]

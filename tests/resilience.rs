@@ -359,3 +359,51 @@ async fn grpc_status_in_trailers_is_retried_and_grpc_timeout_written() {
     assert_eq!(c.trailers().unwrap()["grpc-status"], "3");
     assert_eq!(b.count(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_routed_to_another_branch_names_its_own_client() {
+    // A union of an always-failing and a healthy backend: requests whose
+    // first attempt fails are retried, and each attempt's l5d-dst-client
+    // and l5d-dst-residual are those of the branch it went to (the
+    // caller's request carries no l5d- header: the proxy's own go out as
+    // a list, per attempt).
+    let bad = FailingBackend::builder()
+        .name("bad")
+        .mode(Mode::Status(503))
+        .start()
+        .await;
+    let good = FailingBackend::builder().name("good").start().await;
+    let dtab = format!("/svc/web=>1 * {}/b & 1 * {}/g", bad.inet(), good.inet());
+    let binder = Arc::new(TestBinder::new(&dtab));
+    let p = start_proxy(params(classifier(Classifier::RetryableRead5XX)), binder).await;
+    for _ in 0..20 {
+        let (r, _) = get(p.addr, "web", "/", &[]).await;
+        assert_eq!(r.status(), 200);
+    }
+    assert!(
+        bad.count() > 0,
+        "some first attempts went to the failing branch"
+    );
+    let one = |h: &http::HeaderMap, name: &str| {
+        let all: Vec<_> = h.get_all(name).iter().collect();
+        assert_eq!(all.len(), 1, "{name}: {all:?}");
+        all[0].to_str().unwrap().to_string()
+    };
+    for (backend, residual) in [(&bad, "/b"), (&good, "/g")] {
+        for seen in backend.received() {
+            assert_eq!(one(&seen.headers, "l5d-dst-client"), backend.inet());
+            assert_eq!(one(&seen.headers, "l5d-dst-residual"), residual);
+            assert_eq!(one(&seen.headers, "l5d-dst-service"), "/svc/web");
+            assert_eq!(one(&seen.headers, "via"), "1.1 switchyard");
+        }
+    }
+    // An attempt and its retry carry the same request id.
+    let ids = |b: &FailingBackend| -> Vec<String> {
+        b.received()
+            .iter()
+            .map(|r| one(&r.headers, "l5d-reqid"))
+            .collect()
+    };
+    let good_ids = ids(&good);
+    assert!(ids(&bad).iter().all(|id| good_ids.contains(id)));
+}

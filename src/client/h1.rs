@@ -176,6 +176,8 @@ pub(crate) struct Outgoing<'a> {
     /// Origin form: `/path?query`.
     pub(crate) target: &'a str,
     pub(crate) headers: &'a HeaderMap,
+    /// Written after `headers` ([`super::Added`]).
+    pub(crate) added: &'a [(&'a http::HeaderName, &'a http::HeaderValue)],
 }
 
 /// A response head, how to read its body, and whether the connection may
@@ -350,11 +352,16 @@ pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 
 fn push_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
     for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
+}
+
+#[inline]
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 pub(crate) fn parse_decimal(s: &[u8]) -> Option<u64> {
@@ -382,8 +389,8 @@ pub(crate) struct Facts {
     pub(crate) keep_alive: bool,
     /// `expect: 100-continue`.
     pub(crate) expect_continue: bool,
-    /// A header the forwarder reads before routing: `via`, `l5d-dtab`,
-    /// `l5d-ctx-dtab` or `l5d-ctx-deadline` ([`crate::proxy::headers::RoutingHeaders`]).
+    /// `via` or any `l5d-` header: one the forwarder reads before routing
+    /// or one it would replace ([`crate::proxy::headers::RoutingHeaders`]).
     pub(crate) context: bool,
 }
 
@@ -428,11 +435,13 @@ impl Facts {
                 self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
                 false
             }
-            3 | 8 | 12 | 16 => {
-                self.context |= name.eq_ignore_ascii_case(b"via")
-                    || name.eq_ignore_ascii_case(b"l5d-dtab")
-                    || name.eq_ignore_ascii_case(b"l5d-ctx-dtab")
-                    || name.eq_ignore_ascii_case(b"l5d-ctx-deadline");
+            3 => {
+                self.context |= name.eq_ignore_ascii_case(b"via");
+                false
+            }
+            // The first byte alone rules out most names.
+            n if n > 4 && name[0] | 0x20 == b'l' && name[..4].eq_ignore_ascii_case(b"l5d-") => {
+                self.context = true;
                 false
             }
             _ => false,
@@ -479,10 +488,7 @@ fn push_request_headers(out: &mut Vec<u8>, headers: &HeaderMap) -> Facts {
         if *name == CONTENT_LENGTH || *name == TRANSFER_ENCODING {
             declared.note(name.as_str().as_bytes(), value.as_bytes());
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
     declared
 }
@@ -576,6 +582,9 @@ impl Connection {
         out.extend_from_slice(req.target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
         let declared = push_request_headers(out, req.headers);
+        for (name, value) in req.added {
+            push_header(out, name.as_str().as_bytes(), value.as_bytes());
+        }
         let (framing, add) = request_framing(req.method, &declared, &body)?;
         match add {
             Some(Framing::Length(n)) => {

@@ -56,6 +56,20 @@ use upstream::{Upstream, UpstreamError};
 /// HTTP/1.1 response decoding from bytes alone, for the fuzz target
 /// (`fuzz/fuzz_targets/h1_response.rs`); not an API.
 #[doc(hidden)]
+/// Headers a caller adds to a request whose map it lends
+/// ([`Client::call_with_headers`]), kept out of the map: an HTTP/1.1 send
+/// writes them after the map's (no insert, no hashing of their names), an
+/// HTTP/2 send appends them to its copy. The caller makes sure none of
+/// them is in the map already (the proxy's own headers on a request that
+/// came without any: [`crate::proxy::headers::RoutingHeaders::Absent`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Added<'a>(pub &'a [(&'a http::HeaderName, &'a http::HeaderValue)]);
+
+impl Added<'_> {
+    /// Nothing added.
+    pub const NONE: Added<'static> = Added(&[]);
+}
+
 pub mod h1_decode {
     pub use super::h1::{Decoded, decode};
 }
@@ -445,21 +459,24 @@ impl Client {
     /// ```
     pub async fn call(&self, req: Request<CallBody>, ctx: &CallCtx) -> Result<Reply, ClientError> {
         let (parts, body) = req.into_parts();
-        self.call_parts(parts, None, body, ctx).await
+        self.call_parts(parts, None, Added::NONE, body, ctx).await
     }
 
     /// [`Client::call`] with the headers borrowed from the caller, which
     /// keeps them for its own retries: an HTTP/1.1 send only reads them
     /// (no copy at all), an HTTP/2 send copies them once. `req`'s own
     /// headers are ignored.
+    /// `added` go out after them (see [`Added`]).
     pub async fn call_with_headers(
         &self,
         req: Request<CallBody>,
         headers: &http::HeaderMap,
+        added: Added<'_>,
         ctx: &CallCtx,
     ) -> Result<Reply, ClientError> {
         let (parts, body) = req.into_parts();
-        self.call_parts(parts, Some(headers), body, ctx).await
+        self.call_parts(parts, Some(headers), added, body, ctx)
+            .await
     }
 
     /// One attempt; `borrowed`: the caller's headers, else `parts`' own.
@@ -467,6 +484,7 @@ impl Client {
         &self,
         mut parts: http::request::Parts,
         borrowed: Option<&http::HeaderMap>,
+        added: Added<'_>,
         mut body: CallBody,
         ctx: &CallCtx,
     ) -> Result<Reply, ClientError> {
@@ -514,6 +532,9 @@ impl Client {
                     None if replayable => parts.headers.clone(),
                     None => std::mem::take(&mut parts.headers),
                 };
+                for (name, value) in added.0 {
+                    out.headers_mut().append((*name).clone(), (*value).clone());
+                }
                 Some(out)
             } else {
                 None
@@ -522,6 +543,7 @@ impl Client {
                 method: &parts.method,
                 target: pq.as_str(),
                 headers: borrowed.unwrap_or(&parts.headers),
+                added: added.0,
             };
             let send_body = body.for_send();
 

@@ -539,6 +539,7 @@ mod tests {
                 method: &parts.method,
                 target,
                 headers: &parts.headers,
+                added: &[],
             };
             self.send(out, body).await
         }

@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use super::ProxyBody;
 use super::error::ProxyError;
 use super::headers::{self, names};
-use crate::client::{CallBody, CallCtx, ClientError, Guarded, Reply};
+use crate::client::{Added, CallBody, CallCtx, ClientError, Guarded, Reply};
 use crate::dtab::Path;
 use crate::routing::{Protocol, Router, ServerParams, Target, strip_segments};
 use crate::service::retry::{self, Attempted, Expiry, Limit};
@@ -175,19 +175,29 @@ impl Forwarder {
         };
         let original_authority = original.authority;
         headers::strip_hop_by_hop(&mut parts.headers);
-        headers::append_via(&mut parts.headers);
+        // A request with no via or l5d- header of its own (most): the
+        // proxy's headers replace nothing and go to the client as a list
+        // (headers::Own), not into the map.
+        let lean = !maybe;
+        let reqid = if lean {
+            Some(headers::request_id())
+        } else {
+            let h = &mut parts.headers;
+            headers::append_via(h);
+            // Room for what is added below, made once.
+            h.reserve(6);
+            if let Some(v) = dst.dst_service() {
+                h.insert(names::L5D_DST_SERVICE, v.clone());
+            }
+            // One lookup: kept when the caller sent one, else made.
+            h.entry(names::L5D_REQID)
+                .or_insert_with(headers::request_id);
+            if let Some(v) = dst.ctx_dtab() {
+                h.insert(names::L5D_CTX_DTAB, v.clone());
+            }
+            None
+        };
         let h = &mut parts.headers;
-        // Room for what is added below, made once.
-        h.reserve(6);
-        if let Some(v) = dst.dst_service() {
-            h.insert(names::L5D_DST_SERVICE, v.clone());
-        }
-        // One lookup: kept when the caller sent one, else made.
-        h.entry(names::L5D_REQID)
-            .or_insert_with(headers::request_id);
-        if let Some(v) = dst.ctx_dtab() {
-            h.insert(names::L5D_CTX_DTAB, v.clone());
-        }
         // Origin-form requests (most) carry no authority: no Host lookup.
         if params.protocol == Protocol::Http
             && let Some(a) = &original_authority
@@ -221,7 +231,9 @@ impl Forwarder {
         noted.client(first.client().id());
         // The first attempt's client headers go in once, before any copy;
         // an attempt routed elsewhere overwrites them.
-        put_client(&mut parts.headers, &first);
+        if !lean {
+            put_client(&mut parts.headers, &first);
+        }
         let mut first = Some(first);
 
         // Kept up to retryBufferSize.requestBytes so it can be sent again;
@@ -239,6 +251,7 @@ impl Forwarder {
         let parts = &*request;
         let ctx = CallCtx::new(dst.path().clone());
         let ctx = &ctx;
+        let reqid = reqid.as_ref();
         let attempt = |body: ReplayBody, n: usize| {
             let uri = uri.clone();
             let routed = first.take();
@@ -252,7 +265,9 @@ impl Forwarder {
                     None => match router.route_to(dst).await {
                         Ok(route) => {
                             noted.client(route.target.client().id());
-                            put_client(own.insert(parts.headers.clone()), &route.target);
+                            if !lean {
+                                put_client(own.insert(parts.headers.clone()), &route.target);
+                            }
                             route.target
                         }
                         Err(error) => {
@@ -262,6 +277,24 @@ impl Forwarder {
                     },
                 };
                 let client = target.client();
+                let mut added = headers::Own::new();
+                if let Some(reqid) = reqid {
+                    use headers::names::statics as n;
+                    if let Some(v) = dst.dst_service() {
+                        added.push(&n::L5D_DST_SERVICE, v);
+                    }
+                    added.push(&n::L5D_REQID, reqid);
+                    if let Some(v) = dst.ctx_dtab() {
+                        added.push(&n::L5D_CTX_DTAB, v);
+                    }
+                    if let Some(v) = target.dst_client() {
+                        added.push(&n::L5D_DST_CLIENT, v);
+                    }
+                    if let Some(v) = target.dst_residual() {
+                        added.push(&n::L5D_DST_RESIDUAL, v);
+                    }
+                }
+                let added = if lean { added.added() } else { Added::NONE };
                 if let Some(d) = effective {
                     let h = own.get_or_insert_with(|| parts.headers.clone());
                     deadline::write_request(h, &d, grpc, deadline::now_ns());
@@ -277,11 +310,12 @@ impl Forwarder {
                 // The client only reads the headers for an HTTP/1.1 send
                 // (and copies them for HTTP/2): no copy is needed here.
                 let called = match own {
-                    Some(h) => {
-                        *out.headers_mut() = h;
-                        client.call(out, ctx).await
+                    Some(h) => client.call_with_headers(out, &h, added, ctx).await,
+                    None => {
+                        client
+                            .call_with_headers(out, &parts.headers, added, ctx)
+                            .await
                     }
-                    None => client.call_with_headers(out, &parts.headers, ctx).await,
                 };
                 match called {
                     Ok(Reply { response, report }) => Ok(Attempted {

@@ -1088,11 +1088,11 @@ mod tests {
     }
 
     #[test]
-    fn the_headers_read_before_routing_are_noticed_in_any_case() {
+    fn via_and_linkerd_headers_are_noticed_in_any_case() {
         let ctx = |b: &[u8]| head(b).context;
         assert_eq!(ctx(GET), RoutingHeaders::Absent);
         assert_eq!(
-            ctx(b"GET / HTTP/1.1\r\nhost: a\r\nl5d-dst-x: 1\r\nx-via: 2\r\n\r\n"),
+            ctx(b"GET / HTTP/1.1\r\nhost: a\r\nx-l5d-dst: 1\r\nx-via: 2\r\nl5d: 3\r\nvias: 4\r\n\r\n"),
             RoutingHeaders::Absent
         );
         for name in [
@@ -1102,6 +1102,10 @@ mod tests {
             "L5D-Dtab",
             "l5d-ctx-dtab",
             "l5d-ctx-deadline",
+            "l5d-dst-service",
+            "l5d-reqid",
+            "L5D-Dst-Client",
+            "l5d-x",
         ] {
             let req = format!("GET / HTTP/1.1\r\nhost: a\r\n{name}: x\r\n\r\n");
             assert_eq!(ctx(req.as_bytes()), RoutingHeaders::Maybe, "{name}");

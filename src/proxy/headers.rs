@@ -10,6 +10,7 @@ use http::HeaderMap;
 use http::header::{CONNECTION, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE, VIA};
 use rand::Rng;
 
+use crate::client::Added;
 use crate::dtab::{Dtab, ParseError};
 
 /// Propagated per-request dtab (read, then re-written downstream).
@@ -48,8 +49,54 @@ pub mod names {
     pub const L5D_DST_RESIDUAL: HeaderName = HeaderName::from_static(super::L5D_DST_RESIDUAL);
     /// `l5d-reqid`.
     pub const L5D_REQID: HeaderName = HeaderName::from_static(super::L5D_REQID);
+    /// The names above as statics, for lists of references ([`super::Own`]).
+    pub(crate) mod statics {
+        use http::header::HeaderName;
+        pub(crate) static L5D_CTX_DTAB: HeaderName = super::L5D_CTX_DTAB;
+        pub(crate) static L5D_DST_SERVICE: HeaderName = super::L5D_DST_SERVICE;
+        pub(crate) static L5D_DST_CLIENT: HeaderName = super::L5D_DST_CLIENT;
+        pub(crate) static L5D_DST_RESIDUAL: HeaderName = super::L5D_DST_RESIDUAL;
+        pub(crate) static L5D_REQID: HeaderName = super::L5D_REQID;
+    }
     /// `keep-alive`.
     pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+}
+
+/// The proxy's own request headers for a request that came with none of
+/// them ([`RoutingHeaders::Absent`]): handed to the client as a list
+/// ([`Added`]) rather than inserted into the request's map.
+pub(crate) struct Own<'a> {
+    pairs: [(&'a HeaderName, &'a HeaderValue); Own::MAX],
+    len: usize,
+}
+
+static VIA_NAME: HeaderName = VIA;
+static VIA_PROXY: HeaderValue = HeaderValue::from_static(VIA_VALUE);
+
+impl<'a> Own<'a> {
+    /// `via`, `l5d-dst-service`, `l5d-reqid`, `l5d-ctx-dtab`,
+    /// `l5d-dst-client`, `l5d-dst-residual`.
+    const MAX: usize = 6;
+
+    /// The list with this proxy's `via` in it.
+    pub(crate) fn new() -> Own<'a> {
+        Own {
+            pairs: [(&VIA_NAME, &VIA_PROXY); Own::MAX],
+            len: 1,
+        }
+    }
+
+    pub(crate) fn push(&mut self, name: &'a HeaderName, value: &'a HeaderValue) {
+        debug_assert!(self.len < Own::MAX, "more own headers than room");
+        if let Some(slot) = self.pairs.get_mut(self.len) {
+            *slot = (name, value);
+            self.len += 1;
+        }
+    }
+
+    pub(crate) fn added(&self) -> Added<'_> {
+        Added(&self.pairs[..self.len])
+    }
 }
 
 /// Hex digits of a request id.
@@ -66,12 +113,8 @@ thread_local! {
 
 /// A fresh `l5d-reqid` value: 64 random bits as 16 hex digits.
 pub fn request_id() -> HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let id: u64 = rand::rng().random();
-    let mut text = [0u8; REQID_LEN];
-    for (i, b) in text.iter_mut().enumerate() {
-        *b = HEX[((id >> (60 - 4 * i)) & 0xf) as usize];
-    }
+    let text = hex16(id);
     let bytes = REQID_ARENA.with(|arena| {
         let mut arena = arena.borrow_mut();
         if arena.capacity() - arena.len() < REQID_LEN {
@@ -82,6 +125,26 @@ pub fn request_id() -> HeaderValue {
     });
     // Hex digits are always a valid value.
     HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// `id` as 16 lower-case hex digits, eight at a time in a word (a loop
+/// over digits cost about 70 instructions a request id).
+fn hex16(id: u64) -> [u8; REQID_LEN] {
+    // Byte k of the result holds nibble k of `half`.
+    fn spread(half: u64) -> u64 {
+        let x = (half | half << 16) & 0x0000_ffff_0000_ffff;
+        let x = (x | x << 8) & 0x00ff_00ff_00ff_00ff;
+        (x | x << 4) & 0x0f0f_0f0f_0f0f_0f0f
+    }
+    fn digits(nibbles: u64) -> [u8; 8] {
+        // 0x01 in the bytes whose nibble is 10 or more: those get 'a' - '0' - 10.
+        let letters = ((nibbles + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+        (nibbles + 0x3030_3030_3030_3030 + letters * 0x27).to_be_bytes()
+    }
+    let mut text = [0u8; REQID_LEN];
+    text[..8].copy_from_slice(&digits(spread(id >> 32)));
+    text[8..].copy_from_slice(&digits(spread(id & 0xffff_ffff)));
+    text
 }
 
 /// Header maps of finished messages, kept per thread for the next ones.
@@ -135,13 +198,17 @@ pub(crate) mod spare_maps {
 /// empty dtab would cost an allocation each.
 static NO_DTAB: LazyLock<Dtab> = LazyLock::new(Dtab::empty);
 
-/// Whether a request may carry the headers the forwarder reads before
-/// routing (`via`, `l5d-dtab`, `l5d-ctx-dtab`, `l5d-ctx-deadline`).
+/// Whether a request may carry `via` or any `l5d-` header: those the
+/// forwarder reads before routing (`via`, `l5d-dtab`, `l5d-ctx-dtab`,
+/// `l5d-ctx-deadline`) and those it sets (`l5d-dst-*`, `l5d-reqid`).
 ///
 /// Our HTTP/1.1 parser sees every name go by and says [`RoutingHeaders::Absent`]
-/// when none of them did (most requests): their four lookups in the map,
-/// each a hash of a custom name, are skipped. Requests that come through
-/// hyper (HTTP/2, TLS) are [`RoutingHeaders::Maybe`].
+/// when none of them did (most requests). Then the four lookups before
+/// routing (each a hash of a custom name) are skipped, and the headers the
+/// proxy adds need not replace anything: they go to the client as a list
+/// written after the caller's ([`crate::client::Added`]) instead of into the
+/// map. Requests that come through hyper (HTTP/2, TLS) are
+/// [`RoutingHeaders::Maybe`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RoutingHeaders {
     /// Look them up.
@@ -384,6 +451,23 @@ mod tests {
         }
         let distinct: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len());
+    }
+
+    #[test]
+    fn hex_digits_are_the_ids() {
+        for id in [
+            0,
+            1,
+            0x9a,
+            u64::MAX,
+            0x0123_4567_89ab_cdef,
+            0xfedc_ba98_7654_3210,
+        ]
+        .into_iter()
+        .chain((0..1000).map(|_| rand::rng().random()))
+        {
+            assert_eq!(hex16(id), format!("{id:016x}").as_bytes(), "{id:x}");
+        }
     }
 
     #[test]
