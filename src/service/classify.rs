@@ -229,9 +229,13 @@ impl Classifier {
         status: StatusCode,
         headers: &HeaderMap,
     ) -> Option<ResponseClass> {
-        if let Some(c) = from_headers(status, headers) {
+        // Most responses carry neither: their three lookups (hashes of
+        // custom names) are skipped.
+        let said = downstream_said(headers);
+        if said && let Some(c) = from_headers(status, headers) {
             return Some(c);
         }
+        let grpc_status = |h| if said { grpc_status(h) } else { None };
         match self {
             Classifier::AllSuccessful => Some(ResponseClass::Success),
             Classifier::Grpc { .. } => match grpc_status(headers) {
@@ -359,6 +363,17 @@ impl serde::Serialize for Classifier {
     }
 }
 
+/// Whether a response head may hold what [`from_headers`] or
+/// [`grpc_status`] read: any `l5d-` or `grpc-` header. A walk over a short
+/// head's names (already lower case) costs less than the lookups.
+fn downstream_said(headers: &HeaderMap) -> bool {
+    headers.keys_len() > 12
+        || headers.keys().any(|k| {
+            let k = k.as_str().as_bytes();
+            k.starts_with(b"l5d-") || k.starts_with(b"grpc-")
+        })
+}
+
 /// What a downstream hop said: `l5d-retryable: true` on a failure, or its
 /// `l5d-success-class`.
 fn from_headers(status: StatusCode, headers: &HeaderMap) -> Option<ResponseClass> {
@@ -427,6 +442,52 @@ mod tests {
         assert_eq!(http(&ok, Method::GET, 500), Success);
         assert_eq!(read.kind(), "io.l5d.http.retryableRead5XX");
         assert!("io.l5d.nope".parse::<Classifier>().is_err());
+    }
+
+    #[test]
+    fn downstream_headers_are_found_among_many_or_few() {
+        let none = Classifier::NonRetryable5XX;
+        let grpc: Classifier = "io.l5d.h2.grpc.default".parse().unwrap();
+        let others: Vec<String> = (0..20).map(|i| format!("x-other-{i}")).collect();
+        for n in [0, 3, 12, 13, 20] {
+            let mut m = HeaderMap::new();
+            for name in &others[..n] {
+                m.insert(
+                    http::HeaderName::try_from(name.as_str()).unwrap(),
+                    "v".parse().unwrap(),
+                );
+            }
+            let plain = m.clone();
+            assert_eq!(
+                none.classify_response(&Method::GET, StatusCode::OK, &plain),
+                Some(Success),
+                "{n} others"
+            );
+            assert_eq!(
+                grpc.classify_response(&Method::POST, StatusCode::OK, &plain),
+                None,
+                "{n} others"
+            );
+            let mut said = m.clone();
+            said.insert("l5d-success-class", "0.0".parse().unwrap());
+            assert_eq!(
+                none.classify_response(&Method::GET, StatusCode::OK, &said),
+                Some(Failure),
+                "{n} others"
+            );
+            let mut status = m;
+            status.insert("grpc-status", "14".parse().unwrap());
+            assert_eq!(
+                none.classify_response(&Method::GET, StatusCode::OK, &status),
+                Some(Failure),
+                "{n} others"
+            );
+            assert!(
+                grpc.classify_response(&Method::POST, StatusCode::OK, &status)
+                    .is_some_and(|c| !c.is_success()),
+                "{n} others"
+            );
+        }
     }
 
     #[test]
