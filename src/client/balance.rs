@@ -178,7 +178,7 @@ impl EndpointState {
             outstanding: AtomicUsize::new(0),
             available: AtomicBool::new(true),
             accrual: Mutex::new(Accrual::new(&shared.params.failure_accrual, now)),
-            ewma: Mutex::new(PeakEwma::new(now)),
+            ewma: Mutex::new(PeakEwma::new(crate::clock::coarse_ns())),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             pool,
@@ -202,7 +202,7 @@ impl EndpointState {
     /// Its latency average (peak EWMA), decayed to now.
     pub fn ewma(&self) -> Duration {
         let tau = self.decay();
-        let ns = lock(&self.ewma).get(crate::clock::coarse(), tau);
+        let ns = lock(&self.ewma).get(crate::clock::coarse_ns(), tau);
         Duration::from_nanos(ns as u64)
     }
 
@@ -222,10 +222,11 @@ impl EndpointState {
     }
 
     /// The balancer's load of this endpoint (lower is better).
-    pub fn load(&self, now: Instant) -> f64 {
+    pub fn load(&self) -> f64 {
         let outstanding = self.outstanding();
         match self.shared.params.load_balancer {
             LoadBalancer::Ewma { decay_time, .. } => {
+                let now = crate::clock::coarse_ns();
                 lock(&self.ewma).cost(now, decay_time, outstanding) / self.divisor()
             }
             _ => (outstanding as f64 + 1.0) / self.divisor(),
@@ -294,7 +295,7 @@ impl EndpointState {
     /// Record the time a response took to start.
     pub(crate) fn observe_latency(&self, rtt: Duration) {
         let tau = self.decay();
-        lock(&self.ewma).observe(rtt, crate::clock::coarse(), tau);
+        lock(&self.ewma).observe(rtt, crate::clock::coarse_ns(), tau);
     }
 
     /// Admin view of the endpoint.
@@ -312,7 +313,7 @@ impl EndpointState {
             "weight": self.weight,
             "state": state,
             "outstanding": self.outstanding(),
-            "load": self.load(now),
+            "load": self.load(),
             "ewmaMs": self.ewma().as_secs_f64() * 1000.0,
             "requests": self.requests.load(Ordering::Relaxed),
             "failures": self.failures.load(Ordering::Relaxed),
@@ -387,7 +388,7 @@ pub enum EndpointSet {
 
 /// How a candidate ranks: not excluded first, then available, then least loaded.
 fn rank(e: &EndpointState, exclude: &[SocketAddr], now: Instant) -> (bool, bool, f64) {
-    (exclude.contains(&e.addr), !e.is_available(now), e.load(now))
+    (exclude.contains(&e.addr), !e.is_available(now), e.load())
 }
 
 fn better<'a>(
@@ -544,7 +545,7 @@ impl EndpointSet {
         };
         let mut avail: Vec<&Arc<EndpointState>> =
             candidates().filter(|e| e.is_available(now)).collect();
-        avail.sort_by(|x, y| x.load(now).total_cmp(&y.load(now)));
+        avail.sort_by(|x, y| x.load().total_cmp(&y.load()));
         for c in avail {
             if c.try_acquire(now) {
                 return Some(c.clone());
@@ -553,7 +554,7 @@ impl EndpointSet {
         // Fail open: every endpoint is ejected; use one anyway.
         last.cloned().or_else(|| {
             candidates()
-                .min_by(|x, y| x.load(now).total_cmp(&y.load(now)))
+                .min_by(|x, y| x.load().total_cmp(&y.load()))
                 .cloned()
         })
     }

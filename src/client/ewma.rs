@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 /// The cost an endpoint with requests in flight but no latency yet gets, so
 /// a new endpoint is tried but not flooded.
 const PENALTY: f64 = 1e9;
@@ -14,7 +12,8 @@ const PENALTY: f64 = 1e9;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PeakEwma {
     cost: f64,
-    stamp: Instant,
+    /// When `cost` was last brought up to date ([`crate::clock::coarse_ns`]).
+    stamp: u64,
 }
 
 /// A duration in nanoseconds as a float, without going through `u128`
@@ -24,24 +23,24 @@ fn nanos(d: Duration) -> f64 {
 }
 
 impl PeakEwma {
-    pub(crate) fn new(now: Instant) -> PeakEwma {
+    pub(crate) fn new(now: u64) -> PeakEwma {
         PeakEwma {
             cost: 0.0,
             stamp: now,
         }
     }
 
-    fn decay(&mut self, now: Instant, tau: Duration) {
-        let dt = nanos(now.saturating_duration_since(self.stamp));
+    fn decay(&mut self, now: u64, tau: Duration) {
+        let dt = now.saturating_sub(self.stamp) as f64;
         let tau = nanos(tau).max(1.0);
         self.cost *= (-dt / tau).exp();
         self.stamp = self.stamp.max(now);
     }
 
     /// Record one latency observed at `now`.
-    pub(crate) fn observe(&mut self, rtt: Duration, now: Instant, tau: Duration) {
+    pub(crate) fn observe(&mut self, rtt: Duration, now: u64, tau: Duration) {
         let rtt = nanos(rtt);
-        let dt = nanos(now.saturating_duration_since(self.stamp));
+        let dt = now.saturating_sub(self.stamp) as f64;
         let w = (-dt / nanos(tau).max(1.0)).exp();
         self.cost = if rtt > self.cost {
             rtt
@@ -52,13 +51,13 @@ impl PeakEwma {
     }
 
     /// The current average (decayed to `now`).
-    pub(crate) fn get(&mut self, now: Instant, tau: Duration) -> f64 {
+    pub(crate) fn get(&mut self, now: u64, tau: Duration) -> f64 {
         self.decay(now, tau);
         self.cost
     }
 
     /// The balancer's cost: latency × (outstanding + 1).
-    pub(crate) fn cost(&mut self, now: Instant, tau: Duration, outstanding: usize) -> f64 {
+    pub(crate) fn cost(&mut self, now: u64, tau: Duration, outstanding: usize) -> f64 {
         let c = self.get(now, tau);
         if c == 0.0 && outstanding > 0 {
             return PENALTY + outstanding as f64;
@@ -75,29 +74,29 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn peaks_at_once_and_decays_with_time() {
-        let mut e = PeakEwma::new(Instant::now());
-        e.observe(Duration::from_millis(10), Instant::now(), TAU);
-        assert_eq!(e.get(Instant::now(), TAU), 10e6);
+        let mut e = PeakEwma::new(crate::clock::coarse_ns());
+        e.observe(Duration::from_millis(10), crate::clock::coarse_ns(), TAU);
+        assert_eq!(e.get(crate::clock::coarse_ns(), TAU), 10e6);
         // A slow response counts in full at once.
-        e.observe(Duration::from_millis(100), Instant::now(), TAU);
-        assert_eq!(e.get(Instant::now(), TAU), 100e6);
+        e.observe(Duration::from_millis(100), crate::clock::coarse_ns(), TAU);
+        assert_eq!(e.get(crate::clock::coarse_ns(), TAU), 100e6);
         // One time constant later, a fast response pulls it down by 1/e.
         tokio::time::advance(TAU).await;
-        e.observe(Duration::from_millis(10), Instant::now(), TAU);
-        let v = e.get(Instant::now(), TAU);
+        e.observe(Duration::from_millis(10), crate::clock::coarse_ns(), TAU);
+        let v = e.get(crate::clock::coarse_ns(), TAU);
         let want = 100e6 / std::f64::consts::E + 10e6 * (1.0 - 1.0 / std::f64::consts::E);
         assert!((v - want).abs() < 1e3, "{v} vs {want}");
         // With nothing observed, it fades.
         tokio::time::advance(TAU * 10).await;
-        assert!(e.get(Instant::now(), TAU) < 3e3);
+        assert!(e.get(crate::clock::coarse_ns(), TAU) < 3e3);
     }
 
     #[tokio::test(start_paused = true)]
     async fn cost_grows_with_load_and_penalizes_unknown_busy() {
-        let mut e = PeakEwma::new(Instant::now());
-        assert_eq!(e.cost(Instant::now(), TAU, 0), 0.0);
-        assert!(e.cost(Instant::now(), TAU, 1) >= PENALTY);
-        e.observe(Duration::from_millis(1), Instant::now(), TAU);
-        assert_eq!(e.cost(Instant::now(), TAU, 3), 4e6);
+        let mut e = PeakEwma::new(crate::clock::coarse_ns());
+        assert_eq!(e.cost(crate::clock::coarse_ns(), TAU, 0), 0.0);
+        assert!(e.cost(crate::clock::coarse_ns(), TAU, 1) >= PENALTY);
+        e.observe(Duration::from_millis(1), crate::clock::coarse_ns(), TAU);
+        assert_eq!(e.cost(crate::clock::coarse_ns(), TAU, 3), 4e6);
     }
 }

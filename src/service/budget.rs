@@ -12,9 +12,8 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-use tokio::time::Instant;
 
 /// `retries.budget` and `client.requeueBudget`: the one budget config
 /// (missing keys take the defaults).
@@ -71,8 +70,14 @@ pub struct RetryBudget {
     /// every request, not 128-bit.
     slice_ns: u64,
     slices: u64,
-    epoch: Instant,
-    /// (slice number, sum of deposits and withdrawals in it), oldest first.
+    /// [`crate::clock::coarse_ns`] when the budget was made.
+    epoch: u64,
+    /// The current slice's deposits, counted without the lock: the slice
+    /// number in the high 32 bits, the number of requests in the low 32.
+    /// A deposit in a new slice moves the old count into `window`.
+    fresh: AtomicU64,
+    /// (slice number, sum of deposits and withdrawals in it), oldest first;
+    /// the deposits of the slice in `fresh` are not in it.
     window: Mutex<VecDeque<(u64, i64)>>,
 }
 
@@ -103,58 +108,88 @@ impl RetryBudget {
                 .unwrap_or(u64::MAX)
                 .max(1),
             slices: u64::from(SLICES),
-            epoch: crate::clock::coarse(),
+            epoch: crate::clock::coarse_ns(),
+            fresh: AtomicU64::new(0),
             window: Mutex::new(VecDeque::new()),
         }
     }
 
     fn now_slice(&self) -> u64 {
         // Slices are a second long by default: the coarse clock will do.
-        let elapsed = crate::clock::coarse().saturating_duration_since(self.epoch);
-        let elapsed = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        elapsed / self.slice_ns
+        crate::clock::coarse_ns().saturating_sub(self.epoch) / self.slice_ns
     }
 
-    fn add(&self, amount: i64) {
-        let now = self.now_slice();
-        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        expire(&mut w, now, self.slices);
-        match w.back_mut() {
-            Some((s, sum)) if *s == now => *sum = sum.saturating_add(amount),
-            _ => w.push_back((now, amount)),
+    fn add(w: &mut VecDeque<(u64, i64)>, slice: u64, amount: i64) {
+        match w.iter_mut().rev().find(|(s, _)| *s <= slice) {
+            Some((s, sum)) if *s == slice => *sum = sum.saturating_add(amount),
+            _ => {
+                // Slices stay in order: a late one goes before newer ones.
+                let at = w.partition_point(|(s, _)| *s < slice);
+                w.insert(at, (slice, amount));
+            }
         }
     }
 
+    /// The window, its expired slices gone, and what `fresh` holds for a
+    /// slice still in it (not moved: its deposits go on landing there).
+    fn settled(&self, now: u64) -> (std::sync::MutexGuard<'_, VecDeque<(u64, i64)>>, i64) {
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        expire(&mut w, now, self.slices);
+        let fresh = self.fresh.load(Ordering::Acquire);
+        let (slice, count) = (fresh >> 32, fresh & u64::from(u32::MAX));
+        let pending = if now.saturating_sub(slice) < self.slices {
+            self.deposit.saturating_mul(count as i64)
+        } else {
+            0
+        };
+        (w, pending)
+    }
+
     /// Record a request (call once per request, not per attempt).
+    ///
+    /// Every request pays in, so this takes no lock: within a slice it is
+    /// one atomic add; the first deposit of a new slice moves the previous
+    /// slice's count into the window.
     pub fn deposit(&self) {
-        if self.deposit != 0 {
-            self.add(self.deposit);
+        if self.deposit == 0 {
+            return;
+        }
+        // Slice numbers fit 32 bits for centuries (slices are ≥ 100 ms).
+        let now = self.now_slice() & u64::from(u32::MAX);
+        let fresh = self.fresh.load(Ordering::Relaxed);
+        if fresh >> 32 == now && fresh & u64::from(u32::MAX) < u64::from(u32::MAX) {
+            // A racing move to a newer slice can take this unit with it:
+            // it then counts in that slice, a slice late at worst.
+            self.fresh.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
+        let old = self.fresh.swap((now << 32) | 1, Ordering::AcqRel);
+        let (slice, count) = (old >> 32, old & u64::from(u32::MAX));
+        if count > 0 {
+            let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+            Self::add(&mut w, slice, self.deposit.saturating_mul(count as i64));
+            expire(&mut w, now, self.slices);
         }
     }
 
     /// Take one retry from the budget; `false` when it is exhausted.
     pub fn try_withdraw(&self) -> bool {
         let now = self.now_slice();
-        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        expire(&mut w, now, self.slices);
+        let (mut w, pending) = self.settled(now);
         let sum: i64 = w.iter().map(|(_, v)| *v).sum();
-        if self.reserve.saturating_add(sum) < self.withdrawal {
+        if self.reserve.saturating_add(sum).saturating_add(pending) < self.withdrawal {
             return false;
         }
-        match w.back_mut() {
-            Some((s, v)) if *s == now => *v = v.saturating_sub(self.withdrawal),
-            _ => w.push_back((now, -self.withdrawal)),
-        }
+        Self::add(&mut w, now, -self.withdrawal);
         true
     }
 
     /// Retries that could be taken right now (for admin views and tests).
     pub fn balance(&self) -> i64 {
         let now = self.now_slice();
-        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        expire(&mut w, now, self.slices);
+        let (w, pending) = self.settled(now);
         let sum: i64 = w.iter().map(|(_, v)| *v).sum();
-        (self.reserve.saturating_add(sum) / self.withdrawal).max(0)
+        (self.reserve.saturating_add(sum).saturating_add(pending) / self.withdrawal).max(0)
     }
 }
 
@@ -271,6 +306,39 @@ mod tests {
         assert_eq!(b.balance(), 20);
         tokio::time::advance(Duration::from_secs(11)).await;
         assert_eq!(b.balance(), 0);
+    }
+
+    #[test]
+    fn deposits_from_many_threads_all_count() {
+        let b = std::sync::Arc::new(RetryBudget::new(&cfg(0, 0.2, 10)));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || (0..10_000).for_each(|_| b.deposit()))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(b.balance(), 8_000);
+        assert_eq!(drain(&b), 8_000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deposits_move_between_slices_and_expire_in_order() {
+        let b = RetryBudget::new(&cfg(0, 1.0, 10));
+        // One deposit in each of 12 one-second slices, a withdrawal in the
+        // sixth.
+        for i in 0..12 {
+            b.deposit();
+            if i == 5 {
+                assert!(b.try_withdraw());
+            }
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        // Now is slice 12: slices 3..=11 hold 9 deposits, and the
+        // withdrawal of slice 5.
+        assert_eq!(b.balance(), 8);
     }
 
     #[tokio::test(start_paused = true)]
