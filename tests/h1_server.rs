@@ -837,3 +837,47 @@ async fn an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not() {
     let after = closed_after(&mut idle, t0, Duration::from_secs(1)).await;
     assert!(after >= Duration::from_secs(30), "{after:?}");
 }
+
+/// The proxy's response headers as our HTTP/1.1 server writes them: once
+/// each, after the backend's; a downstream hop's `l5d-success-class` is
+/// replaced by ours, and its `via` kept before ours.
+#[tokio::test]
+async fn the_proxys_response_headers_are_written_once() {
+    let count = |r: &Resp, name: &str| r.headers.iter().filter(|(n, _)| n == name).count();
+    let plain = raw_backend(b"HTTP/1.1 200 OK\r\nx-app: 1\r\ncontent-length: 2\r\n\r\nok").await;
+    let hop = raw_backend(
+        b"HTTP/1.1 200 OK\r\nvia: 1.1 downstream\r\nl5d-success-class: 0.0\r\ncontent-length: 2\r\n\r\nok",
+    )
+    .await;
+    let binder = Arc::new(TestBinder::new(&format!(
+        "/svc/plain=>/$/inet/127.0.0.1/{};/svc/hop=>/$/inet/127.0.0.1/{}",
+        plain.port(),
+        hop.port()
+    )));
+    let p = start_proxy(http_params(), binder).await;
+    let mut c = Conn::open(p.addr).await;
+
+    c.send(b"GET / HTTP/1.1\r\nhost: plain\r\n\r\n").await;
+    let r = c.response().await;
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    assert_eq!(r.header("x-app"), Some("1"));
+    assert_eq!(r.header("via"), Some("1.1 switchyard"));
+    assert_eq!(r.header("l5d-success-class"), Some("1.0"));
+    for name in ["via", "l5d-success-class", "content-length"] {
+        assert_eq!(count(&r, name), 1, "{name}: {:?}", r.headers);
+    }
+
+    // The same connection, a response that says it failed downstream.
+    c.send(b"GET / HTTP/1.1\r\nhost: hop\r\n\r\n").await;
+    let r = c.response().await;
+    assert_eq!(r.status, 200);
+    assert_eq!(count(&r, "l5d-success-class"), 1, "{:?}", r.headers);
+    assert_eq!(r.header("l5d-success-class"), Some("0.0"));
+    let vias: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "via")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(vias, ["1.1 downstream", "1.1 switchyard"]);
+}

@@ -45,26 +45,29 @@ impl Forwarder {
         }
     }
 
-    /// Forward `req`, noting on `noted` what telemetry needs to know.
+    /// Forward `req`, noting on `noted` what telemetry needs to know. The
+    /// proxy's response headers are in the response, or for `Writer::Ours`
+    /// possibly left to the writer ([`headers::Appended`]).
     pub(crate) async fn handle<B>(
         &self,
         req: Request<B>,
         context: headers::RoutingHeaders,
+        writer: headers::Writer,
         noted: &Noted<'_>,
-    ) -> Response<ProxyBody>
+    ) -> (Response<ProxyBody>, headers::Appended)
     where
         B: Body<Data = bytes::Bytes> + Send + Sync + 'static,
         B::Error: Into<super::BoxError>,
     {
         let admitted = match self.admit() {
             Ok(a) => a,
-            Err(e) => return e.into_response(),
+            Err(e) => return (e.into_response(), headers::Appended::default()),
         };
-        match self.forward(req, context, admitted, noted).await {
-            Ok(resp) => resp,
+        match self.forward(req, context, writer, admitted, noted).await {
+            Ok(answer) => answer,
             Err(e) => {
                 tracing::debug!(router = %self.router.label(), error = %e, "request failed");
-                e.into_response()
+                (e.into_response(), headers::Appended::default())
             }
         }
     }
@@ -86,9 +89,10 @@ impl Forwarder {
         &self,
         req: Request<B>,
         context: headers::RoutingHeaders,
+        writer: headers::Writer,
         admitted: Option<Inflight>,
         noted: &Noted<'_>,
-    ) -> Result<Response<ProxyBody>, ProxyError>
+    ) -> Result<(Response<ProxyBody>, headers::Appended), ProxyError>
     where
         B: Body<Data = bytes::Bytes> + Send + Sync + 'static,
         B::Error: Into<super::BoxError>,
@@ -326,8 +330,17 @@ impl Forwarder {
                 }
             }
         };
-        let retry::Answer { response, class } =
-            retry::call(svc, &parts.method, body, limit, attempt).await?;
+        let ours = writer == headers::Writer::Ours;
+        let mark = if ours {
+            retry::Mark::Caller
+        } else {
+            retry::Mark::Head
+        };
+        let retry::Answer {
+            response,
+            class,
+            in_head,
+        } = retry::call_marking(svc, &parts.method, body, limit, mark, attempt).await?;
         // The request's map is done with: kept for another message.
         headers::spare_maps::give(std::mem::take(&mut request.headers));
         // Stats agree with the service's classifier (and downstream hops),
@@ -348,7 +361,15 @@ impl Forwarder {
         }
         let (mut rparts, rbody) = response.into_parts();
         headers::strip_hop_by_hop(&mut rparts.headers);
-        headers::append_via(&mut rparts.headers);
+        let appended = if ours {
+            headers::Appended {
+                via: true,
+                success_class: class.filter(|_| !in_head).map(|c| c.success_class()),
+            }
+        } else {
+            headers::append_via(&mut rparts.headers);
+            headers::Appended::default()
+        };
         let rbody = match admitted {
             Some(slot) => Guarded {
                 inner: rbody,
@@ -357,7 +378,7 @@ impl Forwarder {
             .boxed(),
             None => rbody,
         };
-        Ok(Response::from_parts(rparts, rbody))
+        Ok((Response::from_parts(rparts, rbody), appended))
     }
 }
 

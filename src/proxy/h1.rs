@@ -61,7 +61,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::conn::{IDLE_TIMEOUT, TrackedBody};
-use super::headers::RoutingHeaders;
+use super::headers::{Appended, RoutingHeaders, Writer};
 use super::server::ServerCtx;
 use crate::client::h1::{
     BodyStep, Decoder, Facts, Framer, Framing, H1Error, Inbox, MAX_HEAD, MAX_HEADERS, READ_CHUNK,
@@ -609,16 +609,24 @@ pub(super) async fn serve(
         // 6.4 KB on the stack and copies them over, on every request.
         let respond = Box::into_pin(Box::write(
             Box::new_uninit(),
-            ctx.respond(req.map(|()| body), context, peer),
+            ctx.respond(req.map(|()| body), context, Writer::Ours, peer),
         ));
-        let resp = match &inflow {
+        let (resp, appended) = match &inflow {
             Some(inflow) if expect_continue => with_continue(respond, inflow, &stream).await,
             _ => respond.await,
         };
 
         keep_alive &= !ctx.shutdown.is_triggered();
-        let written =
-            write_response(&stream, &mut out, resp, &method, version, &mut keep_alive).await;
+        let written = write_response(
+            &stream,
+            &mut out,
+            resp,
+            appended,
+            &method,
+            version,
+            &mut keep_alive,
+        )
+        .await;
         if out.capacity() > WRITE_KEEP {
             out = Vec::new();
         }
@@ -785,6 +793,7 @@ async fn write_response(
     stream: &TcpStream,
     out: &mut Vec<u8>,
     resp: Response<TrackedBody>,
+    appended: Appended,
     method: &Method,
     version: Version,
     keep_alive: &mut bool,
@@ -817,6 +826,7 @@ async fn write_response(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    appended.write(out);
     let no_body = *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -1207,9 +1217,18 @@ mod tests {
         let mut keep_alive = true;
         let resp = resp.map(|b| TrackedBody::new(b, None));
         let mut out = Vec::new();
-        write_response(&server, &mut out, resp, &method, version, &mut keep_alive)
-            .await
-            .unwrap();
+        let appended = Appended::default();
+        write_response(
+            &server,
+            &mut out,
+            resp,
+            appended,
+            &method,
+            version,
+            &mut keep_alive,
+        )
+        .await
+        .unwrap();
         drop(server);
         let mut got = Vec::new();
         client.read_to_end(&mut got).await.unwrap();
@@ -1352,6 +1371,7 @@ mod tests {
                 &server,
                 &mut Vec::new(),
                 resp,
+                Appended::default(),
                 &Method::GET,
                 Version::HTTP_11,
                 &mut ka,

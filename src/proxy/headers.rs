@@ -99,6 +99,44 @@ impl<'a> Own<'a> {
     }
 }
 
+/// The response headers the proxy adds, when our HTTP/1.1 server writes
+/// the response: written after the response's own instead of inserted
+/// into its map (an insert hashes the name, and may grow the map). Empty
+/// when the map has them already (hyper's servers, or a response that
+/// came with an `l5d-success-class` of its own, which ours replaces).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Appended {
+    /// `via: 1.1 switchyard`.
+    pub via: bool,
+    /// `l5d-success-class`, this value.
+    pub success_class: Option<&'static str>,
+}
+
+impl Appended {
+    /// Write them as HTTP/1.1 header lines.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        if self.via {
+            out.extend_from_slice(b"via: ");
+            out.extend_from_slice(VIA_VALUE.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if let Some(c) = self.success_class {
+            out.extend_from_slice(b"l5d-success-class: ");
+            out.extend_from_slice(c.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// Who writes a response: where the proxy's response headers go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writer {
+    /// Our HTTP/1.1 server: as [`Appended`] lines.
+    Ours,
+    /// hyper (HTTP/2, TLS): into the map.
+    Hyper,
+}
+
 /// Hex digits of a request id.
 const REQID_LEN: usize = 16;
 

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use super::BoxError;
 use super::conn::{ConnIo, Sniffed, TrackedBody, sniff};
 use super::forward::Forwarder;
-use super::headers::RoutingHeaders;
+use super::headers::{RoutingHeaders, Writer};
 use crate::routing::{Protocol, Router, ServerParams};
 use crate::telemetry::ServerTelemetry;
 use crate::tls::server::Negotiated;
@@ -167,22 +167,24 @@ pub(super) struct ServerCtx {
 }
 
 impl ServerCtx {
-    /// Forward one request from `peer`, with its telemetry around it.
+    /// Forward one request from `peer`, with its telemetry around it; the
+    /// response is written by `writer` (see [`super::headers::Appended`]).
     pub(super) async fn respond<B>(
         &self,
         mut req: Request<B>,
         context: super::headers::RoutingHeaders,
+        writer: super::headers::Writer,
         peer: SocketAddr,
-    ) -> Response<TrackedBody>
+    ) -> (Response<TrackedBody>, super::headers::Appended)
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
     {
         let started = self.telemetry.start(&mut req, peer);
         let noted = self.telemetry.noted();
-        let resp = self.forwarder.handle(req, context, &noted).await;
+        let (resp, appended) = self.forwarder.handle(req, context, writer, &noted).await;
         let follow = self.telemetry.finish(started, noted, &resp);
-        resp.map(|body| TrackedBody::new(body, follow))
+        (resp.map(|body| TrackedBody::new(body, follow)), appended)
     }
 }
 
@@ -286,7 +288,12 @@ fn service(
     let ctx = ctx.clone();
     service_fn(move |req: Request<Incoming>| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(ctx.respond(req, RoutingHeaders::Maybe, peer).await) }
+        async move {
+            let (resp, _) = ctx
+                .respond(req, RoutingHeaders::Maybe, Writer::Hyper, peer)
+                .await;
+            Ok::<_, Infallible>(resp)
+        }
     })
 }
 

@@ -366,7 +366,7 @@ impl serde::Serialize for Classifier {
 /// Whether a response head may hold what [`from_headers`] or
 /// [`grpc_status`] read: any `l5d-` or `grpc-` header. A walk over a short
 /// head's names (already lower case) costs less than the lookups.
-fn downstream_said(headers: &HeaderMap) -> bool {
+pub(crate) fn downstream_said(headers: &HeaderMap) -> bool {
     headers.keys_len() > 12
         || headers.keys().any(|k| {
             let k = k.as_str().as_bytes();

@@ -72,6 +72,21 @@ pub type CallResult = Result<Answer, ProxyError>;
 pub struct Answer {
     pub response: Response<ProxyBody>,
     pub class: Option<ResponseClass>,
+    /// Whether the response's head holds `l5d-success-class` (or needs
+    /// none: the class waits for trailers); with [`Mark::Caller`] the
+    /// caller writes it when not.
+    pub in_head: bool,
+}
+
+/// Where a response's class goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    /// Into its head, as `l5d-success-class`.
+    Head,
+    /// To the caller ([`Answer::class`]), which writes the header itself;
+    /// into the head only when the response may carry one from downstream
+    /// (it is replaced there).
+    Caller,
 }
 
 /// Run the attempts of one request to `svc`. `attempt(body, n)` sends the
@@ -91,10 +106,26 @@ where
     F: FnMut(ReplayBody, usize) -> Fut,
     Fut: Future<Output = AttemptResult>,
 {
+    call_marking(svc, method, body, limit, Mark::Head, attempt).await
+}
+
+/// [`call`], with the response's class going where `mark` says.
+pub async fn call_marking<F, Fut>(
+    svc: &Service,
+    method: &Method,
+    body: ReplayBody,
+    limit: Option<Limit>,
+    mark: Mark,
+    attempt: F,
+) -> CallResult
+where
+    F: FnMut(ReplayBody, usize) -> Fut,
+    Fut: Future<Output = AttemptResult>,
+{
     svc.stats.requests.fetch_add(1, Ordering::Relaxed);
     svc.budget.deposit();
     let attempts = std::sync::atomic::AtomicUsize::new(0);
-    let run = attempts_loop(svc, method, body, attempt, &attempts);
+    let run = attempts_loop(svc, method, body, mark, attempt, &attempts);
     let Some(limit) = limit else {
         return run.await;
     };
@@ -126,6 +157,7 @@ async fn attempts_loop<F, Fut>(
     svc: &Service,
     method: &Method,
     body: ReplayBody,
+    mark: Mark,
     mut attempt: F,
     count: &std::sync::atomic::AtomicUsize,
 ) -> CallResult
@@ -144,7 +176,7 @@ where
         // Holding a gRPC stream to read its trailers only pays when a
         // retry could follow (asked only then: the budget takes a lock).
         let may_retry = || n < MAX_ATTEMPTS && body.can_replay() && svc.budget.balance() > 0;
-        let (class, result) = classify(svc, method, result, may_retry).await;
+        let (class, result) = classify(svc, method, result, mark, may_retry).await;
         if !class.is_retryable() {
             // Say why an attempt failure was final, not just that it failed.
             return result.map_err(|last| match reached_app(&last) {
@@ -197,6 +229,7 @@ async fn classify(
     svc: &Service,
     method: &Method,
     result: AttemptResult,
+    mark: Mark,
     may_retry: impl FnOnce() -> bool,
 ) -> (ResponseClass, CallResult) {
     let c = &svc.params.response_classifier;
@@ -222,6 +255,7 @@ async fn classify(
                     let answer = Answer {
                         response: resp,
                         class: None,
+                        in_head: true,
                     };
                     return (ResponseClass::Success, Ok(answer));
                 }
@@ -249,6 +283,7 @@ async fn classify(
                             let answer = Answer {
                                 response: resp,
                                 class: None,
+                                in_head: true,
                             };
                             return (ResponseClass::Success, Ok(answer));
                         }
@@ -263,13 +298,18 @@ async fn classify(
                 });
             }
             let mut resp = resp;
-            resp.headers_mut().insert(
-                names::L5D_SUCCESS_CLASS,
-                HeaderValue::from_static(class.success_class()),
-            );
+            let in_head =
+                mark == Mark::Head || crate::service::classify::downstream_said(resp.headers());
+            if in_head {
+                resp.headers_mut().insert(
+                    names::L5D_SUCCESS_CLASS,
+                    HeaderValue::from_static(class.success_class()),
+                );
+            }
             let answer = Answer {
                 response: resp,
                 class: Some(class),
+                in_head,
             };
             (class, Ok(answer))
         }
