@@ -5,9 +5,12 @@
 //! "now" works in milliseconds to seconds: a binding's last use, the
 //! retry budget's one-second slices, failure accrual's backoffs,
 //! the balancer's decaying latency averages (τ = 10 s), a pooled
-//! connection's idle time. Those read [`coarse`]: the kernel's tick-grained
-//! monotonic clock (`CLOCK_MONOTONIC_COARSE`), which the vDSO answers from
-//! memory without reading the time-stamp counter.
+//! connection's idle time. Those read the kernel's tick-grained monotonic
+//! clock (`CLOCK_MONOTONIC_COARSE`), which the vDSO answers from memory
+//! without reading the time-stamp counter: as an `Instant` ([`coarse`]),
+//! where it meets tokio's timers (accrual, pools), or as plain nanoseconds
+//! ([`coarse_ns`]) where stamps only meet each other (the budget, a
+//! binding's last use, the latency averages).
 //!
 //! Why: a precise reading costs 29.9 ns on this project's VM and a coarse
 //! one 7.1 ns (`cargo bench --bench request -- clock`; `perf record` at
