@@ -53,9 +53,6 @@ pub use params::{
 };
 use upstream::{Upstream, UpstreamError};
 
-/// HTTP/1.1 response decoding from bytes alone, for the fuzz target
-/// (`fuzz/fuzz_targets/h1_response.rs`); not an API.
-#[doc(hidden)]
 /// Headers a caller adds to a request whose map it lends
 /// ([`Client::call_with_headers`]), kept out of the map: an HTTP/1.1 send
 /// writes them after the map's (no insert, no hashing of their names), an
@@ -70,6 +67,9 @@ impl Added<'_> {
     pub const NONE: Added<'static> = Added(&[]);
 }
 
+/// HTTP/1.1 response decoding from bytes alone, for the fuzz target
+/// (`fuzz/fuzz_targets/h1_response.rs`); not an API.
+#[doc(hidden)]
 pub mod h1_decode {
     pub use super::h1::{Decoded, decode};
 }

@@ -132,6 +132,9 @@ impl RetryBudget {
 
     /// The window, its expired slices gone, and what `fresh` holds for a
     /// slice still in it (not moved: its deposits go on landing there).
+    /// A count being moved at this moment (swapped out of `fresh`, waiting
+    /// for the lock held here) is in neither: the budget reads low by one
+    /// slice's deposits for that instant, never high.
     fn settled(&self, now: u64) -> (std::sync::MutexGuard<'_, VecDeque<(u64, i64)>>, i64) {
         let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
         expire(&mut w, now, self.slices);
