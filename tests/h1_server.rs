@@ -838,6 +838,90 @@ async fn an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not() {
     assert!(after >= Duration::from_secs(30), "{after:?}");
 }
 
+/// The whole of one response to `request`, sent with `connection: close`
+/// on a connection of its own, as bytes on the wire.
+async fn wire_response(proxy: SocketAddr, host: &str) -> String {
+    let mut s = TcpStream::connect(proxy)
+        .await
+        .expect("connect to the proxy");
+    let req = format!("GET / HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    tokio::time::timeout(READ_TIMEOUT, s.read_to_end(&mut out))
+        .await
+        .expect("the proxy closes after the response")
+        .expect("read");
+    String::from_utf8(out).expect("text")
+}
+
+/// A backend's header lines reach the client as the backend wrote them
+/// (case, order, repeated names), without the backend's own connection
+/// and framing headers, and with the proxy's after them; a response with a
+/// hop-by-hop header named by `connection` has it removed.
+#[tokio::test]
+async fn the_backends_header_lines_pass_through_as_sent() {
+    let plain = raw_backend(
+        b"HTTP/1.1 200 OK\r\nServer: Raw/1\r\nSet-Cookie: a=1\r\nX-Multi: one\r\n\
+          Keep-Alive: timeout=5\r\nSet-Cookie: b=2\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+          Connection: keep-alive\r\nContent-Length: 2\r\n\r\nok",
+    )
+    .await;
+    let chunked = raw_backend(
+        b"HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\nX-B: 2\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    )
+    .await;
+    let hop = raw_backend(
+        b"HTTP/1.1 200 OK\r\nConnection: x-hop\r\nX-Hop: 1\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok",
+    )
+    .await;
+    let binder = Arc::new(TestBinder::new(&format!(
+        "/svc/plain=>/$/inet/127.0.0.1/{};/svc/chunked=>/$/inet/127.0.0.1/{};/svc/hop=>/$/inet/127.0.0.1/{}",
+        plain.port(),
+        chunked.port(),
+        hop.port()
+    )));
+    let p = start_proxy(http_params(), binder).await;
+
+    assert_eq!(
+        wire_response(p.addr, "plain").await,
+        "HTTP/1.1 200 OK\r\nServer: Raw/1\r\nSet-Cookie: a=1\r\nX-Multi: one\r\n\
+         Set-Cookie: b=2\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 2\r\n\
+         via: 1.1 switchyard\r\nl5d-success-class: 1.0\r\nconnection: close\r\n\r\nok"
+    );
+
+    // Chunked by the backend: the proxy frames the body itself, and dates it.
+    let r = wire_response(p.addr, "chunked").await;
+    let (head, body) = r.split_once("\r\n\r\n").expect("a head");
+    let lines: Vec<&str> = head.lines().collect();
+    assert_eq!(
+        lines.get(..5).unwrap_or_default(),
+        [
+            "HTTP/1.1 200 OK",
+            "X-A: 1",
+            "X-B: 2",
+            "via: 1.1 switchyard",
+            "l5d-success-class: 1.0"
+        ],
+        "{r}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.to_ascii_lowercase().starts_with("transfer-encoding"))
+            .count(),
+        1,
+        "{r}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("date: ")), "{r}");
+    assert_eq!(body, "2\r\nok\r\n0\r\n\r\n", "{r}");
+
+    // What `connection` names goes; the rest is read into a map (lower case).
+    let r = wire_response(p.addr, "hop").await;
+    assert!(!r.to_ascii_lowercase().contains("x-hop"), "{r}");
+    assert!(r.contains("\r\nx-a: 1\r\n"), "{r}");
+    assert!(r.ends_with("\r\n\r\nok"), "{r}");
+}
+
 /// The proxy's response headers as our HTTP/1.1 server writes them: once
 /// each, after the backend's; a downstream hop's `l5d-success-class` is
 /// replaced by ours, and its `via` kept before ours.

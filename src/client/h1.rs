@@ -46,6 +46,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use crate::proxy::headers::Verbatim;
 use crate::proxy::{BoxError, ProxyBody};
 
 // The limits and buffer sizes below hold for both sides: this client and
@@ -178,13 +179,18 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) headers: &'a HeaderMap,
     /// Written after `headers` ([`super::Added`]).
     pub(crate) added: &'a [(&'a http::HeaderName, &'a http::HeaderValue)],
+    /// Whether the response's headers may stay as the endpoint sent them
+    /// ([`Verbatim`]): only when our HTTP/1.1 server writes the response.
+    pub(crate) verbatim: bool,
 }
 
 /// A response head, how to read its body, and whether the connection may
 /// carry another exchange after it.
 #[derive(Debug)]
 pub(crate) struct Answer {
+    /// Its map is empty when the headers are in `verbatim`.
     pub(crate) head: Response<()>,
+    pub(crate) verbatim: Option<Verbatim>,
     pub(crate) body: Decoder,
     pub(crate) reusable: bool,
 }
@@ -389,6 +395,8 @@ pub(crate) struct Facts {
     pub(crate) keep_alive: bool,
     /// `expect: 100-continue`.
     pub(crate) expect_continue: bool,
+    /// There is a `date` header.
+    pub(crate) dated: bool,
     /// `via` or any `l5d-` header: one the forwarder reads before routing
     /// or one it would replace ([`crate::proxy::headers::RoutingHeaders`]).
     pub(crate) context: bool,
@@ -431,6 +439,10 @@ impl Facts {
                 only_ours
             }
             10 if name.eq_ignore_ascii_case(b"keep-alive") => true,
+            4 if name.eq_ignore_ascii_case(b"date") => {
+                self.dated = true;
+                false
+            }
             6 if name.eq_ignore_ascii_case(b"expect") => {
                 self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
                 false
@@ -446,6 +458,152 @@ impl Facts {
             }
             _ => false,
         }
+    }
+}
+
+/// Where one header lies in its head: name offset and length, value
+/// offset and length.
+pub(crate) type Span = (u32, u32, u32, u32);
+
+/// Where a parsed head's headers lie in its buffer, so that names and
+/// values can be windows on the head once it is split off the buffer. Most
+/// heads have a few headers: those stay on the stack, without room for
+/// [`MAX_HEADERS`] made (and zeroed, 1.6 KB) for every head.
+pub(crate) enum Spans {
+    Few([Span; Spans::FEW], usize),
+    Many(Vec<Span>),
+}
+
+impl Spans {
+    const FEW: usize = 12;
+
+    /// The spans of `headers`, parsed from the buffer that starts at `base`.
+    pub(crate) fn of(headers: &[httparse::Header<'_>], base: *const u8) -> Spans {
+        let base = base as usize;
+        let span = |h: &httparse::Header<'_>| {
+            (
+                (h.name.as_ptr() as usize - base) as u32,
+                h.name.len() as u32,
+                (h.value.as_ptr() as usize - base) as u32,
+                h.value.len() as u32,
+            )
+        };
+        if headers.len() > Spans::FEW {
+            return Spans::Many(headers.iter().map(span).collect());
+        }
+        let mut few = [(0, 0, 0, 0); Spans::FEW];
+        for (slot, h) in few.iter_mut().zip(headers) {
+            *slot = span(h);
+        }
+        Spans::Few(few, headers.len())
+    }
+
+    pub(crate) fn as_slice(&self) -> &[Span] {
+        match self {
+            Spans::Few(few, n) => few.get(..*n).unwrap_or_default(),
+            Spans::Many(v) => v,
+        }
+    }
+}
+
+/// A response head's headers (`spans` into `head`) as a map; framing
+/// headers of this connection are noted in `facts` and left out.
+fn headers_map(head: &Bytes, spans: &[Span], facts: &mut Facts) -> Result<HeaderMap, H1Error> {
+    // Room for what the proxy adds without regrowing the map.
+    let mut headers = crate::proxy::headers::spare_maps::take(spans.len() + 4);
+    for &(n, nl, v, vl) in spans {
+        let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
+        let (name, value) = (&head[n..n + nl], &head[v..v + vl]);
+        if facts.note(name, value) {
+            continue;
+        }
+        let name = HeaderName::from_bytes(name)
+            .map_err(|_| H1Error::Head("invalid header name".into()))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
+            .map_err(|_| H1Error::Head("invalid header value".into()))?;
+        headers.append(name, value);
+    }
+    if facts.chunked.is_some() && facts.length.is_some() {
+        // The body is framed by its transfer coding (RFC 9112 §6.3): a
+        // length beside it says nothing true about what is passed on.
+        headers.remove(CONTENT_LENGTH);
+    }
+    Ok(headers)
+}
+
+/// The header lines of a response head (`spans` into `head`) that pass
+/// through unchanged, made contiguous in `head`: the connection's framing
+/// headers (those [`Facts::note`] takes) are cut out and noted in `facts`.
+/// `None` when a header needs the proxy's attention (see [`passes`]), or a
+/// line does not end in CRLF: the head then goes into a map.
+fn passed_through(
+    head: &mut BytesMut,
+    spans: &[Span],
+    facts: &mut Facts,
+) -> Option<std::ops::Range<usize>> {
+    // Where the blank line that ends the head begins.
+    let end = head
+        .len()
+        .checked_sub(2)
+        .filter(|&e| head[e..] == *b"\r\n")?;
+    let Some(&(first, ..)) = spans.first() else {
+        return Some(end..end);
+    };
+    let line_end = |i: usize| spans.get(i + 1).map_or(end, |s| s.0 as usize);
+    // MAX_HEADERS fits.
+    let mut cut: u128 = 0;
+    for (i, &(n, nl, v, vl)) in spans.iter().enumerate() {
+        let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
+        let stop = line_end(i);
+        if stop < v + vl + 2 || head[stop - 2..stop] != *b"\r\n" {
+            return None;
+        }
+        let (name, value) = (&head[n..n + nl], &head[v..v + vl]);
+        if facts.note(name, value) {
+            cut |= 1 << i;
+        } else if !passes(name, value) {
+            return None;
+        }
+    }
+    if facts.chunked.is_some() && facts.length.is_some() {
+        return None;
+    }
+    let first = first as usize;
+    if cut == 0 {
+        return Some(first..end);
+    }
+    let mut to = first;
+    for (i, span) in spans.iter().enumerate() {
+        let (from, stop) = (span.0 as usize, line_end(i));
+        if cut & (1 << i) == 0 {
+            head.copy_within(from..stop, to);
+            to += stop - from;
+        }
+    }
+    Some(first..to)
+}
+
+/// Whether a response header (other than the connection's framing ones)
+/// is one the proxy neither reads nor changes: not `l5d-*` or `grpc-*`
+/// (classification), not hop-by-hop (`connection` naming other headers,
+/// `te`, `upgrade`, `proxy-*`), not a gRPC `content-type` (telemetry waits
+/// for its trailers).
+fn passes(name: &[u8], value: &[u8]) -> bool {
+    let prefixed = |p: &[u8]| name.len() > p.len() && name[..p.len()].eq_ignore_ascii_case(p);
+    match name.first().map_or(0, |b| b | 0x20) {
+        b'l' => !prefixed(b"l5d-"),
+        b'g' => !prefixed(b"grpc-"),
+        b'p' => !prefixed(b"proxy-"),
+        b't' => !name.eq_ignore_ascii_case(b"te"),
+        b'u' => !name.eq_ignore_ascii_case(b"upgrade"),
+        b'c' => match name.len() {
+            10 => !name.eq_ignore_ascii_case(b"connection"),
+            12 if name.eq_ignore_ascii_case(b"content-type") => !value
+                .get(..16)
+                .is_some_and(|v| v.eq_ignore_ascii_case(b"application/grpc")),
+            _ => true,
+        },
+        _ => true,
     }
 }
 
@@ -608,7 +766,7 @@ impl Connection {
         if self.write.capacity() > WRITE_KEEP {
             self.write = Vec::new();
         }
-        let mut answer = self.read_head(req.method).await?;
+        let mut answer = self.read_head(req.method, req.verbatim).await?;
         if interrupted {
             answer.reusable = false;
         }
@@ -641,10 +799,10 @@ impl Connection {
 
     /// Read until a response head is complete; interim (1xx) responses
     /// other than 101 are skipped.
-    async fn read_head(&mut self, method: &Method) -> Result<Answer, H1Error> {
+    async fn read_head(&mut self, method: &Method, verbatim: bool) -> Result<Answer, H1Error> {
         loop {
             if !self.inbox.read.is_empty()
-                && let Some(answer) = self.inbox.parse_head(method)?
+                && let Some(answer) = self.inbox.parse_head(method, verbatim)?
             {
                 return Ok(answer);
             }
@@ -732,13 +890,12 @@ impl Inbox {
         self.read
     }
 
-    /// Parse the response head at the front of the buffer, when complete.
-    fn parse_head(&mut self, method: &Method) -> Result<Option<Answer>, H1Error> {
+    /// Parse the response head at the front of the buffer, when complete;
+    /// with `verbatim`, its headers stay as lines where they can
+    /// ([`Verbatim`]).
+    fn parse_head(&mut self, method: &Method, verbatim: bool) -> Result<Option<Answer>, H1Error> {
         loop {
-            // Header positions, so that the values can be windows on the
-            // head once it is split off the buffer.
-            let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-            let (len, code, minor, count) = {
+            let (len, code, minor, spans) = {
                 let mut slots =
                     [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
                 let mut res = httparse::Response::new(&mut []);
@@ -755,22 +912,11 @@ impl Inbox {
                 if len > MAX_HEAD {
                     return Err(H1Error::HeadTooLarge);
                 }
-                let base = self.read.as_ptr() as usize;
-                for (span, h) in spans.iter_mut().zip(res.headers.iter()) {
-                    let n = h.name.as_ptr() as usize - base;
-                    let v = h.value.as_ptr() as usize - base;
-                    *span = (
-                        n as u32,
-                        h.name.len() as u32,
-                        v as u32,
-                        h.value.len() as u32,
-                    );
-                }
                 (
                     len,
                     res.code.unwrap_or(0),
                     res.version.unwrap_or(1),
-                    res.headers.len(),
+                    Spans::of(res.headers, self.read.as_ptr()),
                 )
             };
             let status = StatusCode::from_u16(code)
@@ -779,22 +925,25 @@ impl Inbox {
                 let _ = self.read.split_to(len);
                 continue;
             }
-            let head = self.read.split_to(len).freeze();
-            // Room for what the proxy adds without regrowing the map.
-            let mut headers = crate::proxy::headers::spare_maps::take(count + 4);
+            let mut head = self.read.split_to(len);
             let mut facts = Facts::default();
-            for &(n, nl, v, vl) in &spans[..count] {
-                let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
-                let (name, value) = (&head[n..n + nl], &head[v..v + vl]);
-                if facts.note(name, value) {
-                    continue;
+            let lines = if verbatim && status != StatusCode::SWITCHING_PROTOCOLS {
+                passed_through(&mut head, spans.as_slice(), &mut facts)
+            } else {
+                None
+            };
+            let head = head.freeze();
+            let (headers, verbatim) = match lines {
+                Some(lines) => {
+                    let length = facts.length.and_then(Result::ok);
+                    let v = Verbatim::new(head.slice(lines), length, facts.dated);
+                    (HeaderMap::new(), Some(v))
                 }
-                let name = HeaderName::from_bytes(name)
-                    .map_err(|_| H1Error::Head("invalid header name".into()))?;
-                let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
-                    .map_err(|_| H1Error::Head("invalid header value".into()))?;
-                headers.append(name, value);
-            }
+                None => {
+                    facts = Facts::default();
+                    (headers_map(&head, spans.as_slice(), &mut facts)?, None)
+                }
+            };
             let version = if minor == 0 {
                 Version::HTTP_10
             } else {
@@ -832,6 +981,7 @@ impl Inbox {
             *resp.headers_mut() = headers;
             return Ok(Some(Answer {
                 head: resp,
+                verbatim,
                 body,
                 reusable,
             }));
@@ -1009,15 +1159,53 @@ fn pairs(h: &HeaderMap) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// `name: value` lines taken apart.
+fn lines(lines: &[u8]) -> Vec<(String, Vec<u8>)> {
+    lines
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let l = l.strip_suffix(b"\r").unwrap_or(l);
+            let colon = l.iter().position(|&b| b == b':').unwrap_or(l.len());
+            let (name, value) = l.split_at(colon);
+            let value = value.get(1..).unwrap_or_default().trim_ascii();
+            (
+                String::from_utf8_lossy(name).to_ascii_lowercase(),
+                value.to_vec(),
+            )
+        })
+        .collect()
+}
+
 /// Decode `data` as the whole response to a `method` request, as a
 /// connection would when the bytes arrive `piece` at a time and the
 /// endpoint closes after them: for tests and the fuzz target, which check
 /// that the pieces do not change the outcome.
 pub fn decode(data: &[u8], method: &Method, piece: usize) -> Result<Decoded, String> {
+    decode_with(data, method, piece, false)
+}
+
+/// [`decode`] for a response whose header lines may pass through as they
+/// came ([`Verbatim`]): the headers are the lines taken apart again (names
+/// in lower case), and must be what [`decode`] finds, in the order of the
+/// lines rather than grouped by name.
+pub fn decode_verbatim(data: &[u8], method: &Method, piece: usize) -> Result<Decoded, String> {
+    decode_with(data, method, piece, true)
+}
+
+fn decode_with(
+    data: &[u8],
+    method: &Method,
+    piece: usize,
+    verbatim: bool,
+) -> Result<Decoded, String> {
     let mut pieces = data.chunks(piece.max(1));
     let mut inbox = Inbox::default();
     let answer = loop {
-        if let Some(a) = inbox.parse_head(method).map_err(|e| e.to_string())? {
+        if let Some(a) = inbox
+            .parse_head(method, verbatim)
+            .map_err(|e| e.to_string())?
+        {
             break a;
         }
         match pieces.next() {
@@ -1048,7 +1236,10 @@ pub fn decode(data: &[u8], method: &Method, piece: usize) -> Result<Decoded, Str
     let rest = pieces.map(<[u8]>::len).sum::<usize>();
     Ok(Decoded {
         status: answer.head.status().as_u16(),
-        headers: pairs(answer.head.headers()),
+        headers: match &answer.verbatim {
+            Some(v) => lines(v.lines()),
+            None => pairs(answer.head.headers()),
+        },
         body,
         trailers,
         reusable: answer.reusable && inbox.len() == 0 && rest == 0,
@@ -1336,6 +1527,97 @@ mod tests {
             2,
         );
         assert_eq!(head.unwrap().body, b"");
+    }
+
+    /// The map path's headers, grouped by name as a map iterates them.
+    fn by_name(mut d: Decoded) -> Decoded {
+        d.headers.sort_by(|a, b| a.0.cmp(&b.0));
+        d
+    }
+
+    #[test]
+    fn header_lines_pass_through_as_sent_without_the_connections_own() {
+        let verbatim = |data: &[u8]| {
+            let mut inbox = Inbox::default();
+            inbox.extend(data);
+            let a = inbox.parse_head(&Method::GET, true).unwrap().unwrap();
+            assert_eq!(a.verbatim.is_some(), a.head.headers().is_empty());
+            a.verbatim
+        };
+        // nginx's: `connection` goes, the rest stays in its case and order.
+        let v = verbatim(
+            b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sun, 29 Nov 2026 07:00:00 GMT\r\n\
+              Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok",
+        )
+        .unwrap();
+        assert_eq!(
+            v.lines(),
+            b"Server: nginx\r\nDate: Sun, 29 Nov 2026 07:00:00 GMT\r\n\
+              Content-Type: text/plain\r\nContent-Length: 2\r\n"
+        );
+        assert_eq!((v.length(), v.dated()), (Some(2), true));
+        // Framing lines in the middle are cut out, the others closed up.
+        let v = verbatim(
+            b"HTTP/1.1 200 OK\r\nx-a: 1\r\nTransfer-Encoding: chunked\r\nx-b: 2  \r\n\
+              keep-alive: timeout=5\r\nconnection: close\r\nx-c: 3\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(v.lines(), b"x-a: 1\r\nx-b: 2  \r\nx-c: 3\r\n");
+        assert_eq!((v.length(), v.dated()), (None, false));
+        // Nothing but framing, or no header at all.
+        let v = verbatim(b"HTTP/1.1 204 No Content\r\nconnection: keep-alive\r\n\r\n");
+        assert_eq!(v.unwrap().lines(), b"");
+        assert_eq!(verbatim(b"HTTP/1.1 200 OK\r\n\r\n").unwrap().lines(), b"");
+        // Headers the proxy reads or removes, and lines it would not send
+        // as they are, go through the map.
+        for other in [
+            "l5d-success-class: 0.0",
+            "L5D-Retryable: true",
+            "grpc-status: 0",
+            "content-type: application/grpc+proto",
+            "te: trailers",
+            "upgrade: h2c",
+            "proxy-authenticate: Basic",
+            "connection: x-hop",
+            "content-length: 3\r\ntransfer-encoding: chunked",
+        ] {
+            let data = format!("HTTP/1.1 200 OK\r\nx-a: 1\r\n{other}\r\n\r\n");
+            assert_eq!(verbatim(data.as_bytes()), None, "{other}");
+        }
+        assert_eq!(verbatim(b"HTTP/1.1 200 OK\nx-a: 1\n\n"), None);
+        assert_eq!(verbatim(b"HTTP/1.1 200 OK\r\nx-a: 1\n\r\n"), None);
+        assert_eq!(
+            verbatim(b"HTTP/1.1 101 Switching Protocols\r\nx-a: 1\r\n\r\n"),
+            None
+        );
+        // Lengths beside a transfer coding are not passed on either way.
+        let d = decode(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+            &Method::GET,
+            64,
+        )
+        .unwrap();
+        assert!(d.headers.is_empty(), "{:?}", d.headers);
+    }
+
+    #[test]
+    fn responses_decode_the_same_with_their_lines_kept_or_in_a_map() {
+        let cases: &[&[u8]] = &[
+            b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 5\r\nX-A: 1\r\nx-a:  2 \r\n\r\nhello",
+            b"HTTP/1.1 100 Continue\r\nx: 1\r\n\r\nHTTP/1.1 200 OK\r\nkeep-alive: 1\r\n\
+              Transfer-Encoding: chunked\r\nx-b: 2\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ngrpc-status: 0\r\nx-a: 1\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\nx-a: 1\r\n\r\nuntil the end",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1, 2\r\n\r\nok",
+            b"HTTP/1.1 200 OK\r\nx-a: \xff\r\ncontent-length: 0\r\n\r\n",
+        ];
+        for data in cases {
+            let map = decode(data, &Method::GET, data.len()).map(by_name);
+            for piece in [1, 3, data.len()] {
+                let kept = decode_verbatim(data, &Method::GET, piece).map(by_name);
+                assert_eq!(kept, map, "{piece}: {data:?}");
+            }
+        }
     }
 
     #[test]

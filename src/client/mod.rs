@@ -71,7 +71,7 @@ impl Added<'_> {
 /// (`fuzz/fuzz_targets/h1_response.rs`); not an API.
 #[doc(hidden)]
 pub mod h1_decode {
-    pub use super::h1::{Decoded, decode};
+    pub use super::h1::{Decoded, decode, decode_verbatim};
 }
 
 use crate::dtab::Path;
@@ -148,12 +148,19 @@ impl fmt::Debug for CallBody {
 pub struct CallCtx {
     /// The logical name (`/svc/web`), for logs.
     pub dst: Path,
+    /// Whether an HTTP/1.1 response's headers may stay as the endpoint
+    /// sent them ([`Reply::verbatim`]): only when the caller writes them
+    /// out with our HTTP/1.1 server.
+    pub verbatim: bool,
 }
 
 impl CallCtx {
     /// The context of a call for the logical name `dst`.
     pub fn new(dst: Path) -> CallCtx {
-        CallCtx { dst }
+        CallCtx {
+            dst,
+            verbatim: false,
+        }
     }
 }
 
@@ -274,6 +281,10 @@ impl ResponseClass {
 pub struct Reply {
     /// The endpoint's response; its body holds the endpoint's load until done.
     pub response: Response<ProxyBody>,
+    /// The response's header lines as the endpoint sent them, when
+    /// [`CallCtx::verbatim`] allowed it and the proxy has nothing to do
+    /// with them: the response's map is then empty.
+    pub verbatim: Option<crate::proxy::headers::Verbatim>,
     /// Reports the response's class when classified or dropped.
     pub report: Report,
 }
@@ -449,7 +460,7 @@ impl Client {
     /// ```text
     /// let body = CallBody::Buffered(bytes);          // replayable
     /// match client.call(req_with(body.try_clone()?), &CallCtx::new(dst)).await {
-    ///     Ok(Reply { response, report }) => {
+    ///     Ok(Reply { response, report, .. }) => {
     ///         report.classify(if retryable_failure { ResponseClass::Failure } else { ResponseClass::Success });
     ///         ...
     ///     }
@@ -544,6 +555,7 @@ impl Client {
                 target: pq.as_str(),
                 headers: borrowed.unwrap_or(&parts.headers),
                 added: added.0,
+                verbatim: ctx.verbatim,
             };
             let send_body = body.for_send();
 
@@ -569,7 +581,8 @@ impl Client {
             match result {
                 Ok(resp) => {
                     ep.observe_latency(start.elapsed());
-                    let (rparts, rbody) = resp.into_parts();
+                    let (rparts, mut rbody) = resp.into_parts();
+                    let verbatim = rbody.take_verbatim();
                     let report = Report::new(ep, rparts.status);
                     let rbody = Guarded {
                         inner: rbody,
@@ -579,6 +592,7 @@ impl Client {
                     .boxed();
                     return Ok(Reply {
                         response: Response::from_parts(rparts, rbody),
+                        verbatim,
                         report,
                     });
                 }

@@ -49,6 +49,7 @@ use tokio::time::Instant;
 use super::h1::{Answer, Connection, Decoder, Io, Outgoing};
 use super::params::PoolParams;
 use super::upstream::{Unprocessed, UpstreamError, connect_tcp, tls_error};
+use crate::proxy::headers::Verbatim;
 use crate::proxy::{BoxError, ProxyBody};
 use crate::tls::client::UpstreamTls;
 
@@ -186,6 +187,7 @@ impl Pool {
         match conn.h1.send(req, body).await {
             Ok(Answer {
                 head,
+                verbatim,
                 body,
                 reusable,
             }) => {
@@ -196,6 +198,7 @@ impl Pool {
                         reusable,
                         pool: self.clone(),
                     },
+                    verbatim,
                 };
                 // A response without a body gives its connection back now.
                 pooled.release_if_done();
@@ -364,6 +367,10 @@ fn reset_in_chain(e: &(dyn std::error::Error + 'static)) -> bool {
 #[derive(Debug)]
 pub(crate) struct PooledBody {
     kind: Kind,
+    /// The response's header lines, until the client takes them
+    /// ([`PooledBody::take_verbatim`]): carried here so that the
+    /// response's type is the same whichever way its headers came.
+    verbatim: Option<Verbatim>,
 }
 
 #[derive(Debug)]
@@ -384,7 +391,14 @@ impl PooledBody {
     pub(crate) fn unpooled(inner: Incoming) -> PooledBody {
         PooledBody {
             kind: Kind::H2(inner),
+            verbatim: None,
         }
+    }
+
+    /// The response's header lines when they were kept as the endpoint
+    /// sent them ([`super::h1::Outgoing::verbatim`]).
+    pub(crate) fn take_verbatim(&mut self) -> Option<Verbatim> {
+        self.verbatim.take()
     }
 
     /// Once the body has ended: its connection back to the pool, when the
@@ -540,6 +554,7 @@ mod tests {
                 target,
                 headers: &parts.headers,
                 added: &[],
+                verbatim: false,
             };
             self.send(out, body).await
         }

@@ -253,7 +253,12 @@ impl Forwarder {
         };
         let (request, router, dst) = (&mut parts, &self.router, &dst);
         let parts = &*request;
-        let ctx = CallCtx::new(dst.path().clone());
+        let ours = writer == headers::Writer::Ours;
+        let ctx = CallCtx {
+            // Our server writes header lines as they came; hyper needs a map.
+            verbatim: ours,
+            ..CallCtx::new(dst.path().clone())
+        };
         let ctx = &ctx;
         let reqid = reqid.as_ref();
         let attempt = |body: ReplayBody, n: usize| {
@@ -322,15 +327,19 @@ impl Forwarder {
                     }
                 };
                 match called {
-                    Ok(Reply { response, report }) => Ok(Attempted {
+                    Ok(Reply {
+                        response,
+                        report,
+                        verbatim,
+                    }) => Ok(Attempted {
                         response,
                         report: Some(report),
+                        verbatim,
                     }),
                     Err(e) => Err(client_error(e, &ctx.dst, client.id())),
                 }
             }
         };
-        let ours = writer == headers::Writer::Ours;
         let mark = if ours {
             retry::Mark::Caller
         } else {
@@ -340,6 +349,7 @@ impl Forwarder {
             response,
             class,
             in_head,
+            verbatim,
         } = retry::call_marking(svc, &parts.method, body, limit, mark, attempt).await?;
         // The request's map is done with: kept for another message.
         headers::spare_maps::give(std::mem::take(&mut request.headers));
@@ -363,6 +373,7 @@ impl Forwarder {
         headers::strip_hop_by_hop(&mut rparts.headers);
         let appended = if ours {
             headers::Appended {
+                verbatim,
                 via: true,
                 success_class: class.filter(|_| !in_head).map(|c| c.success_class()),
             }

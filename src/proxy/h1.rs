@@ -65,7 +65,7 @@ use super::headers::{Appended, RoutingHeaders, Writer};
 use super::server::ServerCtx;
 use crate::client::h1::{
     BodyStep, Decoder, Facts, Framer, Framing, H1Error, Inbox, MAX_HEAD, MAX_HEADERS, READ_CHUNK,
-    READ_MIN, WRITE_HIGH, WRITE_KEEP, parse_decimal, push_decimal,
+    READ_MIN, Spans, WRITE_HIGH, WRITE_KEEP, parse_decimal, push_decimal,
 };
 
 /// How long a closing connection reads and drops what a client still sends.
@@ -117,8 +117,7 @@ fn parse_request(read: &mut BytesMut) -> Result<Option<Head>, Rejection> {
     }
     // Positions, so that the target and the header values can be windows
     // on the head once it is split off the buffer.
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-    let (len, method, target, minor, count) = {
+    let (len, method, target, minor, spans) = {
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
         // Only the first MAX_HEAD bytes are looked at: the outcome is then
@@ -147,17 +146,12 @@ fn parse_request(read: &mut BytesMut) -> Result<Option<Head>, Rejection> {
         }
         let base = read.as_ptr() as usize;
         let span = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
-        for (slot, h) in spans.iter_mut().zip(req.headers.iter()) {
-            let (n, nl) = span(h.name.as_bytes());
-            let (v, vl) = span(h.value);
-            *slot = (n as u32, nl as u32, v as u32, vl as u32);
-        }
         (
             len,
             span(req.method.unwrap_or_default().as_bytes()),
             span(req.path.unwrap_or_default().as_bytes()),
             req.version.unwrap_or(1),
-            req.headers.len(),
+            Spans::of(req.headers, read.as_ptr()),
         )
     };
     let head = read.split_to(len).freeze();
@@ -167,9 +161,9 @@ fn parse_request(read: &mut BytesMut) -> Result<Option<Head>, Rejection> {
     let uri = http::Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1))
         .map_err(|e| Rejection::Bad(format!("invalid request target: {e}")))?;
     // Room for what the proxy adds without regrowing the map.
-    let mut headers = super::headers::spare_maps::take(count + 8);
+    let mut headers = super::headers::spare_maps::take(spans.as_slice().len() + 8);
     let mut declared = Facts::default();
-    for &(n, nl, v, vl) in spans.get(..count).unwrap_or_default() {
+    for &(n, nl, v, vl) in spans.as_slice() {
         let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
         let name = window((n, nl));
         if declared.note(name, window((v, vl))) {
@@ -810,6 +804,11 @@ async fn write_response(
     out.extend_from_slice(b"\r\n");
     let mut length: Option<Option<u64>> = None;
     let mut dated = false;
+    if let Some(v) = &appended.verbatim {
+        out.extend_from_slice(v.lines());
+        length = v.length().map(Some);
+        dated = v.dated();
+    }
     for (name, value) in &parts.headers {
         if *name == CONTENT_LENGTH {
             let n = parse_decimal(value.as_bytes().trim_ascii());

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::str::FromStr;
 use std::sync::LazyLock;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http::header::{CONNECTION, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE, VIA};
 use rand::Rng;
@@ -99,13 +99,64 @@ impl<'a> Own<'a> {
     }
 }
 
+/// A response's header lines as the endpoint sent them, for our HTTP/1.1
+/// server to write as they are: parsing them into a map, and the map back
+/// into lines, was a tenth of a request's instructions, for headers
+/// nothing on the way reads. Only a response whose headers the proxy has
+/// no business with comes this way (no `l5d-`, `grpc-`, hop-by-hop or gRPC
+/// content-type header beyond the connection's own framing, which is
+/// taken out); the response's map is then empty, and anything a layer
+/// puts in it is written after these lines.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verbatim {
+    /// Whole `name: value\r\n` lines.
+    lines: Bytes,
+    /// `content-length`, when there is one (all its values agree).
+    length: Option<u64>,
+    /// Whether there is a `date` line.
+    dated: bool,
+}
+
+impl Verbatim {
+    /// `lines` must be whole header lines, each ending in CRLF, that the
+    /// proxy would pass on unchanged.
+    pub(crate) fn new(lines: Bytes, length: Option<u64>, dated: bool) -> Verbatim {
+        debug_assert!(lines.is_empty() || lines.ends_with(b"\r\n"));
+        Verbatim {
+            lines,
+            length,
+            dated,
+        }
+    }
+
+    /// The lines, as they go on the wire.
+    pub(crate) fn lines(&self) -> &[u8] {
+        &self.lines
+    }
+
+    /// The `content-length` the lines declare.
+    pub(crate) fn length(&self) -> Option<u64> {
+        self.length
+    }
+
+    /// Whether a `date` line is among them.
+    pub(crate) fn dated(&self) -> bool {
+        self.dated
+    }
+}
+
 /// The response headers the proxy adds, when our HTTP/1.1 server writes
 /// the response: written after the response's own instead of inserted
 /// into its map (an insert hashes the name, and may grow the map). Empty
 /// when the map has them already (hyper's servers, or a response that
 /// came with an `l5d-success-class` of its own, which ours replaces).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// With them, the endpoint's own header lines when they bypassed the map
+/// ([`Verbatim`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Appended {
+    /// The endpoint's own header lines, when they were kept as sent
+    /// instead of in the response's map: written first.
+    pub verbatim: Option<Verbatim>,
     /// `via: 1.1 switchyard`.
     pub via: bool,
     /// `l5d-success-class`, this value.
@@ -219,7 +270,9 @@ pub(crate) mod spare_maps {
 
     /// Keep `map`'s allocations for another message.
     pub(crate) fn give(mut map: HeaderMap) {
-        if map.capacity() > LARGEST {
+        // One never used (a response whose lines were kept) has nothing
+        // to reuse.
+        if map.capacity() > LARGEST || map.capacity() == 0 {
             return;
         }
         map.clear();

@@ -336,6 +336,8 @@ struct Remembering {
     /// The header the identifier reads, checked once (`None`: the request
     /// line or `Host`, or a name that is not a valid header).
     header: Option<HeaderName>,
+    /// It reads the host (`Host` or `:authority`), decided once.
+    host: bool,
     /// Keys are shared (`Arc`), so that publishing a new map copies
     /// pointers, not bytes.
     names: ReadMap<Arc<[u8]>, Identified>,
@@ -405,18 +407,15 @@ fn leading_segments(path: &str, n: usize) -> &str {
 impl Remembering {
     /// The request bytes this identifier's answer depends on, all of them;
     /// `None` when they cannot be had without allocating.
-    fn key<'a>(&self, req: View<'a>, buf: &'a mut KeyBuf) -> Option<&'a [u8]> {
+    /// `buf` is made only for a key of several parts.
+    fn key<'a>(&self, req: View<'a>, buf: &'a mut Option<KeyBuf>) -> Option<&'a [u8]> {
         let header = |req: View<'a>| Some(req.headers().get(self.header.as_ref()?)?.as_bytes());
+        if self.host {
+            return host_bytes(req);
+        }
         match &self.id {
             Identifier::HeaderPath { header: h, .. } if h.eq_ignore_ascii_case(":path") => {
                 Some(req.uri().path().as_bytes())
-            }
-            Identifier::HeaderToken { header: h }
-            | Identifier::Header { header: h }
-            | Identifier::HeaderPath { header: h, .. }
-                if is_host(h) =>
-            {
-                host_bytes(req)
             }
             Identifier::HeaderToken { .. }
             | Identifier::Header { .. }
@@ -426,6 +425,7 @@ impl Remembering {
                 Some(leading_segments(req.uri().path(), *segments).as_bytes())
             }
             Identifier::MethodAndHost { http_uri_in_dst } => {
+                let buf = buf.get_or_insert_with(KeyBuf::new);
                 let version: &[u8] = if req.version() == Version::HTTP_10 {
                     b"0"
                 } else {
@@ -460,9 +460,16 @@ impl Identifiers {
                     }
                     _ => None,
                 };
+                let host = match id {
+                    Identifier::HeaderToken { header }
+                    | Identifier::Header { header }
+                    | Identifier::HeaderPath { header, .. } => is_host(header),
+                    _ => false,
+                };
                 Remembering {
                     id: id.clone(),
                     header,
+                    host,
                     names: ReadMap::new(),
                 }
             })
@@ -479,7 +486,7 @@ impl Identifiers {
     pub(crate) fn identify(&self, req: View<'_>) -> Result<Identified, Unidentified> {
         let mut reasons = Vec::new();
         for r in &self.ids {
-            let mut buf = KeyBuf::new();
+            let mut buf = None;
             let key = r.key(req, &mut buf);
             if let Some(k) = key
                 && let Some(hit) = r.names.get(k)

@@ -20,6 +20,7 @@ use super::body::ReplayBody;
 use super::classify::{ResponseClass, names};
 use super::trailers::ClassTrailers;
 use crate::client::Report;
+use crate::proxy::headers::Verbatim;
 use crate::proxy::{BoxError, ProxyBody, ProxyError};
 
 /// The most attempts one request makes, whatever the budget says.
@@ -49,6 +50,9 @@ pub struct Attempted {
     pub response: Response<ProxyBody>,
     /// Told how the service classified the response (failure accrual).
     pub report: Option<Report>,
+    /// The response's header lines, when the client kept them as sent
+    /// ([`crate::client::Reply::verbatim`]).
+    pub verbatim: Option<Verbatim>,
 }
 
 impl From<Response<ProxyBody>> for Attempted {
@@ -56,6 +60,7 @@ impl From<Response<ProxyBody>> for Attempted {
         Attempted {
             response,
             report: None,
+            verbatim: None,
         }
     }
 }
@@ -76,6 +81,8 @@ pub struct Answer {
     /// none: the class waits for trailers); with [`Mark::Caller`] the
     /// caller writes it when not.
     pub in_head: bool,
+    /// The response's header lines, when kept as sent ([`Attempted::verbatim`]).
+    pub verbatim: Option<Verbatim>,
 }
 
 /// Where a response's class goes.
@@ -244,6 +251,7 @@ async fn classify(
         Ok(Attempted {
             response: resp,
             report,
+            verbatim,
         }) => {
             let (resp, class) = match c.classify_response(method, resp.status(), resp.headers()) {
                 Some(class) => (resp, class),
@@ -256,6 +264,7 @@ async fn classify(
                         response: resp,
                         class: None,
                         in_head: true,
+                        verbatim,
                     };
                     return (ResponseClass::Success, Ok(answer));
                 }
@@ -284,6 +293,7 @@ async fn classify(
                                 response: resp,
                                 class: None,
                                 in_head: true,
+                                verbatim,
                             };
                             return (ResponseClass::Success, Ok(answer));
                         }
@@ -310,6 +320,7 @@ async fn classify(
                 response: resp,
                 class: Some(class),
                 in_head,
+                verbatim,
             };
             (class, Ok(answer))
         }
