@@ -469,16 +469,29 @@ pub(crate) type Span = (u32, u32, u32, u32);
 /// values can be windows on the head once it is split off the buffer. Most
 /// heads have a few headers: those stay on the stack, without room for
 /// [`MAX_HEADERS`] made (and zeroed, 1.6 KB) for every head.
-pub(crate) enum Spans {
-    Few([Span; Spans::FEW], usize),
-    Many(Vec<Span>),
+///
+/// Filled in place ([`Spans::fill`]): returned by value, its table was
+/// copied once more per head.
+pub(crate) struct Spans {
+    few: [Span; Spans::FEW],
+    /// How many of `few` are in use; `many` holds them all when more.
+    len: usize,
+    many: Vec<Span>,
 }
 
 impl Spans {
     const FEW: usize = 12;
 
+    pub(crate) fn new() -> Spans {
+        Spans {
+            few: [(0, 0, 0, 0); Spans::FEW],
+            len: 0,
+            many: Vec::new(),
+        }
+    }
+
     /// The spans of `headers`, parsed from the buffer that starts at `base`.
-    pub(crate) fn of(headers: &[httparse::Header<'_>], base: *const u8) -> Spans {
+    pub(crate) fn fill(&mut self, headers: &[httparse::Header<'_>], base: *const u8) {
         let base = base as usize;
         let span = |h: &httparse::Header<'_>| {
             (
@@ -488,20 +501,20 @@ impl Spans {
                 h.value.len() as u32,
             )
         };
+        self.len = headers.len();
         if headers.len() > Spans::FEW {
-            return Spans::Many(headers.iter().map(span).collect());
+            self.many = headers.iter().map(span).collect();
+            return;
         }
-        let mut few = [(0, 0, 0, 0); Spans::FEW];
-        for (slot, h) in few.iter_mut().zip(headers) {
+        for (slot, h) in self.few.iter_mut().zip(headers) {
             *slot = span(h);
         }
-        Spans::Few(few, headers.len())
     }
 
     pub(crate) fn as_slice(&self) -> &[Span] {
-        match self {
-            Spans::Few(few, n) => few.get(..*n).unwrap_or_default(),
-            Spans::Many(v) => v,
+        match self.few.get(..self.len) {
+            Some(few) => few,
+            None => &self.many,
         }
     }
 }
@@ -939,13 +952,15 @@ impl Inbox {
     /// ([`Verbatim`]).
     fn parse_head(&mut self, method: &Method, verbatim: bool) -> Result<Option<Answer>, H1Error> {
         loop {
-            let (len, code, minor, spans) = {
+            let mut spans = Spans::new();
+            let (len, code, minor) = {
                 let mut slots =
                     [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
                 let mut res = httparse::Response::new(&mut []);
                 let status = httparse::ParserConfig::default()
                     .parse_response_with_uninit_headers(&mut res, &self.read, &mut slots)
                     .map_err(|e| H1Error::Head(e.to_string()))?;
+                spans.fill(res.headers, self.read.as_ptr());
                 let httparse::Status::Complete(len) = status else {
                     // Incomplete: the head is longer than what is here.
                     if self.read.len() >= MAX_HEAD {
@@ -956,12 +971,7 @@ impl Inbox {
                 if len > MAX_HEAD {
                     return Err(H1Error::HeadTooLarge);
                 }
-                (
-                    len,
-                    res.code.unwrap_or(0),
-                    res.version.unwrap_or(1),
-                    Spans::of(res.headers, self.read.as_ptr()),
-                )
+                (len, res.code.unwrap_or(0), res.version.unwrap_or(1))
             };
             let status = StatusCode::from_u16(code)
                 .map_err(|_| H1Error::Head(format!("invalid status code {code}")))?;

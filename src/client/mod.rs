@@ -478,16 +478,18 @@ impl Client {
     /// (no copy at all), an HTTP/2 send copies them once. `req`'s own
     /// headers are ignored.
     /// `added` go out after them (see [`Added`]).
-    pub async fn call_with_headers(
-        &self,
+    ///
+    /// Not an `async fn` of its own: its future is [`Client::call_parts`]'s,
+    /// one state machine less to build and move on every request.
+    pub fn call_with_headers<'a>(
+        &'a self,
         req: Request<CallBody>,
-        headers: &http::HeaderMap,
-        added: Added<'_>,
-        ctx: &CallCtx,
-    ) -> Result<Reply, ClientError> {
+        headers: &'a http::HeaderMap,
+        added: Added<'a>,
+        ctx: &'a CallCtx,
+    ) -> impl Future<Output = Result<Reply, ClientError>> + 'a {
         let (parts, body) = req.into_parts();
         self.call_parts(parts, Some(headers), added, body, ctx)
-            .await
     }
 
     /// One attempt; `borrowed`: the caller's headers, else `parts`' own.
@@ -564,7 +566,10 @@ impl Client {
             let attempt = async {
                 let permit = self.permit(&ep).await?;
                 let outstanding = Outstanding::new(ep.clone());
-                let resp = self.upstream.send(&ep, h1, h2, send_body).await;
+                let resp = match h2 {
+                    Some(head) => self.upstream.send_h2(&ep, head, send_body).await,
+                    None => self.upstream.send_h1(&ep, h1, send_body).await,
+                };
                 Ok::<_, ClientError>((resp, outstanding, permit))
             };
             let result = match params.request_attempt_timeout {

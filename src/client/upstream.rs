@@ -123,36 +123,41 @@ impl Upstream {
         }
     }
 
-    /// Send a request to the endpoint `ep`: for HTTP/1.1 its head is
-    /// borrowed (`h1`); HTTP/2 takes a request head of its own (`h2`, whose
-    /// URI's authority becomes `:authority`).
-    pub(crate) async fn send(
+    /// Send an HTTP/1.1 request, its head borrowed, to the endpoint `ep`.
+    pub(crate) async fn send_h1(
         &self,
         ep: &EndpointState,
         h1: Outgoing<'_>,
-        h2: Option<Request<()>>,
         body: ProxyBody,
     ) -> Result<Response<PooledBody>, UpstreamError> {
-        match self {
-            Upstream::Http1 => match &ep.conns {
-                Some(pool) => pool.send(h1, body).await,
-                None => Err(UpstreamError::new(
-                    true,
-                    format!("{}: no HTTP/1.1 connection pool", ep.addr),
-                )),
-            },
-            Upstream::Http2(pool) => {
-                let Some(head) = h2 else {
-                    return Err(UpstreamError::new(true, "no HTTP/2 request head".into()));
-                };
-                let req = head.map(|()| body);
-                // Boxed: hyper's HTTP/2 send is most of the size of every
-                // request's future otherwise (about 6 KB of 12), HTTP/1.1
-                // ones included, and that size is copied per request.
-                let sent = Box::pin(pool.send(ep.addr, req)).await?;
-                Ok(sent.map(PooledBody::unpooled))
-            }
+        match (self, &ep.conns) {
+            (Upstream::Http1, Some(pool)) => pool.send(h1, body).await,
+            _ => Err(UpstreamError::new(
+                true,
+                format!("{}: no HTTP/1.1 connection pool", ep.addr),
+            )),
         }
+    }
+
+    /// Send an HTTP/2 request to the endpoint `ep`: `head` is its own
+    /// (its URI's authority becomes `:authority`). Apart from
+    /// [`Upstream::send_h1`] so that an HTTP/1.1 request's future neither
+    /// holds nor moves an HTTP/2 head.
+    pub(crate) async fn send_h2(
+        &self,
+        ep: &EndpointState,
+        head: Request<()>,
+        body: ProxyBody,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
+        let Upstream::Http2(pool) = self else {
+            return Err(UpstreamError::new(true, "no HTTP/2 connection pool".into()));
+        };
+        let req = head.map(|()| body);
+        // Boxed: hyper's HTTP/2 send is most of the size of every
+        // request's future otherwise (about 6 KB of 12), HTTP/1.1
+        // ones included, and that size is copied per request.
+        let sent = Box::pin(pool.send(ep.addr, req)).await?;
+        Ok(sent.map(PooledBody::unpooled))
     }
 
     /// Whether requests go out as HTTP/2.

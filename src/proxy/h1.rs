@@ -117,7 +117,8 @@ fn parse_request(read: &mut BytesMut) -> Result<Option<Head>, Rejection> {
     }
     // Positions, so that the target and the header values can be windows
     // on the head once it is split off the buffer.
-    let (len, method, target, minor, spans) = {
+    let mut spans = Spans::new();
+    let (len, method, target, minor) = {
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
         // Only the first MAX_HEAD bytes are looked at: the outcome is then
@@ -144,6 +145,7 @@ fn parse_request(read: &mut BytesMut) -> Result<Option<Head>, Rejection> {
                 "request head longer than {MAX_HEAD} bytes"
             )));
         }
+        spans.fill(req.headers, read.as_ptr());
         let base = read.as_ptr() as usize;
         let span = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
         (
@@ -151,7 +153,6 @@ fn parse_request(read: &mut BytesMut) -> Result<Option<Head>, Rejection> {
             span(req.method.unwrap_or_default().as_bytes()),
             span(req.path.unwrap_or_default().as_bytes()),
             req.version.unwrap_or(1),
-            Spans::of(req.headers, read.as_ptr()),
         )
     };
     let head = read.split_to(len).freeze();

@@ -132,10 +132,12 @@ where
     svc.stats.requests.fetch_add(1, Ordering::Relaxed);
     svc.budget.deposit();
     let attempts = std::sync::atomic::AtomicUsize::new(0);
-    let run = attempts_loop(svc, method, body, mark, attempt, &attempts);
+    // The loop's future is made where it is awaited: made first and then
+    // moved in, it was copied once more per request.
     let Some(limit) = limit else {
-        return run.await;
+        return attempts_loop(svc, method, body, mark, attempt, &attempts).await;
     };
+    let run = attempts_loop(svc, method, body, mark, attempt, &attempts);
     match tokio::time::timeout_at(limit.at, run).await {
         Ok(r) => r,
         Err(_) => {
