@@ -470,7 +470,8 @@ impl Client {
     /// ```
     pub async fn call(&self, req: Request<CallBody>, ctx: &CallCtx) -> Result<Reply, ClientError> {
         let (parts, body) = req.into_parts();
-        self.call_parts(parts, None, Added::NONE, body, ctx).await
+        self.call_parts(parts, None, Added::NONE, body, ctx, None)
+            .await
     }
 
     /// [`Client::call`] with the headers borrowed from the caller, which
@@ -481,15 +482,19 @@ impl Client {
     ///
     /// Not an `async fn` of its own: its future is [`Client::call_parts`]'s,
     /// one state machine less to build and move on every request.
+    ///
+    /// `endpoints`: the client's endpoint set as the caller's route found
+    /// it ([`crate::routing::Route::endpoints`]), read again when `None`.
     pub fn call_with_headers<'a>(
         &'a self,
         req: Request<CallBody>,
         headers: &'a http::HeaderMap,
         added: Added<'a>,
         ctx: &'a CallCtx,
+        endpoints: Option<Arc<EndpointSet>>,
     ) -> impl Future<Output = Result<Reply, ClientError>> + 'a {
         let (parts, body) = req.into_parts();
-        self.call_parts(parts, Some(headers), added, body, ctx)
+        self.call_parts(parts, Some(headers), added, body, ctx, endpoints)
     }
 
     /// One attempt; `borrowed`: the caller's headers, else `parts`' own.
@@ -500,9 +505,10 @@ impl Client {
         added: Added<'_>,
         mut body: CallBody,
         ctx: &CallCtx,
+        endpoints: Option<Arc<EndpointSet>>,
     ) -> Result<Reply, ClientError> {
         let replayable = body.is_replayable();
-        let set = self.endpoints();
+        let set = endpoints.unwrap_or_else(|| self.endpoints());
         let params = &self.shared.params;
         let budget = &self.shared.budget;
         budget.deposit();

@@ -15,7 +15,7 @@ use super::error::ProxyError;
 use super::headers::{self, names};
 use crate::client::{Added, CallBody, CallCtx, ClientError, Guarded, Reply};
 use crate::dtab::Path;
-use crate::routing::{Protocol, Router, ServerParams, Target, strip_segments};
+use crate::routing::{Protocol, Route, Router, ServerParams, Target, strip_segments};
 use crate::service::retry::{self, Attempted, Expiry, Limit};
 use crate::service::{Deadline, ReplayBody, deadline};
 use crate::telemetry::{self, Noted};
@@ -226,17 +226,17 @@ impl Forwarder {
         // The first attempt's route, before the body: telemetry counts the
         // body's bytes (once, as received) against it.
         let first = match self.router.route_to(&dst).await {
-            Ok(route) => route.target,
+            Ok(route) => route,
             Err(error) => {
                 let detail = self.router.binder().explain(&local, dst.path());
                 return Err(ProxyError::Route { error, detail });
             }
         };
-        noted.client(first.client().id());
+        noted.client(first.target.client().id());
         // The first attempt's client headers go in once, before any copy;
         // an attempt routed elsewhere overwrites them.
         if !lean {
-            put_client(&mut parts.headers, &first);
+            put_client(&mut parts.headers, &first.target);
         }
         let mut first = Some(first);
 
@@ -269,15 +269,15 @@ impl Forwarder {
                 // client headers are in), or a copy this attempt changes.
                 let mut own: Option<http::HeaderMap> = None;
                 // A retry routes again: a union may pick another branch.
-                let target = match routed {
-                    Some(t) => t,
+                let Route { target, endpoints } = match routed {
+                    Some(r) => r,
                     None => match router.route_to(dst).await {
                         Ok(route) => {
                             noted.client(route.target.client().id());
                             if !lean {
                                 put_client(own.insert(parts.headers.clone()), &route.target);
                             }
-                            route.target
+                            route
                         }
                         Err(error) => {
                             let detail = router.binder().explain(dst.local(), dst.path());
@@ -319,10 +319,14 @@ impl Forwarder {
                 // The client only reads the headers for an HTTP/1.1 send
                 // (and copies them for HTTP/2): no copy is needed here.
                 let called = match own {
-                    Some(h) => client.call_with_headers(out, &h, added, ctx).await,
+                    Some(h) => {
+                        client
+                            .call_with_headers(out, &h, added, ctx, Some(endpoints))
+                            .await
+                    }
                     None => {
                         client
-                            .call_with_headers(out, &parts.headers, added, ctx)
+                            .call_with_headers(out, &parts.headers, added, ctx, Some(endpoints))
                             .await
                     }
                 };
