@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import re
 import signal
 import subprocess
@@ -68,6 +69,21 @@ def wrk(port: int, seconds: int, lua: Path, names: int) -> tuple[int, str]:
     return (int(m.group(1)) if m else 0), out
 
 
+def oha_at(port: int, seconds: int, rate: int) -> tuple[int, str]:
+    """`seconds` of requests at a fixed `rate` (oha, 10 connections, `Host:
+    web`): requests answered 200, and oha's report."""
+    out = subprocess.run(
+        ["oha", "-z", f"{seconds}s", "-q", str(rate), "-c", "10", "--no-tui",
+         "--output-format", "json", "-H", f"Host: {lb.SERVICE}", f"http://127.0.0.1:{port}/"],
+        capture_output=True, text=True, timeout=seconds + 60,
+    ).stdout
+    try:
+        codes = json.loads(out).get("statusCodeDistribution", {})
+    except json.JSONDecodeError:
+        return 0, out
+    return int(codes.get("200", 0)), out
+
+
 def _control(*argv: str) -> None:
     subprocess.run(["callgrind_control", *argv], capture_output=True, timeout=CONTROL_LIMIT)
 
@@ -110,7 +126,9 @@ def periodic_cost(profile: Path) -> tuple[int, int]:
     return next(((i, c) for i, c in found.values() if c), (0, 0))
 
 
-def measure(binary: str | Path, names: int, warmup: int, seconds: int, work: str | Path) -> dict:
+def measure(
+    binary: str | Path, names: int, warmup: int, seconds: int, work: str | Path, rate: int | None = None
+) -> dict:
     """One callgrind measurement; a dict with `instr_per_req`, `requests`,
     `instructions` (all counted), `periodic` (of which the timer-driven
     upkeep, PERIODIC), `ticks` (its runs), `path_per_req` (the request path: all but the upkeep,
@@ -120,7 +138,9 @@ def measure(binary: str | Path, names: int, warmup: int, seconds: int, work: str
     Everything it starts is stopped before it returns or raises, and only
     that: a caller's own processes (loadbench's backend) are left alone.
     Raises MeasureError when switchyard does not answer or no profile or
-    request was counted."""
+    request was counted. With `rate`, the counted window is oha at that
+    fixed rate on one name instead of wrk saturating the proxy: what a
+    request costs when requests come apart, wake-ups included."""
     work = Path(work) / f"names{names}"
     (work / "be").mkdir(parents=True, exist_ok=True)
     for old in work.glob("cg.out*"):
@@ -157,7 +177,10 @@ def measure(binary: str | Path, names: int, warmup: int, seconds: int, work: str
 
         wrk(port, warmup, lua, names)
         _control("-i", "on", str(sy.pid))
-        n, out = wrk(port, seconds, lua, names)
+        if rate:
+            n, out = oha_at(port, seconds, rate)
+        else:
+            n, out = wrk(port, seconds, lua, names)
         _control("-i", "off", str(sy.pid))
         _control("-d", str(sy.pid))
         time.sleep(1)
@@ -208,13 +231,14 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=8, help="seconds of wrk before measuring")
     ap.add_argument("--seconds", type=int, default=10, help="seconds of measured wrk")
     ap.add_argument("--work", default="/tmp/switchyard-callgrind", help="scratch directory")
+    ap.add_argument("--rate", type=int, help="measure oha at this fixed rate (req/s) instead of wrk saturating")
     args = ap.parse_args()
 
     atexit.register(lb._kill_all)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lb._on_signal)
     try:
-        r = measure(args.switchyard, args.names, args.warmup, args.seconds, args.work)
+        r = measure(args.switchyard, args.names, args.warmup, args.seconds, args.work, args.rate)
     except MeasureError as e:
         print(e, file=sys.stderr)
         return 1
