@@ -380,9 +380,9 @@ pub(crate) fn parse_decimal(s: &[u8]) -> Option<u64> {
 }
 
 /// What a message's own headers say about its framing and its
-/// connection, gathered while its head is turned into a map (instead of
-/// lookups in the map afterwards): a response's here, a request's in the
-/// server ([`crate::proxy`]).
+/// connection, gathered while its head is read (instead of lookups in a
+/// map afterwards): a response's here, a request's in the server
+/// ([`crate::proxy`]).
 #[derive(Debug, Default)]
 pub(crate) struct Facts {
     /// `content-length`: its value (all values must agree).
@@ -960,7 +960,6 @@ impl Inbox {
                 let status = httparse::ParserConfig::default()
                     .parse_response_with_uninit_headers(&mut res, &self.read, &mut slots)
                     .map_err(|e| H1Error::Head(e.to_string()))?;
-                spans.fill(res.headers, self.read.as_ptr());
                 let httparse::Status::Complete(len) = status else {
                     // Incomplete: the head is longer than what is here.
                     if self.read.len() >= MAX_HEAD {
@@ -971,6 +970,7 @@ impl Inbox {
                 if len > MAX_HEAD {
                     return Err(H1Error::HeadTooLarge);
                 }
+                spans.fill(res.headers, self.read.as_ptr());
                 (len, res.code.unwrap_or(0), res.version.unwrap_or(1))
             };
             let status = StatusCode::from_u16(code)
