@@ -965,3 +965,139 @@ async fn the_proxys_response_headers_are_written_once() {
         .collect();
     assert_eq!(vias, ["1.1 downstream", "1.1 switchyard"]);
 }
+
+/// A backend that answers `200 ok` to each request and hands over each
+/// request as it came off the wire: head, then body (by its length, or
+/// chunked up to the last chunk).
+async fn recording_backend() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let whole = buf.windows(4).position(|w| w == b"\r\n\r\n").and_then(|e| {
+                        let head = String::from_utf8_lossy(&buf[..e + 4]).into_owned();
+                        let lower = head.to_ascii_lowercase();
+                        let end = if let Some(at) = lower.find("\r\ncontent-length: ") {
+                            let n: usize = lower[at + 18..].split("\r\n").next()?.parse().ok()?;
+                            e + 4 + n
+                        } else if lower.contains("\r\ntransfer-encoding: chunked\r\n") {
+                            let rest = buf.get(e + 4..)?;
+                            e + 4 + rest.windows(5).position(|w| w == b"0\r\n\r\n")? + 5
+                        } else {
+                            e + 4
+                        };
+                        (buf.len() >= end).then_some(end)
+                    });
+                    if let Some(end) = whole {
+                        let req: Vec<u8> = buf.drain(..end).collect();
+                        let _ = tx.send(String::from_utf8_lossy(&req).into_owned());
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if s.write_all(ok).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => buf.extend_from_slice(chunk.get(..k).unwrap_or_default()),
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// A client's header lines reach the backend as the client wrote them
+/// (case, order, repeated names), without the client's own connection
+/// and framing headers, and with the proxy's after them; a request with a
+/// header the proxy reads or changes goes through a map as before.
+#[tokio::test]
+async fn the_clients_header_lines_reach_the_backend_as_sent() {
+    let (backend, mut seen) = recording_backend().await;
+    let binder = Arc::new(TestBinder::new(&format!(
+        "/svc=>/$/inet/127.0.0.1/{}",
+        backend.port()
+    )));
+    let p = start_proxy(http_params(), binder).await;
+    let mut c = Conn::open(p.addr).await;
+    let mut next = async |req: &[u8]| {
+        c.send(req).await;
+        assert_eq!(c.read_response(false).await.status, 200);
+        tokio::time::timeout(READ_TIMEOUT, seen.recv())
+            .await
+            .expect("the backend got it")
+            .expect("a request")
+    };
+    let own = |r: &str| -> Vec<String> {
+        let head = r.split("\r\n\r\n").next().unwrap_or_default();
+        head.lines().skip(1).map(str::to_owned).collect()
+    };
+
+    // Kept as sent; the proxy's own headers after them.
+    let r = next(
+        b"GET /p?q=1 HTTP/1.1\r\nHost: web\r\nUser-Agent: UA/1\r\nX-Multi: a\r\n\
+          Connection: keep-alive\r\nKeep-Alive: timeout=5\r\nAccept: */*\r\nx-multi: b\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("GET /p?q=1 HTTP/1.1\r\n"), "{r}");
+    let lines = own(&r);
+    assert_eq!(
+        lines.get(..5).unwrap_or_default(),
+        [
+            "Host: web",
+            "User-Agent: UA/1",
+            "X-Multi: a",
+            "Accept: */*",
+            "x-multi: b"
+        ],
+        "{r}"
+    );
+    let rest = lines.get(5..).unwrap_or_default();
+    assert_eq!(
+        rest.first().map(String::as_str),
+        Some("via: 1.1 switchyard"),
+        "{r}"
+    );
+    assert!(rest.iter().any(|l| l == "l5d-dst-service: /svc/web"), "{r}");
+    assert!(rest.iter().any(|l| l.starts_with("l5d-reqid: ")), "{r}");
+    assert!(!r.to_ascii_lowercase().contains("keep-alive"), "{r}");
+
+    // A length is kept as sent; a chunked body is framed by the proxy,
+    // once.
+    let r =
+        next(b"POST /u HTTP/1.1\r\nHost: web\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello").await;
+    assert_eq!(
+        own(&r).get(..3).unwrap_or_default(),
+        ["Host: web", "Content-Length: 5", "X-A: 1"]
+    );
+    assert!(r.ends_with("\r\n\r\nhello"), "{r}");
+    let r = next(
+        b"POST /u HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(
+        own(&r).get(..2).unwrap_or_default(),
+        ["Host: web", "X-A: 1"],
+        "{r}"
+    );
+    let framing = r
+        .to_ascii_lowercase()
+        .matches("transfer-encoding: chunked")
+        .count();
+    assert_eq!(framing, 1, "{r}");
+    assert!(r.ends_with("5\r\nhello\r\n0\r\n\r\n"), "{r}");
+
+    // A hop-by-hop header named by `connection` goes, with it; the rest is
+    // read into a map (lower case).
+    let r = next(b"GET / HTTP/1.1\r\nHost: web\r\nConnection: x-hop\r\nX-Hop: 1\r\nX-B: 2\r\n\r\n")
+        .await;
+    assert!(!r.to_ascii_lowercase().contains("x-hop"), "{r}");
+    assert!(r.contains("\r\nx-b: 2\r\n"), "{r}");
+}

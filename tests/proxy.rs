@@ -220,6 +220,21 @@ async fn identifiers() {
         "/svc/users"
     );
 
+    // io.l5d.header.token by a header of the caller's own, in any case:
+    // read from the header lines as sent (our HTTP/1.1 server keeps them).
+    let mut params = http_params();
+    params.identifiers = vec![Identifier::HeaderToken {
+        header: "x-Service".into(),
+    }];
+    let p = start_proxy(params, binder.clone()).await;
+    let (r, _) = get(p.addr, "x", "/p", &[("X-SERVICE", "users")]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        a.last().headers.get("l5d-dst-service").unwrap(),
+        "/svc/users"
+    );
+    assert_eq!(a.last().headers.get("x-service").unwrap(), "users");
+
     // io.l5d.header (l5d-name), falling back to io.l5d.static.
     let mut params = http_params();
     params.identifiers = vec![

@@ -46,7 +46,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::proxy::headers::Verbatim;
+use crate::proxy::headers::{RequestLines, Verbatim};
 use crate::proxy::{BoxError, ProxyBody};
 
 // The limits and buffer sizes below hold for both sides: this client and
@@ -182,6 +182,8 @@ pub(crate) struct Outgoing<'a> {
     /// Whether the response's headers may stay as the endpoint sent them
     /// ([`Verbatim`]): only when our HTTP/1.1 server writes the response.
     pub(crate) verbatim: bool,
+    /// The caller's header lines as sent: written before `headers`.
+    pub(crate) lines: Option<&'a RequestLines>,
 }
 
 /// A response head, how to read its body, and whether the connection may
@@ -517,6 +519,13 @@ impl Spans {
             None => &self.many,
         }
     }
+
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [Span] {
+        match self.few.get_mut(..self.len) {
+            Some(few) => few,
+            None => &mut self.many,
+        }
+    }
 }
 
 /// A response head's headers (`spans` into `head`) as a map; framing
@@ -544,15 +553,18 @@ fn headers_map(head: &Bytes, spans: &[Span], facts: &mut Facts) -> Result<Header
     Ok(headers)
 }
 
-/// The header lines of a response head (`spans` into `head`) that pass
-/// through unchanged, made contiguous in `head`: the connection's framing
-/// headers (those [`Facts::note`] takes) are cut out and noted in `facts`.
-/// `None` when a header needs the proxy's attention (see [`passes`]), or a
-/// line does not end in CRLF: the head then goes into a map.
-fn passed_through(
+/// The header lines of a head (`spans` into `head`) that pass through
+/// unchanged, made contiguous in `head`: the connection's framing headers
+/// (those [`Facts::note`] takes) are cut out and noted in `facts`, and the
+/// spans of the lines kept follow them. `None` when a header needs the
+/// proxy's attention (`passes` says no: [`passes`] for a response, the
+/// server's own rule for a request), or a line does not end in CRLF: the
+/// head then goes into a map, untouched.
+pub(crate) fn passed_through(
     head: &mut BytesMut,
-    spans: &[Span],
+    spans: &mut [Span],
     facts: &mut Facts,
+    passes: fn(&[u8], &[u8]) -> bool,
 ) -> Option<std::ops::Range<usize>> {
     // Where the blank line that ends the head begins.
     let end = head
@@ -586,10 +598,16 @@ fn passed_through(
         return Some(first..end);
     }
     let mut to = first;
-    for (i, span) in spans.iter().enumerate() {
-        let (from, stop) = (span.0 as usize, line_end(i));
+    for i in 0..spans.len() {
+        let from = spans[i].0 as usize;
+        // The next line has not moved yet.
+        let stop = spans.get(i + 1).map_or(end, |s| s.0 as usize);
         if cut & (1 << i) == 0 {
             head.copy_within(from..stop, to);
+            // The line moved back by `from - to`; so did its name and value.
+            let back = (from - to) as u32;
+            spans[i].0 -= back;
+            spans[i].2 -= back;
             to += stop - from;
         }
     }
@@ -697,15 +715,13 @@ fn request_framing(
 
 /// [`push_headers`] for a request head, noting on the way what its headers
 /// declare about its body (no lookups in the map).
-fn push_request_headers(out: &mut Vec<u8>, headers: &HeaderMap) -> Facts {
-    let mut declared = Facts::default();
+fn push_request_headers(out: &mut Vec<u8>, headers: &HeaderMap, declared: &mut Facts) {
     for (name, value) in headers {
         if *name == CONTENT_LENGTH || *name == TRANSFER_ENCODING {
             declared.note(name.as_str().as_bytes(), value.as_bytes());
         }
         push_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    declared
 }
 
 /// Whether `buf` holds the beginning of a final (not 1xx) response, after
@@ -796,7 +812,12 @@ impl Connection {
         out.push(b' ');
         out.extend_from_slice(req.target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
-        let declared = push_request_headers(out, req.headers);
+        let mut declared = Facts::default();
+        if let Some(lines) = req.lines {
+            out.extend_from_slice(lines.lines());
+            declared.length = lines.length().map(Ok);
+        }
+        push_request_headers(out, req.headers, &mut declared);
         for (name, value) in req.added {
             push_header(out, name.as_str().as_bytes(), value.as_bytes());
         }
@@ -982,7 +1003,7 @@ impl Inbox {
             let mut head = self.read.split_to(len);
             let mut facts = Facts::default();
             let lines = if verbatim && status != StatusCode::SWITCHING_PROTOCOLS {
-                passed_through(&mut head, spans.as_slice(), &mut facts)
+                passed_through(&mut head, spans.as_mut_slice(), &mut facts, passes)
             } else {
                 None
             };

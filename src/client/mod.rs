@@ -152,6 +152,11 @@ pub struct CallCtx {
     /// sent them ([`Reply::verbatim`]): only when the caller writes them
     /// out with our HTTP/1.1 server.
     pub verbatim: bool,
+    /// The request's header lines as its caller sent them, when our
+    /// HTTP/1.1 server kept them ([`crate::proxy::headers::RequestLines`]):
+    /// written before the map's headers (an HTTP/2 send takes them apart
+    /// into its map).
+    pub lines: Option<crate::proxy::headers::RequestLines>,
 }
 
 impl CallCtx {
@@ -160,6 +165,7 @@ impl CallCtx {
         CallCtx {
             dst,
             verbatim: false,
+            lines: None,
         }
     }
 }
@@ -551,6 +557,15 @@ impl Client {
                     None if replayable => parts.headers.clone(),
                     None => std::mem::take(&mut parts.headers),
                 };
+                if let Some(lines) = &ctx.lines {
+                    // Before the map's own (a deadline), as HTTP/1.1 has them.
+                    let map = out.headers_mut();
+                    let own =
+                        std::mem::replace(map, lines.to_map().map_err(ClientError::BadRequest)?);
+                    for (name, value) in &own {
+                        map.append(name.clone(), value.clone());
+                    }
+                }
                 for (name, value) in added.0 {
                     out.headers_mut().append((*name).clone(), (*value).clone());
                 }
@@ -564,6 +579,7 @@ impl Client {
                 headers: borrowed.unwrap_or(&parts.headers),
                 added: added.0,
                 verbatim: ctx.verbatim,
+                lines: ctx.lines.as_ref(),
             };
             let send_body = body.for_send();
 

@@ -555,6 +555,7 @@ mod tests {
                 headers: &parts.headers,
                 added: &[],
                 verbatim: false,
+                lines: None,
             };
             self.send(out, body).await
         }

@@ -99,6 +99,13 @@ impl Forwarder {
     {
         let params = self.router.params();
         let (mut parts, body) = req.into_parts();
+        // The request's headers are these lines when our server kept them
+        // as sent: its map is then empty (but for what a layer adds).
+        let (ours, lines) = match writer {
+            headers::Writer::Ours(lines) => (true, lines),
+            headers::Writer::Hyper => (false, None),
+        };
+        debug_assert!(lines.is_none() || context == headers::RoutingHeaders::Absent);
         if self.server.clear_context {
             headers::clear_context(&mut parts.headers);
         }
@@ -120,7 +127,7 @@ impl Forwarder {
         } else {
             headers::no_local_dtab()
         };
-        let identified = self.router.identify_parts(&parts)?;
+        let identified = self.router.identify_parts(&parts, lines.as_ref())?;
         noted.service(&identified.path);
 
         // The cached binding: the name's service policy and header values
@@ -253,10 +260,10 @@ impl Forwarder {
         };
         let (request, router, dst) = (&mut parts, &self.router, &dst);
         let parts = &*request;
-        let ours = writer == headers::Writer::Ours;
         let ctx = CallCtx {
             // Our server writes header lines as they came; hyper needs a map.
             verbatim: ours,
+            lines,
             ..CallCtx::new(dst.path().clone())
         };
         let ctx = &ctx;

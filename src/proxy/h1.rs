@@ -61,11 +61,11 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::conn::{IDLE_TIMEOUT, TrackedBody};
-use super::headers::{Appended, RoutingHeaders, Writer};
+use super::headers::{Appended, RequestLines, RoutingHeaders, Writer};
 use super::server::ServerCtx;
 use crate::client::h1::{
     BodyStep, Decoder, Facts, Framer, Framing, H1Error, Inbox, MAX_HEAD, MAX_HEADERS, READ_CHUNK,
-    READ_MIN, Spans, WRITE_HIGH, WRITE_KEEP, parse_decimal, push_decimal,
+    READ_MIN, Spans, WRITE_HIGH, WRITE_KEEP, folded, parse_decimal, passed_through, push_decimal,
 };
 
 /// How long a closing connection reads and drops what a client still sends.
@@ -100,10 +100,15 @@ struct Head {
     expect_continue: bool,
     /// Whether it may carry the headers read before routing.
     context: RoutingHeaders,
+    /// Its header lines as sent, when they may go on as they are (its
+    /// map is then empty).
+    lines: Option<RequestLines>,
 }
 
-/// Parse the request head at the front of `read`, when it is complete.
-fn parse_request(read: &mut BytesMut) -> Result<Option<Head>, Rejection> {
+/// Parse the request head at the front of `read`, when it is complete;
+/// with `lines_ok`, its header lines stay as sent where they can
+/// ([`RequestLines`]).
+fn parse_request(read: &mut BytesMut, lines_ok: bool) -> Result<Option<Head>, Rejection> {
     // Empty lines before a request line are ignored (RFC 9112 §2.2).
     let blank = read
         .iter()
@@ -155,31 +160,62 @@ fn parse_request(read: &mut BytesMut) -> Result<Option<Head>, Rejection> {
             req.version.unwrap_or(1),
         )
     };
-    let head = read.split_to(len).freeze();
+    let mut head = read.split_to(len);
+    let mut declared = Facts::default();
+    // Origin form only: an absolute-form target's authority may become
+    // the Host header, which the lines could not take.
+    let origin = head.get(target.0) == Some(&b'/');
+    let kept = if lines_ok && origin {
+        let spans = spans.as_mut_slice();
+        passed_through(&mut head, spans, &mut declared, request_passes).map(|range| {
+            // The spans of lines cut out were not moved, and may now look
+            // at other bytes; none of them is four bytes long.
+            let host = spans
+                .iter()
+                .find(|s| folded(window_of(&head, s.0, s.1), b"host"));
+            let host = host.map(|s| (s.2 - range.start as u32, s.3));
+            (range, host)
+        })
+    } else {
+        None
+    };
+    let head = head.freeze();
     let window = |(at, n): (usize, usize)| head.get(at..at + n).unwrap_or_default();
     let method =
         Method::from_bytes(window(method)).map_err(|_| Rejection::bad("invalid method"))?;
     let uri = http::Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1))
         .map_err(|e| Rejection::Bad(format!("invalid request target: {e}")))?;
-    // Room for what the proxy adds without regrowing the map.
-    let mut headers = super::headers::spare_maps::take(spans.as_slice().len() + 8);
-    let mut declared = Facts::default();
-    for &(n, nl, v, vl) in spans.as_slice() {
-        let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
-        let name = window((n, nl));
-        if declared.note(name, window((v, vl))) {
-            continue;
+    let (mut headers, lines) = match kept {
+        Some((range, host)) => {
+            // httparse refused any name or value the map would (the fuzz
+            // target h1_request checks that lines and map agree).
+            let length = declared.length.and_then(Result::ok);
+            let lines = RequestLines::new(head.slice(range), host, length);
+            (HeaderMap::new(), Some(lines))
         }
-        let name = HeaderName::from_bytes(name).map_err(|_| {
-            Rejection::Bad(format!(
-                "invalid header name {:?}",
-                String::from_utf8_lossy(name)
-            ))
-        })?;
-        let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
-            .map_err(|_| Rejection::Bad(format!("invalid value for header {name}")))?;
-        headers.append(name, value);
-    }
+        None => {
+            declared = Facts::default();
+            // Room for what the proxy adds without regrowing the map.
+            let mut headers = super::headers::spare_maps::take(spans.as_slice().len() + 8);
+            for &(n, nl, v, vl) in spans.as_slice() {
+                let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
+                let name = window((n, nl));
+                if declared.note(name, window((v, vl))) {
+                    continue;
+                }
+                let name = HeaderName::from_bytes(name).map_err(|_| {
+                    Rejection::Bad(format!(
+                        "invalid header name {:?}",
+                        String::from_utf8_lossy(name)
+                    ))
+                })?;
+                let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
+                    .map_err(|_| Rejection::Bad(format!("invalid value for header {name}")))?;
+                headers.append(name, value);
+            }
+            (headers, None)
+        }
+    };
     let version = if minor == 0 {
         Version::HTTP_10
     } else {
@@ -230,7 +266,29 @@ fn parse_request(read: &mut BytesMut) -> Result<Option<Head>, Rejection> {
         keep_alive,
         expect_continue,
         context,
+        lines,
     }))
+}
+
+fn window_of(head: &[u8], at: u32, n: u32) -> &[u8] {
+    head.get(at as usize..(at + n) as usize).unwrap_or_default()
+}
+
+/// Whether a request header (other than the connection's framing ones) is
+/// one the proxy neither reads nor changes on its way to the client: not
+/// `via` or `l5d-*` (read before routing, or replaced), not hop-by-hop
+/// (`connection` naming other headers, `te`, `upgrade`, `proxy-*`).
+fn request_passes(name: &[u8], _value: &[u8]) -> bool {
+    let prefixed = |p: &[u8]| name.len() > p.len() && folded(&name[..p.len()], p);
+    match name.first().map_or(0, |b| b | 0x20) {
+        b'l' => !prefixed(b"l5d-"),
+        b'v' => !folded(name, b"via"),
+        b'p' => !prefixed(b"proxy-"),
+        b't' => !folded(name, b"te"),
+        b'u' => !folded(name, b"upgrade"),
+        b'c' => !folded(name, b"connection"),
+        _ => true,
+    }
 }
 
 /// A request decoded from bytes alone (see [`decode`]).
@@ -261,10 +319,22 @@ fn pairs(h: &HeaderMap) -> Vec<(String, Vec<u8>)> {
 /// for tests and the fuzz target, which check that the pieces do not
 /// change the outcome.
 pub fn decode(data: &[u8], piece: usize) -> Result<DecodedRequest, String> {
+    decode_with(data, piece, false)
+}
+
+/// [`decode`] with the header lines kept as sent where they can be
+/// ([`RequestLines`]), as our server keeps them: the headers are the lines
+/// taken apart again (names in lower case), and must be those of
+/// [`decode`] name by name.
+pub fn decode_lines(data: &[u8], piece: usize) -> Result<DecodedRequest, String> {
+    decode_with(data, piece, true)
+}
+
+fn decode_with(data: &[u8], piece: usize, lines: bool) -> Result<DecodedRequest, String> {
     let mut pieces = data.chunks(piece.max(1));
     let mut read = BytesMut::new();
     let head = loop {
-        match parse_request(&mut read) {
+        match parse_request(&mut read, lines) {
             Ok(Some(h)) => break h,
             Ok(None) => {}
             Err(Rejection::Bad(why) | Rejection::TooLarge(why)) => return Err(why),
@@ -300,7 +370,13 @@ pub fn decode(data: &[u8], piece: usize) -> Result<DecodedRequest, String> {
     );
     Ok(DecodedRequest {
         line: (method, target, version == Version::HTTP_10),
-        headers: pairs(head.req.headers()),
+        headers: match &head.lines {
+            Some(l) => l
+                .iter()
+                .map(|(n, v)| (String::from_utf8_lossy(n).to_ascii_lowercase(), v.to_vec()))
+                .collect(),
+            None => pairs(head.req.headers()),
+        },
         body,
         trailers,
         keep_alive: head.keep_alive,
@@ -525,7 +601,7 @@ pub(super) async fn serve(
     loop {
         let head = loop {
             if !read.is_empty() {
-                match parse_request(&mut read) {
+                match parse_request(&mut read, ctx.lines_ok) {
                     Ok(Some(h)) => break h,
                     Ok(None) => {}
                     Err(rejection) => {
@@ -572,6 +648,7 @@ pub(super) async fn serve(
             mut keep_alive,
             expect_continue,
             context,
+            lines,
         } = head;
         let method = req.method().clone();
         let version = req.version();
@@ -604,7 +681,7 @@ pub(super) async fn serve(
         // 6.4 KB on the stack and copies them over, on every request.
         let respond = Box::into_pin(Box::write(
             Box::new_uninit(),
-            ctx.respond(req.map(|()| body), context, Writer::Ours, peer),
+            ctx.respond(req.map(|()| body), context, Writer::Ours(lines), peer),
         ));
         let (resp, appended) = match &inflow {
             Some(inflow) if expect_continue => with_continue(respond, inflow, &stream).await,
@@ -1005,7 +1082,7 @@ mod tests {
     const GET: &[u8] = b"GET /a?b=1 HTTP/1.1\r\nHost: web\r\nX-Two: 1\r\nx-two: 2\r\n\r\n";
 
     fn parse(bytes: &[u8]) -> Result<Option<Head>, Rejection> {
-        parse_request(&mut BytesMut::from(bytes))
+        parse_request(&mut BytesMut::from(bytes), false)
     }
 
     fn head(bytes: &[u8]) -> Head {
@@ -1030,11 +1107,13 @@ mod tests {
         for cut in 0..GET.len() {
             let mut buf = BytesMut::from(&GET[..cut]);
             assert!(
-                parse_request(&mut buf).expect("no error").is_none(),
+                parse_request(&mut buf, false).expect("no error").is_none(),
                 "{cut}"
             );
             buf.extend_from_slice(&GET[cut..]);
-            let again = parse_request(&mut buf).expect("valid").expect("complete");
+            let again = parse_request(&mut buf, false)
+                .expect("valid")
+                .expect("complete");
             assert_eq!(again.req.uri(), "/a?b=1");
             assert_eq!(again.req.headers().len(), 3);
             assert!(buf.is_empty());
@@ -1082,19 +1161,111 @@ mod tests {
     }
 
     #[test]
+    fn header_lines_are_kept_as_sent_unless_the_proxy_reads_or_changes_one() {
+        let keep = |bytes: &[u8]| {
+            parse_request(&mut BytesMut::from(bytes), true)
+                .expect("valid")
+                .expect("complete")
+        };
+        // Kept: case, order and repeats as sent; the map is empty; Host is
+        // found without a scan, others with one.
+        let h = keep(GET);
+        let lines = h.lines.as_ref().expect("kept");
+        assert_eq!(lines.lines(), b"Host: web\r\nX-Two: 1\r\nx-two: 2\r\n");
+        assert!(h.req.headers().is_empty());
+        assert_eq!(h.context, RoutingHeaders::Absent);
+        assert_eq!(lines.get("host"), Some(&b"web"[..]));
+        assert_eq!(lines.get("x-two"), Some(&b"1"[..]));
+        assert_eq!(lines.get("x-three"), None);
+        let map = lines.to_map().expect("valid");
+        assert_eq!(map.get_all("x-two").iter().count(), 2);
+        assert_eq!(
+            keep(b"GET / HTTP/1.1\r\n\r\n").lines.expect("kept").lines(),
+            b""
+        );
+
+        // The connection's own framing lines are cut out, the rest closed
+        // up; Host follows its line; a length stays and is noted.
+        let h = keep(
+            b"POST /c HTTP/1.1\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\
+              Keep-Alive: timeout=5\r\nHOST:  api \r\nX-A: b\r\n\r\nhello",
+        );
+        let lines = h.lines.as_ref().expect("kept");
+        assert_eq!(
+            lines.lines(),
+            b"Content-Length: 5\r\nHOST:  api \r\nX-A: b\r\n"
+        );
+        assert_eq!(lines.get("host"), Some(&b"api"[..]));
+        assert_eq!(lines.length(), Some(5));
+        assert!(matches!(h.body, Decoder::Length(5)));
+        let h = keep(b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\nHost: w\r\n\r\n");
+        assert_eq!(h.lines.expect("kept").lines(), b"Host: w\r\n");
+        assert!(matches!(h.body, Decoder::Chunked(_)));
+
+        // Into the map: a header read before routing or replaced, a
+        // hop-by-hop one, both framings, an absolute-form target, a line
+        // ending in a bare LF; and when lines are not wanted.
+        for bytes in [
+            &b"GET / HTTP/1.1\r\nVia: 1.1 a\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nL5d-Dtab: /a=>/b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nTE: trailers\r\n\r\n",
+            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            b"GET / HTTP/1.1\r\nProxy-Authorization: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nConnection: x-hop\r\nx-hop: 1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET http://web/ HTTP/1.1\r\nHost: web\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: web\nX-A: b\r\n\r\n",
+        ] {
+            let h = keep(bytes);
+            assert!(h.lines.is_none(), "{}", String::from_utf8_lossy(bytes));
+            // Untouched by the look: the map has every header.
+            assert_eq!(pairs(h.req.headers()), pairs(head(bytes).req.headers()));
+        }
+        assert!(head(GET).lines.is_none());
+    }
+
+    #[test]
+    fn requests_decode_alike_with_lines_kept_or_a_map() {
+        let by_name = |mut d: DecodedRequest| {
+            d.headers.sort_by(|a, b| a.0.cmp(&b.0));
+            d
+        };
+        let cases: [&[u8]; 7] = [
+            GET,
+            b"POST /c HTTP/1.1\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n",
+            b"POST /c HTTP/1.1\r\nHost: a\r\ntransfer-encoding: chunked\r\nB: 1\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            b"GET / HTTP/1.0\r\nconnection: keep-alive\r\nA: 1\r\nB: 2\r\nA: 3\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA:\r\nB: \t x \t\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: \x80\xff\r\n\r\n",
+            b"POST /c HTTP/1.1\r\ncontent-length: 1, 1\r\n\r\nx",
+        ];
+        for case in cases {
+            let whole = decode(case, case.len()).map(by_name);
+            for piece in 1..8 {
+                assert_eq!(
+                    decode_lines(case, piece).map(by_name),
+                    whole,
+                    "{piece}: {}",
+                    String::from_utf8_lossy(case)
+                );
+            }
+        }
+    }
+
+    #[test]
     fn pipelined_heads_come_one_at_a_time_and_blank_lines_before_them_are_skipped() {
         let mut buf = BytesMut::from(&b"\r\n"[..]);
         buf.extend_from_slice(GET);
         buf.extend_from_slice(b"\r\nHEAD http://other/x HTTP/1.1\r\n\r\n");
         assert_eq!(
-            parse_request(&mut buf).unwrap().unwrap().req.uri(),
+            parse_request(&mut buf, false).unwrap().unwrap().req.uri(),
             "/a?b=1"
         );
-        let second = parse_request(&mut buf).unwrap().unwrap();
+        let second = parse_request(&mut buf, false).unwrap().unwrap();
         assert_eq!(second.req.method(), Method::HEAD);
         assert_eq!(second.req.uri().authority().unwrap(), "other");
         assert!(buf.is_empty());
-        assert!(parse_request(&mut buf).unwrap().is_none());
+        assert!(parse_request(&mut buf, false).unwrap().is_none());
     }
 
     #[test]

@@ -145,6 +145,83 @@ impl Verbatim {
     }
 }
 
+/// A request's header lines as the caller sent them, for the client to
+/// write as they are: the request-side counterpart of [`Verbatim`]. The
+/// caller's headers went into a map only for the client to write the map
+/// back out, a twentieth of a request's instructions, when all the proxy
+/// reads of them before routing is `Host`. Only our HTTP/1.1 server makes
+/// them, for an origin-form request with no header the proxy reads or
+/// changes (no `via` or `l5d-`, no hop-by-hop header beyond the
+/// connection's framing, which is taken out, not both `content-length`
+/// and `transfer-encoding`), on a router with no tracer and no gRPC
+/// deadlines; the request's map is then empty, and what a layer puts in
+/// it is written after these lines.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestLines {
+    /// Whole `name: value\r\n` lines.
+    lines: Bytes,
+    /// The first `host` value, as a range of `lines`.
+    host: Option<(u32, u32)>,
+    /// `content-length`, when there is one (among the lines).
+    length: Option<u64>,
+}
+
+impl RequestLines {
+    /// `lines` must be whole header lines, each ending in CRLF; `host`, the
+    /// range of the first `host` value in them.
+    pub(crate) fn new(lines: Bytes, host: Option<(u32, u32)>, length: Option<u64>) -> RequestLines {
+        debug_assert!(lines.is_empty() || lines.ends_with(b"\r\n"));
+        RequestLines {
+            lines,
+            host,
+            length,
+        }
+    }
+
+    /// The lines, as they go on the wire.
+    pub(crate) fn lines(&self) -> &[u8] {
+        &self.lines
+    }
+
+    /// The `content-length` the lines declare.
+    pub(crate) fn length(&self) -> Option<u64> {
+        self.length
+    }
+
+    /// The first value of the header `name` (lower case), as sent.
+    pub(crate) fn get(&self, name: &str) -> Option<&[u8]> {
+        if name == "host" {
+            let (at, n) = self.host?;
+            return self.lines.get(at as usize..(at + n) as usize);
+        }
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// Each header's name and value, in order (values trimmed as a parser
+    /// trims them).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.lines.split(|&b| b == b'\n').filter_map(|line| {
+            let line = line.strip_suffix(b"\r")?;
+            let colon = line.iter().position(|&b| b == b':')?;
+            Some((&line[..colon], line[colon + 1..].trim_ascii()))
+        })
+    }
+
+    /// The headers as a map, for an HTTP/2 send (which needs one).
+    pub(crate) fn to_map(&self) -> Result<HeaderMap, String> {
+        let mut map = HeaderMap::with_capacity(8);
+        for (n, v) in self.iter() {
+            let name = HeaderName::from_bytes(n).map_err(|_| "invalid header name".to_string())?;
+            let value = HeaderValue::from_bytes(v)
+                .map_err(|_| format!("invalid value for header {name}"))?;
+            map.append(name, value);
+        }
+        Ok(map)
+    }
+}
+
 /// The response headers the proxy adds, when our HTTP/1.1 server writes
 /// the response: written after the response's own instead of inserted
 /// into its map (an insert hashes the name, and may grow the map). Empty
@@ -179,11 +256,14 @@ impl Appended {
     }
 }
 
-/// Who writes a response: where the proxy's response headers go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which server a request came through: where the proxy's response
+/// headers go, and whether the request's headers may be lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Writer {
-    /// Our HTTP/1.1 server: as [`Appended`] lines.
-    Ours,
+    /// Our HTTP/1.1 server: response headers as [`Appended`] lines; the
+    /// request's header lines when it kept them as sent (its map is then
+    /// empty).
+    Ours(Option<RequestLines>),
     /// hyper (HTTP/2, TLS): into the map.
     Hyper,
 }

@@ -28,7 +28,7 @@ pub use error::ProxyError;
 
 /// Request decoding without a connection, for tests and the fuzz target.
 pub mod h1_decode {
-    pub use super::h1::{DecodedRequest, decode};
+    pub use super::h1::{DecodedRequest, decode, decode_lines};
 }
 pub use run::{RouterServers, run, run_with_admin_tls};
 pub use server::{Shutdown, serve, shutdown_on_signals};

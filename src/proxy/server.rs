@@ -164,6 +164,10 @@ pub(super) struct ServerCtx {
     h1_tls: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
     pub(super) shutdown: Shutdown,
+    /// Whether our HTTP/1.1 server may keep a request's header lines as
+    /// sent ([`super::headers::RequestLines`]): not when a tracer reads
+    /// them, nor on an h2 router (gRPC deadlines are read from them).
+    pub(super) lines_ok: bool,
 }
 
 impl ServerCtx {
@@ -209,14 +213,17 @@ pub async fn serve(
     h1_tls.timer(TokioTimer::new());
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new());
+    let telemetry = ServerTelemetry::new(&label, local, server.clear_context);
+    let lines_ok = protocol == Protocol::Http && !telemetry.traces();
     let ctx = Arc::new(ServerCtx {
-        telemetry: ServerTelemetry::new(&label, local, server.clear_context),
+        telemetry,
         tls: server.tls.clone(),
         forwarder: Forwarder::new(router, server),
         protocol,
         h1_tls,
         h2,
         shutdown: shutdown.clone(),
+        lines_ok,
     });
     // Every connection holds a receiver; draining waits for them all to go.
     let (drained, conn_token) = watch::channel(());

@@ -8,12 +8,13 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::header::{HOST, HeaderName};
+use http::header::{HOST, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Uri, Version};
 
 use super::cache::ReadMap;
 use crate::dtab::{Label, Path};
+use crate::proxy::headers::RequestLines;
 
 /// An identifier: how a request becomes a logical name.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -163,6 +164,8 @@ pub(crate) struct View<'a> {
     version: Version,
     uri: &'a Uri,
     headers: &'a HeaderMap,
+    /// The header lines our HTTP/1.1 server kept as sent, when it did.
+    lines: Option<&'a RequestLines>,
 }
 
 impl<'a> View<'a> {
@@ -172,15 +175,19 @@ impl<'a> View<'a> {
             version: req.version(),
             uri: req.uri(),
             headers: req.headers(),
+            lines: None,
         }
     }
 
-    pub(crate) fn of_parts(p: &'a Parts) -> View<'a> {
+    /// The parts of a request, whose headers are `lines` when given
+    /// (and `p`'s map, which the lines leave empty).
+    pub(crate) fn of_parts(p: &'a Parts, lines: Option<&'a RequestLines>) -> View<'a> {
         View {
             method: &p.method,
             version: p.version,
             uri: &p.uri,
             headers: &p.headers,
+            lines,
         }
     }
 
@@ -196,8 +203,12 @@ impl<'a> View<'a> {
         self.uri
     }
 
-    fn headers(&self) -> &'a HeaderMap {
-        self.headers
+    /// The first value of header `name`, as sent.
+    fn header(&self, name: &HeaderName) -> Option<&'a [u8]> {
+        if let Some(v) = self.lines.and_then(|l| l.get(name.as_str())) {
+            return Some(v);
+        }
+        self.headers.get(name).map(HeaderValue::as_bytes)
     }
 }
 
@@ -285,8 +296,8 @@ fn method_label(m: &Method) -> Result<Label, String> {
 
 /// The request's host as sent: the `Host` header, else the URI authority (h2).
 fn host_of(req: View<'_>) -> Option<String> {
-    if let Some(h) = req.headers().get(HOST) {
-        return Some(String::from_utf8_lossy(h.as_bytes()).into_owned());
+    if let Some(h) = req.header(&HOST) {
+        return Some(String::from_utf8_lossy(h).into_owned());
     }
     req.uri().authority().map(|a| a.as_str().to_string())
 }
@@ -302,8 +313,8 @@ fn header_value(req: View<'_>, header: &str) -> Result<String, String> {
     }
     let name = HeaderName::from_bytes(header.as_bytes())
         .map_err(|_| format!("{header} is not a valid header name"))?;
-    match req.headers().get(&name) {
-        Some(v) if !v.is_empty() => Ok(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+    match req.header(&name) {
+        Some(v) if !v.is_empty() => Ok(String::from_utf8_lossy(v).into_owned()),
         Some(_) => Err(format!("{header} header is empty")),
         None => Err(format!("{header} header is absent")),
     }
@@ -378,8 +389,8 @@ fn is_host(header: &str) -> bool {
 
 /// The raw bytes of the request's host, as [`host_of`] reads them.
 fn host_bytes<'a>(req: View<'a>) -> Option<&'a [u8]> {
-    match req.headers().get(HOST) {
-        Some(h) => Some(h.as_bytes()),
+    match req.header(&HOST) {
+        Some(h) => Some(h),
         None => req.uri().authority().map(|a| a.as_str().as_bytes()),
     }
 }
@@ -409,7 +420,7 @@ impl Remembering {
     /// `None` when they cannot be had without allocating.
     /// `buf` is made only for a key of several parts.
     fn key<'a>(&self, req: View<'a>, buf: &'a mut Option<KeyBuf>) -> Option<&'a [u8]> {
-        let header = |req: View<'a>| Some(req.headers().get(self.header.as_ref()?)?.as_bytes());
+        let header = |req: View<'a>| req.header(self.header.as_ref()?);
         if self.host {
             return host_bytes(req);
         }
@@ -695,7 +706,7 @@ mod tests {
                 for r in &reqs {
                     let want = identify(&ids[first..], &svc(), r);
                     let (parts, ()) = r.clone().into_parts();
-                    let got = cached.identify(View::of_parts(&parts));
+                    let got = cached.identify(View::of_parts(&parts, None));
                     assert_eq!(got, want, "{r:?}");
                 }
             }

@@ -30,6 +30,7 @@ use super::{BoundClient, EndpointSet};
 use crate::client::{ClientConfig, ClientParams};
 use crate::dtab::{Dtab, NameTree, Path};
 use crate::naming::{Activity, Bound};
+use crate::proxy::headers::RequestLines;
 use crate::service::Service;
 
 /// A bound tree whose leaves are ready-made clients.
@@ -431,9 +432,16 @@ impl Router {
         self.inner.identifiers.identify(View::of(req))
     }
 
-    /// [`Router::identify`] for a request taken apart.
-    pub fn identify_parts(&self, parts: &http::request::Parts) -> Result<Identified, Unidentified> {
-        self.inner.identifiers.identify(View::of_parts(parts))
+    /// [`Router::identify`] for a request taken apart, whose headers are
+    /// `lines` when our HTTP/1.1 server kept them as sent.
+    pub fn identify_parts(
+        &self,
+        parts: &http::request::Parts,
+        lines: Option<&RequestLines>,
+    ) -> Result<Identified, Unidentified> {
+        self.inner
+            .identifiers
+            .identify(View::of_parts(parts, lines))
     }
 
     /// The cached binding of `path` under `local`, made (and followed)

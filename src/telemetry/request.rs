@@ -162,6 +162,12 @@ impl ServerTelemetry {
         ConnectionGuard(self.metrics.clone())
     }
 
+    /// Whether requests are traced: the tracer reads and writes their
+    /// headers.
+    pub fn traces(&self) -> bool {
+        self.tracer.is_some()
+    }
+
     /// What the forwarder notes about one request, for [`Self::finish`].
     pub fn noted(&self) -> Noted<'_> {
         Noted {
