@@ -582,10 +582,11 @@ def measure(t: Target, args, log: Path, existing: subprocess.Popen | None = None
 
         # Latency (and CPU per request) at fixed rates.
         for rate in args.rates:
-            c0 = cpu_ticks(p.pid)
+            (u0, k0) = cpu_split(p.pid)
             o = run_oha(t.port, rate, args.duration, args.connections)
-            c1 = cpu_ticks(p.pid)
-            o["cpu_us_per_req"] = cpu_us(c1 - c0) / max(o["requests"], 1)
+            (u1, k1) = cpu_split(p.pid)
+            o["cpu_us_per_req"] = cpu_us(u1 - u0 + k1 - k0) / max(o["requests"], 1)
+            o["user_us_per_req"] = cpu_us(u1 - u0) / max(o["requests"], 1)
             s.rates[rate] = o
 
         # Idle keep-alive client connections.
@@ -667,8 +668,8 @@ def summarize(samples: dict[str, list[Sample]], args) -> dict:
         }
         for rate in args.rates:
             r = {}
-            for key in ("p50_us", "p99_us", "p999_us", "rps", "cpu_us_per_req"):
-                r[key] = med([s.rates[rate][key] for s in ss])
+            for key in ("p50_us", "p99_us", "p999_us", "rps", "cpu_us_per_req", "user_us_per_req"):
+                r[key] = med([s.rates[rate].get(key) for s in ss])
             r["errors"] = sum(s.rates[rate]["errors"] for s in ss)
             r["non200"] = sum(s.rates[rate]["requests"] - s.rates[rate]["ok"] for s in ss)
             for key in ("p50_us", "p99_us", "p999_us"):
@@ -835,14 +836,14 @@ def report(summary: dict, meta: dict, args, rot: dict | None = None) -> str:
     hi = max(rates)
     L.append(
         f"| proxy | throughput (req/s) | core use (%) | CPU µs/req (saturated) | of which user | CPU µs/req @ {hi:,} rps "
-        f"| idle RSS (MB) | peak RSS (MB) | + {args.idle_conns:,} idle conns (MB) | start → first request (ms) |"
+        f"| of which user | idle RSS (MB) | peak RSS (MB) | + {args.idle_conns:,} idle conns (MB) | start → first request (ms) |"
     )
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, r in summary.items():
         use = r["rps"] * r["cpu_sat"] / 1e4 if r["rps"] is not None and r["cpu_sat"] is not None else None
         L.append(
             f"| {n} | {fmt(r['rps'])} | {fmt(use)} | {fmt(r['cpu_sat'], 1)} | {fmt(r['user_sat'], 1)} "
-            f"| {fmt(r['rates'][hi]['cpu_us_per_req'], 1)} "
+            f"| {fmt(r['rates'][hi]['cpu_us_per_req'], 1)} | {fmt(r['rates'][hi]['user_us_per_req'], 1)} "
             f"| {fmt(r['idle_rss_mb'], 1)} | {fmt(r['peak_rss_mb'], 1)} | {fmt(r['conns_rss_mb'], 1)} "
             f"| {fmt(r['start_ms'], 1)} |"
         )
