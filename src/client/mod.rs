@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::uri::{Authority, PathAndQuery, Uri};
+use http::uri::{Authority, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full};
@@ -60,7 +60,7 @@ use upstream::{Upstream, UpstreamError};
 /// them is in the map already (the proxy's own headers on a request that
 /// came without any: [`crate::proxy::headers::RoutingHeaders::Absent`]).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Added<'a>(pub &'a [(&'a http::HeaderName, &'a http::HeaderValue)]);
+pub struct Added<'a>(pub &'a [(&'a http::HeaderName, &'a [u8])]);
 
 impl Added<'_> {
     /// Nothing added.
@@ -518,11 +518,9 @@ impl Client {
         let params = &self.shared.params;
         let budget = &self.shared.budget;
         budget.deposit();
-        let pq = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        // Borrowed: a clone is an atomic count on the caller's request
+        // head, and its drop another, after the response came back.
+        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut sent = 0usize;
         loop {
@@ -545,7 +543,7 @@ impl Client {
                 let uri = Uri::builder()
                     .scheme("http")
                     .authority(authority)
-                    .path_and_query(pq.clone())
+                    .path_and_query(target)
                     .build()
                     .map_err(|e| ClientError::BadRequest(e.to_string()))?;
                 let mut out = Request::new(());
@@ -567,7 +565,9 @@ impl Client {
                     }
                 }
                 for (name, value) in added.0 {
-                    out.headers_mut().append((*name).clone(), (*value).clone());
+                    let value = http::HeaderValue::from_bytes(value)
+                        .map_err(|e| ClientError::BadRequest(format!("header {name}: {e}")))?;
+                    out.headers_mut().append((*name).clone(), value);
                 }
                 Some(out)
             } else {
@@ -575,7 +575,7 @@ impl Client {
             };
             let h1 = h1::Outgoing {
                 method: &parts.method,
-                target: pq.as_str(),
+                target,
                 headers: borrowed.unwrap_or(&parts.headers),
                 added: added.0,
                 verbatim: ctx.verbatim,

@@ -191,7 +191,7 @@ impl Forwarder {
         // (headers::Own), not into the map.
         let lean = !maybe;
         let reqid = if lean {
-            Some(headers::request_id())
+            Some(headers::request_id_text())
         } else {
             let h = &mut parts.headers;
             headers::append_via(h);
@@ -297,17 +297,17 @@ impl Forwarder {
                 if let Some(reqid) = reqid {
                     use headers::names::statics as n;
                     if let Some(v) = dst.dst_service() {
-                        added.push(&n::L5D_DST_SERVICE, v);
+                        added.push(&n::L5D_DST_SERVICE, v.as_bytes());
                     }
                     added.push(&n::L5D_REQID, reqid);
                     if let Some(v) = dst.ctx_dtab() {
-                        added.push(&n::L5D_CTX_DTAB, v);
+                        added.push(&n::L5D_CTX_DTAB, v.as_bytes());
                     }
                     if let Some(v) = target.dst_client() {
-                        added.push(&n::L5D_DST_CLIENT, v);
+                        added.push(&n::L5D_DST_CLIENT, v.as_bytes());
                     }
                     if let Some(v) = target.dst_residual() {
-                        added.push(&n::L5D_DST_RESIDUAL, v);
+                        added.push(&n::L5D_DST_RESIDUAL, v.as_bytes());
                     }
                 }
                 let added = if lean { added.added() } else { Added::NONE };

@@ -1,11 +1,10 @@
 //! Header rules of a Linkerd 1 hop: hop-by-hop removal, `Via`, the
 //! per-request dtab headers and the `l5d-dst-*` annotations.
 
-use std::cell::RefCell;
 use std::str::FromStr;
 use std::sync::LazyLock;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{CONNECTION, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE, VIA};
 use rand::Rng;
@@ -66,12 +65,11 @@ pub mod names {
 /// them ([`RoutingHeaders::Absent`]): handed to the client as a list
 /// ([`Added`]) rather than inserted into the request's map.
 pub(crate) struct Own<'a> {
-    pairs: [(&'a HeaderName, &'a HeaderValue); Own::MAX],
+    pairs: [(&'a HeaderName, &'a [u8]); Own::MAX],
     len: usize,
 }
 
 static VIA_NAME: HeaderName = VIA;
-static VIA_PROXY: HeaderValue = HeaderValue::from_static(VIA_VALUE);
 
 impl<'a> Own<'a> {
     /// `via`, `l5d-dst-service`, `l5d-reqid`, `l5d-ctx-dtab`,
@@ -81,12 +79,12 @@ impl<'a> Own<'a> {
     /// The list with this proxy's `via` in it.
     pub(crate) fn new() -> Own<'a> {
         Own {
-            pairs: [(&VIA_NAME, &VIA_PROXY); Own::MAX],
+            pairs: [(&VIA_NAME, VIA_VALUE.as_bytes()); Own::MAX],
             len: 1,
         }
     }
 
-    pub(crate) fn push(&mut self, name: &'a HeaderName, value: &'a HeaderValue) {
+    pub(crate) fn push(&mut self, name: &'a HeaderName, value: &'a [u8]) {
         debug_assert!(self.len < Own::MAX, "more own headers than room");
         if let Some(slot) = self.pairs.get_mut(self.len) {
             *slot = (name, value);
@@ -269,31 +267,21 @@ pub enum Writer {
 }
 
 /// Hex digits of a request id.
-const REQID_LEN: usize = 16;
-
-/// Request ids are cut from a shared chunk per thread, so that making one
-/// costs a fraction of an allocation rather than one (a chunk is freed
-/// once every id cut from it is gone).
-const REQID_CHUNK: usize = REQID_LEN * 256;
-
-thread_local! {
-    static REQID_ARENA: RefCell<BytesMut> = RefCell::new(BytesMut::new());
-}
+pub(crate) const REQID_LEN: usize = 16;
 
 /// A fresh `l5d-reqid` value: 64 random bits as 16 hex digits.
 pub fn request_id() -> HeaderValue {
-    let id: u64 = rand::rng().random();
-    let text = hex16(id);
-    let bytes = REQID_ARENA.with(|arena| {
-        let mut arena = arena.borrow_mut();
-        if arena.capacity() - arena.len() < REQID_LEN {
-            *arena = BytesMut::with_capacity(REQID_CHUNK);
-        }
-        arena.extend_from_slice(&text);
-        arena.split().freeze()
-    });
+    let text = request_id_text();
     // Hex digits are always a valid value.
-    HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// A fresh request id as its text, for a request whose proxy headers go
+/// out as a list ([`Own`]): no `Bytes` is made for it. (A shared chunk per
+/// thread, cut into ids, cost two atomic counts per request, one of them
+/// on a cache line long cold by the time the response came back.)
+pub(crate) fn request_id_text() -> [u8; REQID_LEN] {
+    hex16(rand::rng().random())
 }
 
 /// `id` as 16 lower-case hex digits, eight at a time in a word (a loop

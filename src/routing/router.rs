@@ -217,7 +217,58 @@ pub struct Router {
 
 /// Bindings by (local dtab as text, empty for none; logical name); shared
 /// text, so that publishing a new map copies pointers, not strings.
-type BindingKey = (Arc<str>, Path);
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct BindingKey {
+    local: Arc<str>,
+    path: Path,
+}
+
+/// A binding key as a lookup sees it: borrowed, so that finding a cached
+/// binding clones nothing (two atomic counts and their drops a request).
+/// Hashes and compares as [`BindingKey`]'s derived impls do: local, then path.
+trait KeyView {
+    fn local(&self) -> &str;
+    fn path(&self) -> &Path;
+}
+
+impl KeyView for BindingKey {
+    fn local(&self) -> &str {
+        &self.local
+    }
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl KeyView for (&str, &Path) {
+    fn local(&self) -> &str {
+        self.0
+    }
+    fn path(&self) -> &Path {
+        self.1
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn KeyView + 'a> for BindingKey {
+    fn borrow(&self) -> &(dyn KeyView + 'a) {
+        self
+    }
+}
+
+impl std::hash::Hash for dyn KeyView + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.local().hash(state);
+        self.path().hash(state);
+    }
+}
+
+impl PartialEq for dyn KeyView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.local() == other.local() && self.path() == other.path()
+    }
+}
+
+impl Eq for dyn KeyView + '_ {}
 
 /// The key text of the empty local dtab (most requests), made once.
 static NO_LOCAL: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
@@ -450,13 +501,13 @@ impl Router {
     pub fn destination(&self, local: &Dtab, path: &Path) -> Destination {
         // The text of an empty dtab is empty: no formatting, no allocation.
         let text = if local.is_empty() {
-            NO_LOCAL.clone()
+            None
         } else {
-            Arc::from(local.to_string())
+            Some(local.to_string())
         };
-        let key = (text, path.clone());
+        let lookup = (text.as_deref().unwrap_or(""), path);
         let now = self.now_ms();
-        if let Some(b) = self.inner.bindings.get(&key) {
+        if let Some(b) = self.inner.bindings.get(&lookup as &dyn KeyView) {
             // Written only when it changes: workers sharing a hot binding
             // do not bounce its cache line on every request.
             if b.last_used.load(Ordering::Relaxed) != now {
@@ -475,6 +526,13 @@ impl Router {
             now,
             crate::telemetry::metrics::binding_updates(self.label()),
         ));
+        let key = BindingKey {
+            local: match text {
+                None => NO_LOCAL.clone(),
+                Some(t) => Arc::from(t),
+            },
+            path: path.clone(),
+        };
         let b = self.inner.bindings.update(|map| {
             if let Some(b) = map.get(&key) {
                 return b.clone();
@@ -769,6 +827,36 @@ mod tests {
         let local: Dtab = "/x=>/y".parse().unwrap();
         r.route(&local, &p("/svc/d")).await.unwrap();
         assert_eq!(r.inner.bindings.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_cached_binding_is_found_again_by_its_borrowed_key() {
+        // The borrowed key must hash and compare as the owned one, or every
+        // request would bind its name anew.
+        let r = Router::new(
+            RouterParams::new(super::super::Protocol::Http),
+            Arc::new(Static),
+        );
+        let local: Dtab = "/x=>/y".parse().unwrap();
+        for (dtab, name) in [
+            (Dtab::empty(), "/svc/a"),
+            (local.clone(), "/svc/a"),
+            (Dtab::empty(), "/"),
+        ] {
+            let first = r.destination(&dtab, &p(name));
+            let again = r.destination(&dtab, &p(name));
+            assert!(Arc::ptr_eq(&first.0, &again.0), "{dtab} {name}");
+        }
+        assert_eq!(r.inner.bindings.len(), 3);
+        use std::hash::BuildHasher;
+        let state = foldhash::quality::RandomState::default();
+        let key = BindingKey {
+            local: Arc::from("/x=>/y"),
+            path: p("/svc/a"),
+        };
+        let path = p("/svc/a");
+        let view: &dyn KeyView = &("/x=>/y", &path);
+        assert_eq!(state.hash_one(&key), state.hash_one(view));
     }
 
     #[test]
