@@ -11,12 +11,18 @@ use std::sync::Arc;
 /// Equality, hashing and order by what a window shows, not by which buffer
 /// it is a window on (two equal labels or paths may come from different
 /// texts, or from different places in one).
+///
+/// The same window on the same buffer is equal without reading it: a
+/// request's name, cloned from the identification cache, meets the
+/// binding cache's key cloned from the same one, and their labels are
+/// otherwise bytes read only for that comparison, from cold cache lines.
 macro_rules! compare_by {
     ($t:ty, $view:ident) => {
         impl PartialEq for $t {
             #[inline]
             fn eq(&self, other: &Self) -> bool {
-                self.$view() == other.$view()
+                (self.start == other.start && self.len == other.len && self.same_buf(other))
+                    || self.$view() == other.$view()
             }
         }
 
@@ -128,6 +134,14 @@ impl Label {
     /// Whether every byte prints literally.
     pub fn is_showable(&self) -> bool {
         self.as_bytes().iter().all(|&b| is_showable(b))
+    }
+}
+
+impl Label {
+    /// Whether both are windows on one buffer (see [`compare_by`]).
+    #[inline]
+    fn same_buf(&self, other: &Label) -> bool {
+        Arc::ptr_eq(&self.buf, &other.buf)
     }
 }
 
@@ -301,6 +315,19 @@ impl Path {
         v.extend_from_slice(self.elems());
         v.push(label);
         Path::from_labels(v)
+    }
+}
+
+impl Path {
+    /// Whether both are windows on one slice of labels, or both hold none
+    /// (see [`compare_by`]).
+    #[inline]
+    fn same_buf(&self, other: &Path) -> bool {
+        match (&self.labels, &other.labels) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
     }
 }
 
