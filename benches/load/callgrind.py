@@ -127,7 +127,8 @@ def periodic_cost(profile: Path) -> tuple[int, int]:
 
 
 def measure(
-    binary: str | Path, names: int, warmup: int, seconds: int, work: str | Path, rate: int | None = None
+    binary: str | Path, names: int, warmup: int, seconds: int, work: str | Path, rate: int | None = None,
+    locked: bool = False,
 ) -> dict:
     """One callgrind measurement; a dict with `instr_per_req`, `requests`,
     `instructions` (all counted), `periodic` (of which the timer-driven
@@ -140,7 +141,9 @@ def measure(
     Raises MeasureError when switchyard does not answer or no profile or
     request was counted. With `rate`, the counted window is oha at that
     fixed rate on one name instead of wrk saturating the proxy: what a
-    request costs when requests come apart, wake-ups included."""
+    request costs when requests come apart, wake-ups included. With
+    `locked`, the profile is per instruction and `locked_per_req` counts
+    the atomic read-modify-writes (see `locked_instructions`)."""
     work = Path(work) / f"names{names}"
     (work / "be").mkdir(parents=True, exist_ok=True)
     for old in work.glob("cg.out*"):
@@ -155,7 +158,8 @@ def measure(
         site = work / "sy"
         site.mkdir(exist_ok=True)
         conf = lb.switchyard_site(site, port, admin, bport, dentries=names)
-        sy = lb.spawn(["valgrind", "--tool=callgrind", "--instr-atstart=no",
+        per_instr = ["--dump-instr=yes", "--compress-pos=no", "--compress-strings=no"] if locked else []
+        sy = lb.spawn(["valgrind", "--tool=callgrind", "--instr-atstart=no", *per_instr,
                        f"--callgrind-out-file={work}/cg.out",
                        str(Path(binary).resolve()), "run", "-c", str(conf), "--threads", "1"],
                       work / "sy.log", cwd=site)
@@ -201,7 +205,10 @@ def measure(
         total += here
     if n == 0 or total == 0:
         raise MeasureError(f"no requests ({n}) or no profile ({total} instructions); see {work}")
+    locks = locked_instructions(work) if locked else None
     return {
+        "locked_per_req": locks and locks[0] / n,
+        "locked_by_fn": locks and [(c / n, fn) for c, fn in locks[1]],
         "instr_per_req": total / n,
         "requests": n,
         "instructions": total,
@@ -211,6 +218,77 @@ def measure(
         "errors": re.findall(r"Non-2xx.*|Socket errors.*", out),
         "profile": str(work),
     }
+
+
+def _locked_addresses(obj: str) -> set[int]:
+    """Addresses (as objdump shows them) of `obj`'s instructions that are
+    atomic read-modify-writes on x86-64: `lock`-prefixed ones and `xchg`
+    with memory (locked without the prefix)."""
+    out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", obj],
+                         capture_output=True, text=True, timeout=300).stdout
+    found = set()
+    for line in out.splitlines():
+        m = re.match(r"^\s+([0-9a-f]+):\s+(lock\b|xchg\s+%\w+,(-?0x[0-9a-f]+)?\()", line)
+        if m:
+            found.add(int(m.group(1), 16))
+    return found
+
+
+def locked_instructions(work: Path) -> tuple[int, list[tuple[int, str]]]:
+    """(atomic read-modify-writes executed, the 25 functions executing most)
+    in a per-instruction profile (`--dump-instr=yes --compress-pos=no
+    --compress-strings=no`). An uncontended one costs about 5 ns on this
+    VM, and far more when its cache line went cold while the request
+    waited for its endpoint: what nginx, one thread per worker, mostly
+    does not pay.
+
+    callgrind gives run-time addresses; each object's load offset is the
+    one that puts most of its executed addresses on instruction starts."""
+    counts: dict[tuple[str, int], int] = {}
+    fn_of: dict[tuple[str, int], str] = {}
+    for f in work.glob("cg.out.*"):
+        ob = fn = ""
+        after_call = False
+        for line in f.read_text(errors="replace").splitlines():
+            if line.startswith("ob="):
+                ob = line[3:]
+            elif line.startswith("fn="):
+                fn = line[3:]
+            elif line.startswith("calls="):
+                after_call = True  # the next cost line is the call's inclusive cost
+            elif line.startswith("0x"):
+                if after_call:
+                    after_call = False
+                    continue
+                parts = line.split()
+                if len(parts) >= 3:
+                    key = (ob, int(parts[0], 16))
+                    counts[key] = counts.get(key, 0) + int(parts[2])
+                    fn_of[key] = fn
+            else:
+                after_call = False
+    total = 0
+    by_fn: dict[str, int] = {}
+    for ob in {o for o, _ in counts}:
+        if not ob.startswith("/"):
+            continue
+        locks = _locked_addresses(ob)
+        if not locks:
+            continue
+        executed = {a for o, a in counts if o == ob}
+        votes: dict[int, int] = {}
+        sample = sorted(locks)[:: max(1, len(locks) // 200)]
+        for a in executed:
+            for l in sample:
+                if (a & 0xFFF) == (l & 0xFFF):
+                    votes[a - l] = votes.get(a - l, 0) + 1
+        best = max(votes, key=lambda b: sum(1 for l in locks if l + b in executed), default=0) if votes else 0
+        for (o, a), c in counts.items():
+            if o == ob and a - best in locks:
+                total += c
+                by_fn[fn_of[(o, a)]] = by_fn.get(fn_of[(o, a)], 0) + c
+    top = sorted(((c, fn) for fn, c in by_fn.items()), reverse=True)[:25]
+    return total, top
 
 
 def instructions_per_request(
@@ -232,13 +310,15 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=10, help="seconds of measured wrk")
     ap.add_argument("--work", default="/tmp/switchyard-callgrind", help="scratch directory")
     ap.add_argument("--rate", type=int, help="measure oha at this fixed rate (req/s) instead of wrk saturating")
+    ap.add_argument("--locked", action="store_true",
+                    help="also count atomic read-modify-writes (lock-prefixed instructions) per request")
     args = ap.parse_args()
 
     atexit.register(lb._kill_all)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lb._on_signal)
     try:
-        r = measure(args.switchyard, args.names, args.warmup, args.seconds, args.work, args.rate)
+        r = measure(args.switchyard, args.names, args.warmup, args.seconds, args.work, args.rate, args.locked)
     except MeasureError as e:
         print(e, file=sys.stderr)
         return 1
@@ -247,6 +327,10 @@ def main() -> int:
     print(f"request path (without the {r['periodic']:,} instructions of the 5-s metrics upkeep, "
           f"{r['ticks']} ticks): "
           f"instructions/request={r['path_per_req']:.0f}")
+    if args.locked:
+        print(f"atomic read-modify-writes/request={r['locked_per_req']:.1f} (upkeep included); most in:")
+        for per, fn in r["locked_by_fn"]:
+            print(f"  {per:6.2f} {fn[:120]}")
     print(f"profile: {r['profile']}/cg.out.* (callgrind_annotate)")
     return 0
 
