@@ -66,7 +66,8 @@ pub(crate) struct Shared {
     pub(crate) stats: ClientStats,
     /// Prometheus handles, made once per client.
     pub(crate) metrics: crate::telemetry::metrics::ClientMetrics,
-    /// Requests in flight across all endpoints (aperture's load).
+    /// Requests in flight across all endpoints (aperture's load; counted
+    /// only with that balancer).
     outstanding: AtomicUsize,
     /// Round robin's position.
     rr: AtomicUsize,
@@ -253,16 +254,23 @@ impl EndpointState {
 
     /// Count one response or failure of this endpoint (failure accrual).
     pub(crate) fn record(&self, class: ResponseClass) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
         let success = class == ResponseClass::Success;
-        if !success {
-            self.failures.fetch_add(1, Ordering::Relaxed);
-        }
         let now = crate::clock::coarse();
         let mut a = lock(&self.accrual);
+        // Written only under the accrual lock, so loads and stores do
+        // (readers see the counts and the flag without it): no atomic
+        // read-modify-write of their own.
+        let bump = |n: &AtomicU64| n.store(n.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        bump(&self.requests);
+        if !success {
+            bump(&self.failures);
+        }
         let t = a.record(success, now);
         let now_available = a.health() == Health::Available;
-        let was_available = self.available.swap(now_available, Ordering::Relaxed);
+        let was_available = self.available.load(Ordering::Relaxed);
+        if was_available != now_available {
+            self.available.store(now_available, Ordering::Relaxed);
+        }
         drop(a);
         let gauges = &self.shared.metrics.gauges;
         match (was_available, now_available) {
@@ -290,6 +298,16 @@ impl EndpointState {
                 tracing::info!(client = %self.shared.id, endpoint = %self.addr, "endpoint revived");
             }
         }
+    }
+
+    /// Whether requests are counted client-wide too: only the aperture
+    /// balancer reads that count (an atomic add and subtract a request
+    /// saved for the others).
+    fn counts_client_wide(&self) -> bool {
+        matches!(
+            self.shared.params.load_balancer,
+            LoadBalancer::Aperture { .. }
+        )
     }
 
     /// Record the time a response took to start.
@@ -345,7 +363,9 @@ impl Outstanding {
     /// Count a request against `ep`.
     pub fn new(ep: Arc<EndpointState>) -> Outstanding {
         ep.outstanding.fetch_add(1, Ordering::Relaxed);
-        ep.shared.outstanding.fetch_add(1, Ordering::Relaxed);
+        if ep.counts_client_wide() {
+            ep.shared.outstanding.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(h) = &ep.shared.heap {
             lock(h).update(&ep);
         }
@@ -361,7 +381,9 @@ impl Outstanding {
 impl Drop for Outstanding {
     fn drop(&mut self) {
         self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
-        self.0.shared.outstanding.fetch_sub(1, Ordering::Relaxed);
+        if self.0.counts_client_wide() {
+            self.0.shared.outstanding.fetch_sub(1, Ordering::Relaxed);
+        }
         if let Some(h) = &self.0.shared.heap {
             lock(h).update(&self.0);
         }

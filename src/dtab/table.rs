@@ -20,10 +20,15 @@ use super::tree::NameTree;
 ///
 /// Cloning is cheap (the dentries and their index are shared), since every
 /// request that carries no override binds against the same base table.
+/// The empty dtab (every request's own, when it carries none) holds
+/// nothing: cloning and dropping it touch no shared count.
 #[derive(Clone, Default)]
 pub struct Dtab {
-    inner: Arc<Inner>,
+    inner: Option<Arc<Inner>>,
 }
+
+/// What the empty dtab reads as.
+static EMPTY: std::sync::LazyLock<Inner> = std::sync::LazyLock::new(Inner::default);
 
 #[derive(Default)]
 struct Inner {
@@ -113,7 +118,7 @@ impl Node {
 
 impl PartialEq for Dtab {
     fn eq(&self, other: &Self) -> bool {
-        self.inner.dentries == other.inner.dentries
+        self.inner().dentries == other.inner().dentries
     }
 }
 
@@ -123,31 +128,38 @@ impl Dtab {
         Dtab::default()
     }
 
+    fn inner(&self) -> &Inner {
+        self.inner.as_deref().unwrap_or(&EMPTY)
+    }
+
     /// A dtab from dentries, in order (builds the lookup index).
     pub fn new(dentries: Vec<Dentry>) -> Dtab {
+        if dentries.is_empty() {
+            return Dtab::empty();
+        }
         let mut index = Node::default();
         for (i, d) in dentries.iter().enumerate() {
             // More than 4 billion dentries cannot be held in memory anyway.
             index.insert(u32::try_from(i).unwrap_or(u32::MAX), d.prefix.elems());
         }
         Dtab {
-            inner: Arc::new(Inner { dentries, index }),
+            inner: Some(Arc::new(Inner { dentries, index })),
         }
     }
 
     /// The dentries, in order.
     pub fn dentries(&self) -> &[Dentry] {
-        &self.inner.dentries
+        &self.inner().dentries
     }
 
     /// Number of dentries.
     pub fn len(&self) -> usize {
-        self.inner.dentries.len()
+        self.inner().dentries.len()
     }
 
     /// Whether there are no dentries.
     pub fn is_empty(&self) -> bool {
-        self.inner.dentries.is_empty()
+        self.inner().dentries.is_empty()
     }
 
     /// Finagle's `++`: `other`'s dentries after ours, so they win on lookup.
@@ -171,8 +183,8 @@ impl Dtab {
         &'a self,
         path: &'a Path,
     ) -> impl Iterator<Item = (&'a Dentry, NameTree<Path>)> + 'a {
-        let dentries = &self.inner.dentries;
-        self.inner
+        let dentries = &self.inner().dentries;
+        self.inner()
             .index
             .candidates(path)
             .into_iter()

@@ -128,12 +128,13 @@ impl Forwarder {
             headers::no_local_dtab()
         };
         let identified = self.router.identify_parts(&parts, lines.as_ref())?;
-        noted.service(&identified.path);
 
         // The cached binding: the name's service policy and header values
         // come with it.
         let dst = self.router.destination(&local, &identified.path);
         let svc = dst.service();
+        // Telemetry keeps the name: handed over, not cloned.
+        noted.service(identified.path);
 
         // The deadline: the caller's (l5d-ctx-deadline, grpc-timeout on h2)
         // and this service's totalTimeoutMs, the strictest. Past it, the

@@ -6,13 +6,12 @@
 //! why each one declined.
 
 use std::fmt;
-use std::sync::Arc;
 
 use http::header::{HOST, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Uri, Version};
 
-use super::cache::ReadMap;
+use super::cache::{BytesKey, ReadMap};
 use crate::dtab::{Label, Path};
 use crate::proxy::headers::RequestLines;
 
@@ -349,9 +348,7 @@ struct Remembering {
     header: Option<HeaderName>,
     /// It reads the host (`Host` or `:authority`), decided once.
     host: bool,
-    /// Keys are shared (`Arc`), so that publishing a new map copies
-    /// pointers, not bytes.
-    names: ReadMap<Arc<[u8]>, Identified>,
+    names: ReadMap<BytesKey, Identified>,
 }
 
 /// Room for a key composed from several parts (`io.l5d.methodAndHost`);

@@ -588,37 +588,55 @@ impl Router {
                 bound: None,
             })
         };
-        let mut state = binding.current.load_full();
-        if matches!(*state, Activity::Pending) {
-            let until = *deadline.insert(Instant::now() + timeout);
-            let mut rx = binding.rx.clone();
-            let ready =
-                tokio::time::timeout_at(until, rx.wait_for(|a| !matches!(a, Activity::Pending)))
-                    .await;
-            let snapshot = match ready {
-                Ok(Ok(v)) => v.clone(),
-                Ok(Err(_)) => Activity::Failed("the binder stopped".into()),
-                Err(_) => return Err(err(RouteFailure::BindingTimeout(timeout, None))),
+        // The bound tree as a client is chosen from it. Read under a guard
+        // (no count taken on it, none dropped after the response: two fewer
+        // atomic read-modify-writes a request than a full load), dropped
+        // before anything is awaited; an error later names the tree again.
+        let pick = |state: &ClientTree| -> Result<Arc<Target>, Box<RouteError>> {
+            let tree = match state {
+                Activity::Ok(t) => t,
+                Activity::Failed(m) => return Err(err(RouteFailure::BindFailed(m.clone()))),
+                Activity::Pending => return Err(err(RouteFailure::BindingTimeout(timeout, None))),
             };
-            state = Arc::new(self.inner.clients.resolve(&snapshot));
-        }
-        let tree = match &*state {
-            Activity::Ok(t) => t,
-            Activity::Failed(m) => return Err(err(RouteFailure::BindFailed(m.clone()))),
-            Activity::Pending => return Err(err(RouteFailure::BindingTimeout(timeout, None))),
+            choose(tree).cloned().map_err(|kind| {
+                let mut e = err(kind);
+                e.bound = shown(state);
+                e
+            })
         };
-        let shown = || {
-            Some(
-                tree.map(&mut |t: &Arc<Target>| t.client.id().clone())
-                    .to_string(),
-            )
+        let picked = {
+            let state = binding.current.load();
+            (!matches!(**state, Activity::Pending)).then(|| pick(&state))
+        };
+        // Resolved here when the binding was pending, and kept for errors.
+        let mut waited: Option<Arc<ClientTree>> = None;
+        let target = match picked {
+            Some(picked) => picked?,
+            None => {
+                let until = *deadline.insert(Instant::now() + timeout);
+                let mut rx = binding.rx.clone();
+                let ready = tokio::time::timeout_at(
+                    until,
+                    rx.wait_for(|a| !matches!(a, Activity::Pending)),
+                )
+                .await;
+                let snapshot = match ready {
+                    Ok(Ok(v)) => v.clone(),
+                    Ok(Err(_)) => Activity::Failed("the binder stopped".into()),
+                    Err(_) => return Err(err(RouteFailure::BindingTimeout(timeout, None))),
+                };
+                let state = waited.insert(Arc::new(self.inner.clients.resolve(&snapshot)));
+                pick(state)?
+            }
         };
         let err = |kind| {
             let mut e = err(kind);
-            e.bound = shown();
+            e.bound = match &waited {
+                Some(state) => shown(state),
+                None => shown(&binding.current.load()),
+            };
             e
         };
-        let target = choose(tree).map_err(err)?;
         let client = &target.client;
         let remaining = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
         let Some(set) = client.ready(remaining).await else {
@@ -641,7 +659,7 @@ impl Router {
                 Err(err(RouteFailure::NoEndpoints(client.id().clone())))
             }
             EndpointSet::Bound { .. } => Ok(Route {
-                target: target.clone(),
+                target,
                 endpoints: set,
             }),
         }
@@ -746,6 +764,17 @@ pub(crate) fn tree_json(t: &NameTree<Bound>) -> serde_json::Value {
 /// (branches that are `~`, `!` or `$` keep their share and fail it, as
 /// Finagle's `retainUnreachableUnionBranches` does); an Alt, which binding
 /// should already have removed, falls through to its first non-`~` branch.
+/// A bound tree as an error shows it: its clients' names.
+fn shown(state: &ClientTree) -> Option<String> {
+    match state {
+        Activity::Ok(tree) => Some(
+            tree.map(&mut |t: &Arc<Target>| t.client.id().clone())
+                .to_string(),
+        ),
+        _ => None,
+    }
+}
+
 fn choose(tree: &NameTree<Arc<Target>>) -> Result<&Arc<Target>, RouteFailure> {
     match tree {
         NameTree::Leaf(c) => Ok(c),

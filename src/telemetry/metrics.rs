@@ -425,6 +425,18 @@ impl ResponseClass {
         }
     }
 
+    /// The class noted as `class as u8 + 1` (0: none noted), as
+    /// [`super::request::Noted`] keeps it.
+    pub(crate) fn from_noted(n: u8) -> Option<ResponseClass> {
+        [
+            ResponseClass::Success,
+            ResponseClass::Failure,
+            ResponseClass::Retryable,
+        ]
+        .into_iter()
+        .find(|c| *c as u8 + 1 == n)
+    }
+
     /// The `class` label value.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -447,6 +459,11 @@ pub struct RouteMetrics {
     pub request_bytes: Counter,
     /// `response_body_bytes_total`.
     pub response_bytes: Counter,
+    /// The (code, class) of the route's first response, read without a
+    /// lock: most of a route's responses are alike (the read lock of
+    /// `responses` is two atomic read-modify-writes).
+    first_response: OnceLock<(u16, ResponseClass, Counter)>,
+    /// Other codes and classes.
     responses: RwLock<Vec<(u16, ResponseClass, Counter)>>,
 }
 
@@ -457,6 +474,7 @@ impl RouteMetrics {
             duration: metrics::histogram!(name(names::REQUEST_DURATION), labels.clone()),
             request_bytes: metrics::counter!(name(names::REQUEST_BYTES), labels.clone()),
             response_bytes: metrics::counter!(name(names::RESPONSE_BYTES), labels.clone()),
+            first_response: OnceLock::new(),
             responses: RwLock::new(Vec::new()),
             labels,
         }
@@ -464,6 +482,13 @@ impl RouteMetrics {
 
     /// Count a response (the handle per code and class is made once).
     pub fn response(&self, status: u16, class: ResponseClass) {
+        if let Some((s, k, c)) = self.first_response.get()
+            && *s == status
+            && *k == class
+        {
+            c.increment(1);
+            return;
+        }
         if let Ok(v) = self.responses.read()
             && let Some((_, _, c)) = v.iter().find(|(s, k, _)| *s == status && *k == class)
         {
@@ -475,6 +500,9 @@ impl RouteMetrics {
         labels.push(Label::from_static_parts("class", class.as_str()));
         let c = metrics::counter!(name(names::RESPONSES), labels);
         c.increment(1);
+        if self.first_response.set((status, class, c.clone())).is_ok() {
+            return;
+        }
         if let Ok(mut v) = self.responses.write()
             && v.len() < 64
         {
@@ -790,6 +818,18 @@ pub(crate) fn write_sample(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_noted_class_reads_back_as_itself() {
+        assert_eq!(ResponseClass::from_noted(0), None);
+        for c in [
+            ResponseClass::Success,
+            ResponseClass::Failure,
+            ResponseClass::Retryable,
+        ] {
+            assert_eq!(ResponseClass::from_noted(c as u8 + 1), Some(c));
+        }
+    }
 
     #[test]
     fn samples_parse() {

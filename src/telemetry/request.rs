@@ -20,6 +20,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -56,6 +57,8 @@ pub struct ServerTelemetry {
 pub struct Noted<'a> {
     server: &'a ServerMetrics,
     state: Mutex<Routed>,
+    /// [`Noted::class`], apart from the lock: a plain store (0: none).
+    class: AtomicU8,
 }
 
 /// Unknown names are `None` rather than an empty path: an empty path is
@@ -65,7 +68,6 @@ struct Routed {
     service: Option<Path>,
     client: Option<Path>,
     route: Option<Arc<RouteMetrics>>,
-    class: Option<ResponseClass>,
 }
 
 impl Noted<'_> {
@@ -74,8 +76,8 @@ impl Noted<'_> {
     }
 
     /// The logical name the request was identified as (`/svc/web`).
-    pub fn service(&self, service: &Path) {
-        self.lock().service = Some(service.clone());
+    pub fn service(&self, service: Path) {
+        self.lock().service = Some(service);
     }
 
     /// The bound name the request is sent to; resolves the route's metric
@@ -89,7 +91,7 @@ impl Noted<'_> {
     /// Override the response's class (the service's response classifier
     /// calls a failure retryable, or a 200 a failure).
     pub fn class(&self, class: ResponseClass) {
-        self.lock().class = Some(class);
+        self.class.store(class as u8 + 1, Ordering::Relaxed);
     }
 
     /// The request body as forwarded, counting its bytes into
@@ -173,6 +175,7 @@ impl ServerTelemetry {
         Noted {
             server: &self.metrics,
             state: Mutex::new(Routed::default()),
+            class: AtomicU8::new(0),
         }
     }
 
@@ -229,14 +232,15 @@ impl ServerTelemetry {
         let elapsed = s.start.elapsed();
         let status = resp.status().as_u16();
         let st = noted.state.into_inner().unwrap_or_else(|e| e.into_inner());
+        let noted_class = ResponseClass::from_noted(noted.class.into_inner());
         let route = match st.route {
             Some(r) => r,
             None => self.metrics.route(st.service.as_ref(), st.client.as_ref()),
         };
-        let class = st.class.unwrap_or_else(|| ResponseClass::of_status(status));
+        let class = noted_class.unwrap_or_else(|| ResponseClass::of_status(status));
         route.requests.increment(1);
         route.duration.record(elapsed.as_secs_f64());
-        let pending = if st.class.is_none() && classified_by_trailers(resp.headers()) {
+        let pending = if noted_class.is_none() && classified_by_trailers(resp.headers()) {
             Some(Pending {
                 route: route.clone(),
                 status,
