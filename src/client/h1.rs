@@ -37,7 +37,7 @@ use std::mem::MaybeUninit;
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll, ready};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
 use http_body::{Body, Frame};
@@ -1029,7 +1029,12 @@ impl Inbox {
             let (headers, verbatim) = match lines {
                 Some(lines) => {
                     let length = facts.length.and_then(Result::ok);
-                    let v = Verbatim::new(head.slice(lines), length, facts.dated);
+                    // The head narrowed to its lines, not a window on it:
+                    // one atomic count fewer up and down.
+                    let mut head = head;
+                    head.advance(lines.start);
+                    head.truncate(lines.len());
+                    let v = Verbatim::new(head, length, facts.dated);
                     (HeaderMap::new(), Some(v))
                 }
                 None => {

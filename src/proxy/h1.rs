@@ -52,7 +52,7 @@ use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker, ready};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
@@ -183,14 +183,26 @@ fn parse_request(read: &mut BytesMut, lines_ok: bool) -> Result<Option<Head>, Re
     let window = |(at, n): (usize, usize)| head.get(at..at + n).unwrap_or_default();
     let method =
         Method::from_bytes(window(method)).map_err(|_| Rejection::bad("invalid method"))?;
-    let uri = http::Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1))
-        .map_err(|e| Rejection::Bad(format!("invalid request target: {e}")))?;
+    // `/` (the commonest target) is a static URI: no window on the head,
+    // whose shared count would be raised and lowered for nothing.
+    let uri = if window(target) == b"/" {
+        http::Uri::from_static("/")
+    } else {
+        http::Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1))
+            .map_err(|e| Rejection::Bad(format!("invalid request target: {e}")))?
+    };
     let (mut headers, lines) = match kept {
         Some((range, host)) => {
             // httparse refused any name or value the map would (the fuzz
             // target h1_request checks that lines and map agree).
             let length = declared.length.and_then(Result::ok);
-            let lines = RequestLines::new(head.slice(range), host, length);
+            // The head itself, narrowed to the lines: no second window on
+            // the read buffer (an atomic count up now, and down once the
+            // response is back, on a line gone cold while it waited).
+            let mut lines = head;
+            lines.advance(range.start);
+            lines.truncate(range.len());
+            let lines = RequestLines::new(lines, host, length);
             (HeaderMap::new(), Some(lines))
         }
         None => {
