@@ -145,9 +145,10 @@ impl fmt::Debug for CallBody {
 /// What a call knows about the request beyond the request itself.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
-pub struct CallCtx {
-    /// The logical name (`/svc/web`), for logs.
-    pub dst: Path,
+pub struct CallCtx<'a> {
+    /// The logical name (`/svc/web`), for logs; lent by the caller (a
+    /// clone is an atomic count up and down per request).
+    pub dst: &'a Path,
     /// Whether an HTTP/1.1 response's headers may stay as the endpoint
     /// sent them ([`Reply::verbatim`]): only when the caller writes them
     /// out with our HTTP/1.1 server.
@@ -159,9 +160,9 @@ pub struct CallCtx {
     pub lines: Option<crate::proxy::headers::RequestLines>,
 }
 
-impl CallCtx {
+impl<'a> CallCtx<'a> {
     /// The context of a call for the logical name `dst`.
-    pub fn new(dst: Path) -> CallCtx {
+    pub fn new(dst: &'a Path) -> CallCtx<'a> {
         CallCtx {
             dst,
             verbatim: false,
@@ -465,7 +466,7 @@ impl Client {
     ///
     /// ```text
     /// let body = CallBody::Buffered(bytes);          // replayable
-    /// match client.call(req_with(body.try_clone()?), &CallCtx::new(dst)).await {
+    /// match client.call(req_with(body.try_clone()?), &CallCtx::new(&dst)).await {
     ///     Ok(Reply { response, report, .. }) => {
     ///         report.classify(if retryable_failure { ResponseClass::Failure } else { ResponseClass::Success });
     ///         ...
@@ -474,7 +475,11 @@ impl Client {
     ///     Err(e) => /* answer 502 */,
     /// }
     /// ```
-    pub async fn call(&self, req: Request<CallBody>, ctx: &CallCtx) -> Result<Reply, ClientError> {
+    pub async fn call(
+        &self,
+        req: Request<CallBody>,
+        ctx: &CallCtx<'_>,
+    ) -> Result<Reply, ClientError> {
         let (parts, body) = req.into_parts();
         self.call_parts(parts, None, Added::NONE, body, ctx, None)
             .await
@@ -496,7 +501,7 @@ impl Client {
         req: Request<CallBody>,
         headers: &'a http::HeaderMap,
         added: Added<'a>,
-        ctx: &'a CallCtx,
+        ctx: &'a CallCtx<'a>,
         endpoints: Option<Arc<EndpointSet>>,
     ) -> impl Future<Output = Result<Reply, ClientError>> + 'a {
         let (parts, body) = req.into_parts();
@@ -510,7 +515,7 @@ impl Client {
         borrowed: Option<&http::HeaderMap>,
         added: Added<'_>,
         mut body: CallBody,
-        ctx: &CallCtx,
+        ctx: &CallCtx<'_>,
         endpoints: Option<Arc<EndpointSet>>,
     ) -> Result<Reply, ClientError> {
         let replayable = body.is_replayable();

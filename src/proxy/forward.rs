@@ -265,7 +265,7 @@ impl Forwarder {
             // Our server writes header lines as they came; hyper needs a map.
             verbatim: ours,
             lines,
-            ..CallCtx::new(dst.path().clone())
+            ..CallCtx::new(dst.path())
         };
         let ctx = &ctx;
         let reqid = reqid.as_ref();
@@ -348,7 +348,7 @@ impl Forwarder {
                         report: Some(report),
                         verbatim,
                     }),
-                    Err(e) => Err(client_error(e, &ctx.dst, client.id())),
+                    Err(e) => Err(client_error(e, ctx.dst, client.id())),
                 }
             }
         };

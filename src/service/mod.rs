@@ -62,8 +62,9 @@ pub struct Service {
 pub struct ServiceStats {
     /// Requests received.
     pub requests: AtomicU64,
-    /// Attempts sent (requests + retries).
-    pub attempts: AtomicU64,
+    /// Retries sent (attempts beyond each request's first: counting only
+    /// those saves an atomic add on every request).
+    pub retries: AtomicU64,
     /// Retries the budget refused.
     pub budget_exhausted: AtomicU64,
     /// Requests answered with a timeout or an expired deadline.
@@ -74,11 +75,11 @@ impl ServiceStats {
     /// As JSON (`requests`, `attempts`, `retries`, `budgetExhausted`, `timeouts`).
     pub fn json(&self) -> serde_json::Value {
         let r = self.requests.load(Ordering::Relaxed);
-        let a = self.attempts.load(Ordering::Relaxed);
+        let retries = self.retries.load(Ordering::Relaxed);
         serde_json::json!({
             "requests": r,
-            "attempts": a,
-            "retries": a.saturating_sub(r),
+            "attempts": r + retries,
+            "retries": retries,
             "budgetExhausted": self.budget_exhausted.load(Ordering::Relaxed),
             "timeouts": self.timeouts.load(Ordering::Relaxed),
         })

@@ -180,7 +180,9 @@ where
     loop {
         n += 1;
         count.store(n, Ordering::Relaxed);
-        svc.stats.attempts.fetch_add(1, Ordering::Relaxed);
+        if n > 1 {
+            svc.stats.retries.fetch_add(1, Ordering::Relaxed);
+        }
         let result = attempt(body.handle(), n).await;
         // Holding a gRPC stream to read its trailers only pays when a
         // retry could follow (asked only then: the budget takes a lock).
@@ -505,6 +507,8 @@ mod tests {
         assert_eq!(seen.load(Ordering::Relaxed), 3);
         assert_eq!(start.elapsed(), Duration::from_millis(200));
         assert_eq!(s.stats.json()["retries"], 2);
+        assert_eq!(s.stats.json()["attempts"], 3);
+        assert_eq!(s.stats.json()["requests"], 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -59,6 +59,9 @@ pub struct Noted<'a> {
     state: Mutex<Routed>,
     /// [`Noted::class`], apart from the lock: a plain store (0: none).
     class: AtomicU8,
+    /// Whether [`ServerTelemetry::finish`] may need the bound name (an
+    /// access log, recent requests or a tracer is configured).
+    names_kept: bool,
 }
 
 /// Unknown names are `None` rather than an empty path: an empty path is
@@ -85,7 +88,11 @@ impl Noted<'_> {
     pub fn client(&self, client: &Path) {
         let mut s = self.lock();
         s.route = Some(self.server.route(s.service.as_ref(), Some(client)));
-        s.client = Some(client.clone());
+        // Only the access log, recent requests and spans name the client
+        // again; the metrics have their handles.
+        if self.names_kept {
+            s.client = Some(client.clone());
+        }
     }
 
     /// Override the response's class (the service's response classifier
@@ -176,6 +183,7 @@ impl ServerTelemetry {
             server: &self.metrics,
             state: Mutex::new(Routed::default()),
             class: AtomicU8::new(0),
+            names_kept: self.tracer.is_some() || self.recent.is_some() || self.access_log.is_some(),
         }
     }
 
