@@ -61,18 +61,11 @@ pub fn coarse() -> Instant {
 #[cfg(not(test))]
 #[inline]
 pub fn coarse_ns() -> u64 {
-    use nix::time::{ClockId, clock_gettime};
-    // The coarse clock exists on every kernel this runs on (2.6.32 on);
-    // were it refused, the precise one answers instead.
-    match clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE)
-        .or_else(|_| clock_gettime(ClockId::CLOCK_MONOTONIC))
-    {
-        // The kernel's monotonic clock is never negative: since boot.
-        Ok(t) => (t.tv_sec() as u64)
-            .wrapping_mul(1_000_000_000)
-            .wrapping_add(t.tv_nsec() as u64),
-        Err(_) => 0,
-    }
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    // The kernel's monotonic clock is never negative: since boot.
+    (t.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(t.tv_nsec as u64)
 }
 
 /// Nanoseconds on tokio's clock (paused in tests) since a day before the

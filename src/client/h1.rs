@@ -103,18 +103,6 @@ impl From<io::Error> for H1Error {
     }
 }
 
-/// One `send` of `buf` on a plain TCP socket, as `TcpStream::try_write`
-/// does it (`WouldBlock` clears the readiness seen), but as a raw syscall:
-/// libc's `send` is a pthread cancellation point, and in a process with
-/// more than one thread it brackets every call with two locked
-/// instructions (`__pthread_{en,dis}able_asynccancel`), four a proxied
-/// request on its two sends.
-pub(crate) fn try_send(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
-    stream.try_io(tokio::io::Interest::WRITABLE, || {
-        rustix::net::send(stream, buf, rustix::net::SendFlags::NOSIGNAL).map_err(io::Error::from)
-    })
-}
-
 /// A connection's transport: TCP, or TLS over TCP (`client.tls`).
 pub(crate) enum Io {
     Plain(TcpStream),
@@ -141,13 +129,7 @@ impl AsyncWrite for Io {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Io::Plain(s) => loop {
-                ready!(s.poll_write_ready(cx))?;
-                match try_send(s, buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    r => return Poll::Ready(r),
-                }
-            },
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }

@@ -568,7 +568,7 @@ fn poll_fill(
 fn poll_write(stream: &TcpStream, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
     loop {
         ready!(stream.poll_write_ready(cx))?;
-        match crate::client::h1::try_send(stream, buf) {
+        match stream.try_write(buf) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Ok(0) if !buf.is_empty() => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
             r => return Poll::Ready(r),
