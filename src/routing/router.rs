@@ -613,7 +613,7 @@ impl Router {
             (!matches!(**state, Activity::Pending)).then(|| pick(&state))
         };
         // Resolved here when the binding was pending, and kept for errors.
-        let mut waited: Option<Arc<ClientTree>> = None;
+        let mut waited: Option<ClientTree> = None;
         let target = match picked {
             Some(picked) => picked?,
             None => {
@@ -629,7 +629,7 @@ impl Router {
                     Ok(Err(_)) => Activity::Failed("the binder stopped".into()),
                     Err(_) => return Err(err(RouteFailure::BindingTimeout(timeout, None))),
                 };
-                let state = waited.insert(Arc::new(self.inner.clients.resolve(&snapshot)));
+                let state = waited.insert(self.inner.clients.resolve(&snapshot));
                 pick(state)?
             }
         };
