@@ -299,6 +299,9 @@ fn clocks(c: &mut Criterion) {
     c.bench_function("clock/precise", |b| {
         b.iter(|| black_box(std::time::Instant::now()))
     });
+    c.bench_function("clock/tsc", |b| {
+        b.iter(|| black_box(quanta::Instant::now()))
+    });
     c.bench_function("clock/coarse", |b| {
         b.iter(|| black_box(switchyard::clock::coarse()))
     });

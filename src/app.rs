@@ -38,6 +38,8 @@ struct Runtime {
 /// listening`, so port 0 in the config can be used (tests do).
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     telemetry::install(&telemetry_config(&config)).context("telemetry")?;
+    // Before the first request, which would otherwise pay for it.
+    crate::clock::calibrate();
     let runtime = build(&config)?;
 
     let mut routers = Vec::new();

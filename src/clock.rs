@@ -1,22 +1,27 @@
-//! The request path's two clocks.
+//! The request path's clocks.
 //!
-//! A latency is measured with the precise clock ([`std::time::Instant`],
-//! `CLOCK_MONOTONIC`). Everything else on the request path that needs
-//! "now" works in milliseconds to seconds: a binding's last use, the
-//! retry budget's one-second slices, failure accrual's backoffs,
-//! the balancer's decaying latency averages (τ = 10 s), a pooled
-//! connection's idle time. Those read the kernel's tick-grained monotonic
-//! clock (`CLOCK_MONOTONIC_COARSE`), which the vDSO answers from memory
-//! without reading the time-stamp counter: as an `Instant` ([`coarse`]),
-//! where it meets tokio's timers (accrual, pools), or as plain nanoseconds
-//! ([`coarse_ns`]) where stamps only meet each other (the budget, a
-//! binding's last use, the latency averages).
+//! A latency is measured with the precise clock ([`Precise`]): the CPU's
+//! invariant time-stamp counter, read with one `rdtsc` and scaled to
+//! nanoseconds by a ratio calibrated against `CLOCK_MONOTONIC` when the
+//! process starts ([`calibrate`], through the `quanta` crate, which falls
+//! back to `CLOCK_MONOTONIC` where the counter is not invariant).
+//! Everything else on the request path that needs "now" works in
+//! milliseconds to seconds: a binding's last use, the retry budget's
+//! one-second slices, failure accrual's backoffs, the balancer's decaying
+//! latency averages (τ = 10 s), a pooled connection's idle time. Those read
+//! the kernel's tick-grained monotonic clock (`CLOCK_MONOTONIC_COARSE`),
+//! which the vDSO answers from memory without reading the time-stamp
+//! counter: as an `Instant` ([`coarse`]), where it meets tokio's timers
+//! (accrual, pools), or as plain nanoseconds ([`coarse_ns`]) where stamps
+//! only meet each other (the budget, a binding's last use, the latency
+//! averages).
 //!
-//! Why: a precise reading costs 29.9 ns on this project's VM and a coarse
-//! one 7.1 ns (`cargo bench --bench request -- clock`; `perf record` at
-//! saturation had `__vdso_clock_gettime` at 1.3% of the proxy's CPU), and
-//! a proxied request took 13 precise ones; it now takes 4 (the request's
-//! and the attempt's start and end) and 7 coarse ones.
+//! Why: on this project's VM a `CLOCK_MONOTONIC` reading through the vDSO
+//! costs 21.6 ns, the counter 9.0 ns and a coarse reading 4.1 ns (`cargo
+//! bench --bench request -- clock`), and `perf record` at 10k req/s had the
+//! vDSO's `clock_gettime` at 0.75% of the proxy's CPU against nginx's
+//! 0.08%. A proxied request takes 4 precise readings (the request's and
+//! the attempt's start and end) and a few coarse ones.
 //!
 //! A coarse reading is within one tick (4 ms at `HZ=250`) of the precise
 //! clock, on either side, so code that mixes the two compares them with
@@ -25,6 +30,43 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+/// A precise instant, for latencies: the time-stamp counter scaled to
+/// nanoseconds (see the module's doc).
+///
+/// In the crate's unit tests it is tokio's clock, so that tests on tokio's
+/// paused clock see the latencies they make.
+#[derive(Clone, Copy, Debug)]
+pub struct Precise(#[cfg(not(test))] quanta::Instant, #[cfg(test)] Instant);
+
+impl Precise {
+    /// Now.
+    #[inline]
+    pub fn now() -> Precise {
+        #[cfg(not(test))]
+        return Precise(quanta::Instant::now());
+        #[cfg(test)]
+        return Precise(Instant::now());
+    }
+
+    /// The time since this instant (zero if the clock went back).
+    #[inline]
+    pub fn elapsed(&self) -> Duration {
+        Precise::now().since(*self)
+    }
+
+    /// The time from `earlier` to this instant (zero if `earlier` is later).
+    #[inline]
+    pub fn since(&self, earlier: Precise) -> Duration {
+        self.0.saturating_duration_since(earlier.0)
+    }
+}
+
+/// Calibrate the precise clock now (about 0.6 ms here) rather than on the
+/// first request.
+pub fn calibrate() {
+    let _ = Precise::now();
+}
 
 /// Now, to within a kernel tick.
 ///
@@ -98,6 +140,15 @@ fn monotonic_coarse() -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn precise_readings_follow_tokios_clock_in_unit_tests() {
+        let a = Precise::now();
+        tokio::time::advance(Duration::from_millis(7)).await;
+        let b = Precise::now();
+        assert_eq!(b.since(a), Duration::from_millis(7));
+        assert_eq!(a.since(b), Duration::ZERO);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn unit_tests_see_tokios_clock() {

@@ -588,7 +588,7 @@ impl Client {
             };
             let send_body = body.for_send();
 
-            let start = tokio::time::Instant::now();
+            let start = crate::clock::Precise::now();
             sent += 1;
             let attempt = async {
                 let permit = self.permit(&ep).await?;
