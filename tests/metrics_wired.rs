@@ -191,3 +191,37 @@ async fn balancer_gauges_ejections_revivals_and_requeues() {
     }
     assert!(shrunk, "{}", scrape(&s).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_retried_on_another_branch_is_counted_under_its_client() {
+    // A union of an always-failing and a healthy backend, with retries on
+    // 5xx: a request whose first attempt went to the failing branch is
+    // answered by the healthy one, and its route metrics name that client.
+    let bad = FailingBackend::start(Mode::Status(503)).await;
+    let good = FailingBackend::start(Mode::Ok).await;
+    let config = format!(
+        "admin:\n  ip: 127.0.0.1\n  port: 0\n\
+         routers:\n- protocol: http\n  label: out\n  \
+         dtab: |\n    /svc/web => 1 * /$/inet/127.0.0.1/{} & 1 * /$/inet/127.0.0.1/{};\n  \
+         service:\n    kind: io.l5d.static\n    configs:\n    - prefix: /svc\n      \
+         responseClassifier:\n        kind: io.l5d.http.retryableRead5XX\n  \
+         servers:\n  - ip: 127.0.0.1\n    port: 0\n",
+        bad.addr.port(),
+        good.addr.port()
+    );
+    let s = Switchyard::start(&config, "info");
+    for _ in 0..20 {
+        let (r, _) = get(s.router, "web", "/", &[]).await;
+        assert_eq!(r.status(), 200, "{}", l5d_err(&r));
+    }
+    assert!(
+        bad.count() > 0,
+        "some first attempts went to the failing branch"
+    );
+    let text = scrape(&s).await;
+    let client = |b: &FailingBackend| format!("client=\"/$/inet/127.0.0.1/{}\"", b.addr.port());
+    let good_requests = value(&text, "requests_total", &client(&good));
+    assert_eq!(good_requests, Some(20.0), "{text}");
+    let bad_requests = value(&text, "requests_total", &client(&bad)).unwrap_or(0.0);
+    assert_eq!(bad_requests, 0.0, "{text}");
+}

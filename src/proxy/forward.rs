@@ -53,7 +53,7 @@ impl Forwarder {
         req: Request<B>,
         context: headers::RoutingHeaders,
         writer: headers::Writer,
-        noted: &Noted<'_>,
+        noted: &mut Noted<'_>,
     ) -> (Response<ProxyBody>, headers::Appended)
     where
         B: Body<Data = bytes::Bytes> + Send + Sync + 'static,
@@ -91,7 +91,7 @@ impl Forwarder {
         context: headers::RoutingHeaders,
         writer: headers::Writer,
         admitted: Option<Inflight>,
-        noted: &Noted<'_>,
+        noted: &mut Noted<'_>,
     ) -> Result<(Response<ProxyBody>, headers::Appended), ProxyError>
     where
         B: Body<Data = bytes::Bytes> + Send + Sync + 'static,
@@ -269,6 +269,7 @@ impl Forwarder {
         };
         let ctx = &ctx;
         let reqid = reqid.as_ref();
+        let reroutes = &*noted;
         let attempt = |body: ReplayBody, n: usize| {
             let uri = uri.clone();
             let routed = first.take();
@@ -281,7 +282,7 @@ impl Forwarder {
                     Some(r) => r,
                     None => match router.route_to(dst).await {
                         Ok(route) => {
-                            noted.client(route.target.client().id());
+                            reroutes.rerouted(route.target.client().id());
                             if !lean {
                                 put_client(own.insert(parts.headers.clone()), &route.target);
                             }

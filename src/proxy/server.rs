@@ -185,8 +185,11 @@ impl ServerCtx {
         B::Error: Into<BoxError>,
     {
         let started = self.telemetry.start(&mut req, peer);
-        let noted = self.telemetry.noted();
-        let (resp, appended) = self.forwarder.handle(req, context, writer, &noted).await;
+        let mut noted = self.telemetry.noted();
+        let (resp, appended) = self
+            .forwarder
+            .handle(req, context, writer, &mut noted)
+            .await;
         let follow = self.telemetry.finish(started, noted, &resp);
         (resp.map(|body| TrackedBody::new(body, follow)), appended)
     }

@@ -425,18 +425,6 @@ impl ResponseClass {
         }
     }
 
-    /// The class noted as `class as u8 + 1` (0: none noted), as
-    /// [`super::request::Noted`] keeps it.
-    pub(crate) fn from_noted(n: u8) -> Option<ResponseClass> {
-        [
-            ResponseClass::Success,
-            ResponseClass::Failure,
-            ResponseClass::Retryable,
-        ]
-        .into_iter()
-        .find(|c| *c as u8 + 1 == n)
-    }
-
     /// The `class` label value.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -818,18 +806,6 @@ pub(crate) fn write_sample(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_noted_class_reads_back_as_itself() {
-        assert_eq!(ResponseClass::from_noted(0), None);
-        for c in [
-            ResponseClass::Success,
-            ResponseClass::Failure,
-            ResponseClass::Retryable,
-        ] {
-            assert_eq!(ResponseClass::from_noted(c as u8 + 1), Some(c));
-        }
-    }
 
     #[test]
     fn samples_parse() {

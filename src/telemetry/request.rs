@@ -20,10 +20,9 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -34,6 +33,7 @@ use super::access_log::{self, AccessLog};
 use super::metrics::{ResponseClass, RouteMetrics, ServerMetrics};
 use super::recent::{RecentRequest, RecentRequests};
 use super::trace::{self, SpanContext, Tracer};
+use crate::clock::Precise;
 use crate::dtab::Path;
 use crate::proxy::{BoxError, ProxyBody};
 
@@ -50,55 +50,53 @@ pub struct ServerTelemetry {
 /// What the forwarder learned about a request, noted as it learns it and
 /// read by [`ServerTelemetry::finish`].
 ///
-/// It lives in the request's own future (made by [`ServerTelemetry::start`],
-/// lent to the forwarder), so noting costs no allocation. The lock is never
-/// contended (a request's attempts run one after another) and never held
-/// across an await; it is there because the forwarder's future must be Send.
+/// It lives in the request's own future (made by [`ServerTelemetry::noted`],
+/// lent to the forwarder), so noting costs no allocation, and the forwarder
+/// notes through `&mut`: plain writes, no lock. Only a retry's new route is
+/// noted by the attempt, which holds `&self` ([`Noted::rerouted`]); that
+/// takes a lock, on retries only.
 pub struct Noted<'a> {
     server: &'a ServerMetrics,
-    state: Mutex<Routed>,
-    /// [`Noted::class`], apart from the lock: a plain store (0: none).
-    class: AtomicU8,
-    /// Whether [`ServerTelemetry::finish`] may need the bound name (an
-    /// access log, recent requests or a tracer is configured).
-    names_kept: bool,
-}
-
-/// Unknown names are `None` rather than an empty path: an empty path is
-/// an allocation, and most requests learn both names anyway.
-#[derive(Default)]
-struct Routed {
+    /// Unknown names are `None` rather than an empty path: an empty path is
+    /// an allocation, and most requests learn both names anyway.
     service: Option<Path>,
     client: Option<Path>,
     route: Option<Arc<RouteMetrics>>,
+    class: Option<ResponseClass>,
+    /// Whether [`ServerTelemetry::finish`] may need the bound name (an
+    /// access log, recent requests or a tracer is configured).
+    names_kept: bool,
+    /// The bound name a retry was routed to, when it was routed again.
+    rerouted: Mutex<Option<Path>>,
 }
 
 impl Noted<'_> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Routed> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The logical name the request was identified as (`/svc/web`).
-    pub fn service(&self, service: Path) {
-        self.lock().service = Some(service);
+    pub fn service(&mut self, service: Path) {
+        self.service = Some(service);
     }
 
     /// The bound name the request is sent to; resolves the route's metric
     /// handles.
-    pub fn client(&self, client: &Path) {
-        let mut s = self.lock();
-        s.route = Some(self.server.route(s.service.as_ref(), Some(client)));
+    pub fn client(&mut self, client: &Path) {
+        self.route = Some(self.server.route(self.service.as_ref(), Some(client)));
         // Only the access log, recent requests and spans name the client
         // again; the metrics have their handles.
         if self.names_kept {
-            s.client = Some(client.clone());
+            self.client = Some(client.clone());
         }
+    }
+
+    /// The bound name a retry was routed to (a union may pick another
+    /// branch); it replaces the first one's when the request is counted.
+    pub fn rerouted(&self, client: &Path) {
+        *self.rerouted.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
     }
 
     /// Override the response's class (the service's response classifier
     /// calls a failure retryable, or a 200 a failure).
-    pub fn class(&self, class: ResponseClass) {
-        self.class.store(class as u8 + 1, Ordering::Relaxed);
+    pub fn class(&mut self, class: ResponseClass) {
+        self.class = Some(class);
     }
 
     /// The request body as forwarded, counting its bytes into
@@ -108,7 +106,7 @@ impl Noted<'_> {
         B: Body<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
     {
-        let counter = self.lock().route.as_ref().map(|r| r.request_bytes.clone());
+        let counter = self.route.as_ref().map(|r| r.request_bytes.clone());
         match counter {
             Some(counter) => Counted {
                 inner: body,
@@ -124,7 +122,7 @@ impl Noted<'_> {
 /// A request in flight, between [`ServerTelemetry::start`] and
 /// [`ServerTelemetry::finish`].
 pub struct Started {
-    start: Instant,
+    start: Precise,
     span: Option<SpanContext>,
     recent: bool,
     info: Option<Box<Info>>,
@@ -181,9 +179,12 @@ impl ServerTelemetry {
     pub fn noted(&self) -> Noted<'_> {
         Noted {
             server: &self.metrics,
-            state: Mutex::new(Routed::default()),
-            class: AtomicU8::new(0),
+            service: None,
+            client: None,
+            route: None,
+            class: None,
             names_kept: self.tracer.is_some() || self.recent.is_some() || self.access_log.is_some(),
+            rerouted: Mutex::new(None),
         }
     }
 
@@ -225,7 +226,7 @@ impl ServerTelemetry {
             })
         });
         Started {
-            start: Instant::now(),
+            start: Precise::now(),
             span,
             recent,
             info,
@@ -239,11 +240,24 @@ impl ServerTelemetry {
     pub fn finish(&self, s: Started, noted: Noted<'_>, resp: &Response<ProxyBody>) -> Follow {
         let elapsed = s.start.elapsed();
         let status = resp.status().as_u16();
-        let st = noted.state.into_inner().unwrap_or_else(|e| e.into_inner());
-        let noted_class = ResponseClass::from_noted(noted.class.into_inner());
-        let route = match st.route {
+        let Noted {
+            service,
+            mut client,
+            mut route,
+            class: noted_class,
+            names_kept,
+            rerouted,
+            ..
+        } = noted;
+        if let Some(c) = rerouted.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            route = Some(self.metrics.route(service.as_ref(), Some(&c)));
+            if names_kept {
+                client = Some(c);
+            }
+        }
+        let route = match route {
             Some(r) => r,
-            None => self.metrics.route(st.service.as_ref(), st.client.as_ref()),
+            None => self.metrics.route(service.as_ref(), client.as_ref()),
         };
         let class = noted_class.unwrap_or_else(|| ResponseClass::of_status(status));
         route.requests.increment(1);
@@ -265,7 +279,6 @@ impl ServerTelemetry {
                 done: None,
             };
         };
-        let (service, client) = (st.service, st.client);
         if s.recent
             && let Some(r) = &self.recent
         {
@@ -360,7 +373,7 @@ struct Done {
     bytes: u64,
     status: u16,
     info: Box<Info>,
-    started: Instant,
+    started: Precise,
     span: Option<(SpanContext, Option<Path>, Option<Path>)>,
     tracer: Option<Arc<Tracer>>,
     access_log: Option<AccessLog>,
