@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use http::Method;
 use http::uri::{Authority, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
@@ -481,38 +482,35 @@ impl Client {
         ctx: &CallCtx<'_>,
     ) -> Result<Reply, ClientError> {
         let (parts, body) = req.into_parts();
-        self.call_parts(parts, None, Added::NONE, body, ctx, None)
-            .await
+        self.call_with_headers(
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            Added::NONE,
+            body,
+            ctx,
+            None,
+        )
+        .await
     }
 
-    /// [`Client::call`] with the headers borrowed from the caller, which
-    /// keeps them for its own retries: an HTTP/1.1 send only reads them
-    /// (no copy at all), an HTTP/2 send copies them once. `req`'s own
-    /// headers are ignored.
-    /// `added` go out after them (see [`Added`]).
+    /// [`Client::call`] with the request head lent by the caller, which
+    /// keeps it for its own retries: an HTTP/1.1 send only reads it (no
+    /// copy at all), an HTTP/2 send copies the headers once. `added` go
+    /// out after the headers (see [`Added`]). Lent rather than handed over
+    /// as a `Request`: every async layer copies what it is handed into its
+    /// own state, and a request head is 224 bytes (empty maps included).
     ///
-    /// Not an `async fn` of its own: its future is [`Client::call_parts`]'s,
-    /// one state machine less to build and move on every request.
-    ///
-    /// `endpoints`: the client's endpoint set as the caller's route found
-    /// it ([`crate::routing::Route::endpoints`]), read again when `None`.
-    pub fn call_with_headers<'a>(
-        &'a self,
-        req: Request<CallBody>,
-        headers: &'a http::HeaderMap,
-        added: Added<'a>,
-        ctx: &'a CallCtx<'a>,
-        endpoints: Option<Arc<EndpointSet>>,
-    ) -> impl Future<Output = Result<Reply, ClientError>> + 'a {
-        let (parts, body) = req.into_parts();
-        self.call_parts(parts, Some(headers), added, body, ctx, endpoints)
-    }
-
-    /// One attempt; `borrowed`: the caller's headers, else `parts`' own.
-    async fn call_parts(
+    /// `uri` gives the path and query (and, for h2, the `:authority` to
+    /// send). `endpoints`: the client's endpoint set as the caller's route
+    /// found it ([`crate::routing::Route::endpoints`]), read again when
+    /// `None`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn call_with_headers(
         &self,
-        mut parts: http::request::Parts,
-        borrowed: Option<&http::HeaderMap>,
+        method: &Method,
+        uri: &Uri,
+        headers: &http::HeaderMap,
         added: Added<'_>,
         mut body: CallBody,
         ctx: &CallCtx<'_>,
@@ -525,7 +523,7 @@ impl Client {
         budget.deposit();
         // Borrowed: a clone is an atomic count on the caller's request
         // head, and its drop another, after the response came back.
-        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut sent = 0usize;
         loop {
@@ -540,7 +538,7 @@ impl Client {
             // :authority; HTTP/1.1 goes in origin form (Host carries the
             // name) with the headers lent, not copied.
             let h2 = if self.upstream.is_h2() {
-                let authority = match (parts.uri.authority(), &ep.authority) {
+                let authority = match (uri.authority(), &ep.authority) {
                     (Some(a), _) | (None, Some(a)) => a.clone(),
                     _ => Authority::try_from(addr.to_string())
                         .map_err(|e| ClientError::BadRequest(e.to_string()))?,
@@ -552,14 +550,10 @@ impl Client {
                     .build()
                     .map_err(|e| ClientError::BadRequest(e.to_string()))?;
                 let mut out = Request::new(());
-                *out.method_mut() = parts.method.clone();
+                *out.method_mut() = method.clone();
                 *out.uri_mut() = uri;
                 *out.version_mut() = Version::HTTP_2;
-                *out.headers_mut() = match borrowed {
-                    Some(h) => h.clone(),
-                    None if replayable => parts.headers.clone(),
-                    None => std::mem::take(&mut parts.headers),
-                };
+                *out.headers_mut() = headers.clone();
                 if let Some(lines) = &ctx.lines {
                     // Before the map's own (a deadline), as HTTP/1.1 has them.
                     let map = out.headers_mut();
@@ -579,9 +573,9 @@ impl Client {
                 None
             };
             let h1 = h1::Outgoing {
-                method: &parts.method,
+                method,
                 target,
-                headers: borrowed.unwrap_or(&parts.headers),
+                headers,
                 added: added.0,
                 verbatim: ctx.verbatim,
                 lines: ctx.lines.as_ref(),

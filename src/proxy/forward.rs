@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use http::Response;
 use http::header::{HOST, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
-use http::{Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
 
@@ -50,7 +50,8 @@ impl Forwarder {
     /// possibly left to the writer ([`headers::Appended`]).
     pub(crate) async fn handle<B>(
         &self,
-        req: Request<B>,
+        parts: &mut http::request::Parts,
+        body: B,
         context: headers::RoutingHeaders,
         writer: headers::Writer,
         noted: &mut Noted<'_>,
@@ -63,7 +64,10 @@ impl Forwarder {
             Ok(a) => a,
             Err(e) => return (e.into_response(), headers::Appended::default()),
         };
-        match self.forward(req, context, writer, admitted, noted).await {
+        match self
+            .forward(parts, body, context, writer, admitted, noted)
+            .await
+        {
             Ok(answer) => answer,
             Err(e) => {
                 tracing::debug!(router = %self.router.label(), error = %e, "request failed");
@@ -87,7 +91,8 @@ impl Forwarder {
 
     async fn forward<B>(
         &self,
-        req: Request<B>,
+        parts: &mut http::request::Parts,
+        body: B,
         context: headers::RoutingHeaders,
         writer: headers::Writer,
         admitted: Option<Inflight>,
@@ -98,7 +103,6 @@ impl Forwarder {
         B::Error: Into<super::BoxError>,
     {
         let params = self.router.params();
-        let (mut parts, body) = req.into_parts();
         // The request's headers are these lines when our server kept them
         // as sent: its map is then empty (but for what a layer adds).
         let (ours, lines) = match writer {
@@ -127,7 +131,7 @@ impl Forwarder {
         } else {
             headers::no_local_dtab()
         };
-        let identified = self.router.identify_parts(&parts, lines.as_ref())?;
+        let identified = self.router.identify_parts(parts, lines.as_ref())?;
 
         // The cached binding: the name's service policy and header values
         // come with it.
@@ -259,7 +263,7 @@ impl Forwarder {
                 svc.params.retry_buffer_size.request_bytes,
             )
         };
-        let (request, router, dst) = (&mut parts, &self.router, &dst);
+        let (request, router, dst) = (&mut *parts, &self.router, &dst);
         let parts = &*request;
         let ctx = CallCtx {
             // Our server writes header lines as they came; hyper needs a map.
@@ -270,8 +274,8 @@ impl Forwarder {
         let ctx = &ctx;
         let reqid = reqid.as_ref();
         let reroutes = &*noted;
+        let uri = &uri;
         let attempt = |body: ReplayBody, n: usize| {
-            let uri = uri.clone();
             let routed = first.take();
             async move {
                 // The caller's headers as they are (the first attempt's
@@ -317,28 +321,26 @@ impl Forwarder {
                     let h = own.get_or_insert_with(|| parts.headers.clone());
                     deadline::write_request(h, &d, grpc, deadline::now_ns());
                 }
-                let mut out = Request::new(if empty {
+                let body = if empty {
                     CallBody::Empty
                 } else {
                     CallBody::Replay(body)
-                });
-                *out.method_mut() = parts.method.clone();
-                *out.uri_mut() = uri;
-                tracing::trace!(dst = %ctx.dst, attempt = n, client = %client.id(), "attempt");
-                // The client only reads the headers for an HTTP/1.1 send
-                // (and copies them for HTTP/2): no copy is needed here.
-                let called = match own {
-                    Some(h) => {
-                        client
-                            .call_with_headers(out, &h, added, ctx, Some(endpoints))
-                            .await
-                    }
-                    None => {
-                        client
-                            .call_with_headers(out, &parts.headers, added, ctx, Some(endpoints))
-                            .await
-                    }
                 };
+                tracing::trace!(dst = %ctx.dst, attempt = n, client = %client.id(), "attempt");
+                // The client only reads the head for an HTTP/1.1 send (and
+                // copies the headers for HTTP/2): no copy is needed here.
+                let headers = own.as_ref().unwrap_or(&parts.headers);
+                let called = client
+                    .call_with_headers(
+                        &parts.method,
+                        uri,
+                        headers,
+                        added,
+                        body,
+                        ctx,
+                        Some(endpoints),
+                    )
+                    .await;
                 match called {
                     Ok(Reply {
                         response,

@@ -662,8 +662,7 @@ pub(super) async fn serve(
             context,
             lines,
         } = head;
-        let method = req.method().clone();
-        let version = req.version();
+        let (mut req, ()) = req.into_parts();
         let (body, inflow) = if dec.is_done() {
             (RequestBody::Empty, None)
         } else {
@@ -693,7 +692,7 @@ pub(super) async fn serve(
         // 6.4 KB on the stack and copies them over, on every request.
         let respond = Box::into_pin(Box::write(
             Box::new_uninit(),
-            ctx.respond(req.map(|()| body), context, Writer::Ours(lines), peer),
+            ctx.respond(&mut req, body, context, Writer::Ours(lines), peer),
         ));
         let (resp, appended) = match &inflow {
             Some(inflow) if expect_continue => with_continue(respond, inflow, &stream).await,
@@ -706,8 +705,9 @@ pub(super) async fn serve(
             &mut out,
             resp,
             appended,
-            &method,
-            version,
+            // The forwarder left the method and version as they came.
+            &req.method,
+            req.version,
             &mut keep_alive,
         )
         .await;

@@ -173,9 +173,13 @@ pub(super) struct ServerCtx {
 impl ServerCtx {
     /// Forward one request from `peer`, with its telemetry around it; the
     /// response is written by `writer` (see [`super::headers::Appended`]).
+    ///
+    /// The request's head is lent, not moved: every async layer a value is
+    /// handed to copies it into its own state, and a head is 224 bytes.
     pub(super) async fn respond<B>(
         &self,
-        mut req: Request<B>,
+        req: &mut http::request::Parts,
+        body: B,
         context: super::headers::RoutingHeaders,
         writer: super::headers::Writer,
         peer: SocketAddr,
@@ -184,11 +188,11 @@ impl ServerCtx {
         B: hyper::body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
     {
-        let started = self.telemetry.start(&mut req, peer);
+        let started = self.telemetry.start(req, peer);
         let mut noted = self.telemetry.noted();
         let (resp, appended) = self
             .forwarder
-            .handle(req, context, writer, &mut noted)
+            .handle(req, body, context, writer, &mut noted)
             .await;
         let follow = self.telemetry.finish(started, noted, &resp);
         (resp.map(|body| TrackedBody::new(body, follow)), appended)
@@ -299,8 +303,9 @@ fn service(
     service_fn(move |req: Request<Incoming>| {
         let ctx = ctx.clone();
         async move {
+            let (mut parts, body) = req.into_parts();
             let (resp, _) = ctx
-                .respond(req, RoutingHeaders::Maybe, Writer::Hyper, peer)
+                .respond(&mut parts, body, RoutingHeaders::Maybe, Writer::Hyper, peer)
                 .await;
             Ok::<_, Infallible>(resp)
         }

@@ -25,7 +25,7 @@ use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 
@@ -189,10 +189,10 @@ impl ServerTelemetry {
     }
 
     /// A request arrived from `peer`.
-    pub fn start<B>(&self, req: &mut Request<B>, peer: SocketAddr) -> Started {
+    pub fn start(&self, req: &mut http::request::Parts, peer: SocketAddr) -> Started {
         let mut span = None;
         if let Some(tracer) = &self.tracer {
-            let h = req.headers();
+            let h = &req.headers;
             let (incoming, flag, l5d) = if self.clear_context {
                 (None, None, None)
             } else {
@@ -205,7 +205,7 @@ impl ServerTelemetry {
             };
             let sampled = trace::decide(l5d, flag, tracer.sample_rate);
             let sc = trace::child(incoming.as_ref(), sampled);
-            trace::inject(req.headers_mut(), &sc);
+            trace::inject(&mut req.headers, &sc);
             span = sampled.then_some(sc);
         }
         let recent = self.recent.as_ref().is_some_and(|r| r.sample());
@@ -213,10 +213,10 @@ impl ServerTelemetry {
             Box::new(Info {
                 wall: SystemTime::now(),
                 peer,
-                method: req.method().to_string(),
-                uri: req.uri().to_string(),
-                path: req.uri().path().to_string(),
-                version: match req.version() {
+                method: req.method.to_string(),
+                uri: req.uri.to_string(),
+                path: req.uri.path().to_string(),
+                version: match req.version {
                     http::Version::HTTP_09 => "HTTP/0.9",
                     http::Version::HTTP_10 => "HTTP/1.0",
                     http::Version::HTTP_2 => "HTTP/2.0",
@@ -297,7 +297,7 @@ impl ServerTelemetry {
                 duration_ms: elapsed.as_secs_f64() * 1000.0,
             });
         }
-        let done = Done {
+        let done = Box::new(Done {
             bytes: 0,
             status,
             info,
@@ -306,7 +306,7 @@ impl ServerTelemetry {
             tracer: self.tracer.clone(),
             access_log: self.access_log.clone(),
             router: self.router.clone(),
-        };
+        });
         Follow {
             route,
             pending,
@@ -324,8 +324,9 @@ pub struct Follow {
     /// status when it ends or is dropped without them.
     pending: Option<Pending>,
     /// The access log line and span, finished when the body ends or is
-    /// dropped.
-    done: Option<Done>,
+    /// dropped. Boxed: a response's body wrapper is moved up through every
+    /// layer of the request's future, and most requests have none.
+    done: Option<Box<Done>>,
 }
 
 impl Follow {
