@@ -260,7 +260,7 @@ impl ServerTelemetry {
             None => self.metrics.route(service.as_ref(), client.as_ref()),
         };
         let class = noted_class.unwrap_or_else(|| ResponseClass::of_status(status));
-        route.requests.increment(1);
+        route.count_request();
         route.duration.record(elapsed.as_secs_f64());
         let pending = if noted_class.is_none() && classified_by_trailers(resp.headers()) {
             Some(Pending {
@@ -336,7 +336,7 @@ impl Follow {
             Poll::Ready(Some(Ok(f))) => {
                 if let Some(d) = f.data_ref() {
                     let n = d.len() as u64;
-                    self.route.response_bytes.increment(n);
+                    self.route.count_response_bytes(n);
                     if let Some(done) = self.done.as_mut() {
                         done.bytes += n;
                     }
