@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use foldhash::quality::RandomState;
-use metrics::{Counter, Gauge, Histogram, Label, SharedString, Unit};
+use metrics::{Counter, Gauge, Label, SharedString, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::dtab::Path;
@@ -154,18 +154,13 @@ pub fn install(prefix: &str) -> bool {
 }
 
 fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    use metrics::{describe_counter, describe_gauge};
     use names::*;
     describe_counter!(name(REQUESTS), Unit::Count, "Requests received");
     describe_counter!(
         name(RESPONSES),
         Unit::Count,
         "Responses by status code and class (success, failure, retryable)"
-    );
-    describe_histogram!(
-        name(REQUEST_DURATION),
-        Unit::Seconds,
-        "Time from receiving a request to sending its response headers"
     );
     describe_counter!(
         name(REQUEST_BYTES),
@@ -221,6 +216,9 @@ pub fn render_prometheus() -> String {
         .map(|e| e.handle.render())
         .unwrap_or_default();
     let prefix = EXPORTER.get().map(|e| e.prefix.as_str()).unwrap_or("");
+    if EXPORTER.get().is_some() {
+        render_durations(&mut out, prefix);
+    }
     super::process::render(&mut out, prefix);
     out
 }
@@ -445,8 +443,8 @@ pub struct RouteMetrics {
     tally: Tally,
     /// `requests_total`.
     requests: Counter,
-    /// `request_duration_seconds`.
-    pub duration: Histogram,
+    /// `request_duration_seconds`, rendered by [`render_durations`].
+    durations: Durations,
     /// `request_body_bytes_total`.
     pub request_bytes: Counter,
     /// `response_body_bytes_total`.
@@ -471,6 +469,110 @@ struct Tally {
     /// Responses of `first_response`'s code and class.
     first_responses: AtomicU64,
     response_bytes: AtomicU64,
+}
+
+/// A route's `request_duration_seconds`, counted in place: a bucket's
+/// count and the sum, one atomic add each. The exporter's histogram took
+/// four atomic read-modify-writes a record (its lock-free bucket and an
+/// epoch pin), on lines of its own, and its upkeep drained every route's
+/// samples every 5 s (2.6M instructions a tick with one route, 14.0M with
+/// 1,000).
+struct Durations {
+    /// Observations in each bucket of [`DURATION_BUCKETS`] (at most its
+    /// bound, above the one before), and above the last (`+Inf`).
+    buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
+    /// Their sum, in nanoseconds (584 years before it wraps).
+    sum_ns: AtomicU64,
+}
+
+impl Default for Durations {
+    fn default() -> Durations {
+        Durations {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Durations {
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = DURATION_BUCKETS.partition_point(|&b| b < secs);
+        if let Some(b) = self.buckets.get(i) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Add this histogram's counts to `into` (bucket counts, then the sum
+    /// in nanoseconds).
+    fn add_to(&self, into: &mut [u64; DURATION_BUCKETS.len() + 2]) {
+        for (i, b) in self.buckets.iter().enumerate() {
+            into[i] += b.load(Ordering::Relaxed);
+        }
+        into[DURATION_BUCKETS.len() + 1] += self.sum_ns.load(Ordering::Relaxed);
+    }
+}
+
+/// A route's labels as the exposition writes them (`k="v",`…), values
+/// escaped as the text format requires.
+fn label_text(labels: &[Label]) -> String {
+    let mut out = String::new();
+    for l in labels {
+        let _ = write!(out, "{}=\"", l.key());
+        for c in l.value().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+        out.push_str("\",");
+    }
+    out
+}
+
+/// Every route's `request_duration_seconds`, as one metric family; routes
+/// with the same labels (none, but for a server made twice on one address)
+/// are one series, as the exporter would have them.
+fn render_durations(out: &mut String, prefix: &str) {
+    let mut series: std::collections::BTreeMap<String, [u64; DURATION_BUCKETS.len() + 2]> =
+        Default::default();
+    for r in TALLIED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter_map(Weak::upgrade)
+    {
+        let counts = series
+            .entry(label_text(&r.labels))
+            .or_insert([0; DURATION_BUCKETS.len() + 2]);
+        r.durations.add_to(counts);
+    }
+    if series.is_empty() {
+        return;
+    }
+    let name = format!("{prefix}{}", names::REQUEST_DURATION);
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time from receiving a request to sending its response headers"
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (labels, counts) in series {
+        let mut cumulative = 0u64;
+        let bounds = DURATION_BUCKETS.iter().map(|b| b.to_string());
+        for (n, le) in counts.iter().zip(bounds.chain(["+Inf".to_string()])) {
+            cumulative += n;
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{le}\"}} {cumulative}");
+        }
+        let labels = labels.trim_end_matches(',');
+        let sum = counts[DURATION_BUCKETS.len() + 1] as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+    out.push('\n');
 }
 
 /// Every route with a tally, for [`flush_tallies`]. Routes are made once
@@ -500,7 +602,7 @@ impl RouteMetrics {
         let r = Arc::new(RouteMetrics {
             tally: Tally::default(),
             requests: metrics::counter!(name(names::REQUESTS), labels.clone()),
-            duration: metrics::histogram!(name(names::REQUEST_DURATION), labels.clone()),
+            durations: Durations::default(),
             request_bytes: metrics::counter!(name(names::REQUEST_BYTES), labels.clone()),
             response_bytes: metrics::counter!(name(names::RESPONSE_BYTES), labels.clone()),
             first_response: OnceLock::new(),
@@ -518,6 +620,12 @@ impl RouteMetrics {
     #[inline]
     pub fn count_request(&self) {
         self.tally.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Record a request's duration (`request_duration_seconds`).
+    #[inline]
+    pub fn observe_duration(&self, d: Duration) {
+        self.durations.observe(d);
     }
 
     /// Count `n` bytes of response body (`response_body_bytes_total`).
@@ -909,7 +1017,41 @@ mod tests {
         route.response(503, ResponseClass::Failure);
         route.count_response_bytes(10);
         route.count_response_bytes(5);
+        // A bound is inclusive (le); past the last is only in +Inf.
+        route.observe_duration(Duration::from_micros(500));
+        route.observe_duration(Duration::from_millis(3));
+        route.observe_duration(Duration::from_secs(40));
         assert_eq!(rendered("requests_total", router), Some(3.0));
+        let text = render_prometheus();
+        let bucket = |le: &str| {
+            text.lines()
+                .filter_map(parse_sample)
+                .find(|s| {
+                    s.name == "request_duration_seconds_bucket"
+                        && s.label("router") == Some(router)
+                        && s.label("le") == Some(le)
+                })
+                .map(|s| s.value)
+        };
+        assert_eq!(bucket("0.0005"), Some(1.0));
+        assert_eq!(bucket("0.0025"), Some(1.0));
+        assert_eq!(bucket("0.005"), Some(2.0));
+        assert_eq!(bucket("30"), Some(2.0));
+        assert_eq!(bucket("+Inf"), Some(3.0));
+        assert_eq!(
+            rendered("request_duration_seconds_count", router),
+            Some(3.0)
+        );
+        assert_eq!(
+            rendered("request_duration_seconds_sum", router),
+            Some(40.0035)
+        );
+        assert_eq!(
+            text.matches("# TYPE request_duration_seconds histogram")
+                .count(),
+            1,
+            "one family"
+        );
         assert_eq!(rendered("response_body_bytes_total", router), Some(15.0));
         let text = render_prometheus();
         let code = |c: &str| {

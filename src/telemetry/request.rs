@@ -261,7 +261,7 @@ impl ServerTelemetry {
         };
         let class = noted_class.unwrap_or_else(|| ResponseClass::of_status(status));
         route.count_request();
-        route.duration.record(elapsed.as_secs_f64());
+        route.observe_duration(elapsed);
         let pending = if noted_class.is_none() && classified_by_trailers(resp.headers()) {
             Some(Pending {
                 route: route.clone(),
