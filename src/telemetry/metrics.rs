@@ -1002,6 +1002,14 @@ mod tests {
             .map(|s| s.value)
     }
 
+    /// The value of the sample `name` of `router` whose label `k` is `v`.
+    fn labelled(text: &str, name: &str, router: &str, (k, v): (&str, &str)) -> Option<f64> {
+        text.lines()
+            .filter_map(parse_sample)
+            .find(|s| s.name == name && s.label("router") == Some(router) && s.label(k) == Some(v))
+            .map(|s| s.value)
+    }
+
     #[test]
     fn a_routes_tally_is_in_the_exposition_and_survives_the_route() {
         // Whatever recorder the crate's tests installed first is the one.
@@ -1023,16 +1031,7 @@ mod tests {
         route.observe_duration(Duration::from_secs(40));
         assert_eq!(rendered("requests_total", router), Some(3.0));
         let text = render_prometheus();
-        let bucket = |le: &str| {
-            text.lines()
-                .filter_map(parse_sample)
-                .find(|s| {
-                    s.name == "request_duration_seconds_bucket"
-                        && s.label("router") == Some(router)
-                        && s.label("le") == Some(le)
-                })
-                .map(|s| s.value)
-        };
+        let bucket = |le| labelled(&text, "request_duration_seconds_bucket", router, ("le", le));
         assert_eq!(bucket("0.0005"), Some(1.0));
         assert_eq!(bucket("0.0025"), Some(1.0));
         assert_eq!(bucket("0.005"), Some(2.0));
@@ -1054,16 +1053,7 @@ mod tests {
         );
         assert_eq!(rendered("response_body_bytes_total", router), Some(15.0));
         let text = render_prometheus();
-        let code = |c: &str| {
-            text.lines()
-                .filter_map(parse_sample)
-                .find(|s| {
-                    s.name == "responses_total"
-                        && s.label("router") == Some(router)
-                        && s.label("status_code") == Some(c)
-                })
-                .map(|s| s.value)
-        };
+        let code = |c| labelled(&text, "responses_total", router, ("status_code", c));
         assert_eq!((code("200"), code("503")), (Some(3.0), Some(1.0)));
         // Counted again, then the route goes (its server with it): the
         // counts are kept.
