@@ -46,7 +46,7 @@ use std::time::Duration;
 
 use foldhash::quality::RandomState;
 use metrics::{Counter, Gauge, Label, SharedString, Unit};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::dtab::Path;
 
@@ -128,10 +128,9 @@ pub fn install(prefix: &str) -> bool {
     if EXPORTER.get().is_some() {
         return true;
     }
-    let builder = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), DURATION_BUCKETS)
-        .unwrap_or_else(|_| PrometheusBuilder::new());
-    let recorder = builder.build_recorder();
+    // No bucket settings: the exporter holds no histogram (request
+    // durations are counted per route, `Durations`).
+    let recorder = PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
     if metrics::set_global_recorder(recorder).is_err() {
         return false;
