@@ -130,7 +130,7 @@ def periodic_cost(profile: Path) -> tuple[int, int]:
 
 def measure(
     binary: str | Path, names: int, warmup: int, seconds: int, work: str | Path, rate: int | None = None,
-    locked: bool = False,
+    locked: bool = False, cache_sim: bool = False,
 ) -> dict:
     """One callgrind measurement; a dict with `instr_per_req`, `requests`,
     `instructions` (all counted), `periodic` (of which the timer-driven
@@ -145,7 +145,11 @@ def measure(
     fixed rate on one name instead of wrk saturating the proxy: what a
     request costs when requests come apart, wake-ups included. With
     `locked`, the profile is per instruction and `locked_per_req` counts
-    the atomic read-modify-writes (see `locked_instructions`)."""
+    the atomic read-modify-writes (see `locked_instructions`). With
+    `cache_sim`, callgrind simulates the caches with a 512 KB last level
+    (one core's L2 on this machine's EPYC, where a working set that grows
+    with the routes first spills) and `misses_per_req` gives the data reads
+    and writes that missed the first level and the last one, per request."""
     work = Path(work) / f"names{names}"
     (work / "be").mkdir(parents=True, exist_ok=True)
     for old in work.glob("cg.out*"):
@@ -161,6 +165,8 @@ def measure(
         site.mkdir(exist_ok=True)
         conf = lb.switchyard_site(site, port, admin, bport, dentries=names)
         per_instr = ["--dump-instr=yes", "--compress-pos=no", "--compress-strings=no"] if locked else []
+        if cache_sim:
+            per_instr += ["--cache-sim=yes", "--LL=524288,8,64"]
         sy = lb.spawn(["valgrind", "--tool=callgrind", "--instr-atstart=no", *per_instr,
                        f"--callgrind-out-file={work}/cg.out",
                        str(Path(binary).resolve()), "run", "-c", str(conf), "--threads", "1"],
@@ -196,11 +202,20 @@ def measure(
     time.sleep(0.5)
 
     total = periodic = ticks = 0
+    events: list[str] = []
+    sums: dict[str, int] = {}
     for f in work.glob("cg.out*"):
         here = 0
+        counts: list[int] = []
         for line in f.read_text(errors="replace").splitlines():
+            if line.startswith("events:"):
+                events = line.split()[1:]
             if line.startswith(("summary:", "totals:")):
-                here = max(here, int(line.split()[1]))
+                fields = [int(x) for x in line.split()[1:]]
+                if fields and fields[0] > here:
+                    here, counts = fields[0], fields
+        for ev, c in zip(events, counts):
+            sums[ev] = sums.get(ev, 0) + c
         if here:
             i, c = periodic_cost(f)
             periodic, ticks = periodic + i, ticks + c
@@ -210,6 +225,7 @@ def measure(
     locks = locked_instructions(work) if locked else None
     return {
         "locked_per_req": locks and locks[0] / n,
+        "misses_per_req": {ev: c / n for ev, c in sums.items() if ev in ("D1mr", "D1mw", "DLmr", "DLmw")},
         "locked_by_fn": locks and [(c / n, fn) for c, fn in locks[1]],
         "instr_per_req": total / n,
         "requests": n,
@@ -312,6 +328,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=10, help="seconds of measured wrk")
     ap.add_argument("--work", default="/tmp/switchyard-callgrind", help="scratch directory")
     ap.add_argument("--rate", type=int, help="measure oha at this fixed rate (req/s) instead of wrk saturating")
+    ap.add_argument("--cache-sim", action="store_true",
+                    help="also simulate the caches (512 KB last level) and count data misses per request")
     ap.add_argument("--locked", action="store_true",
                     help="also count atomic read-modify-writes (lock-prefixed instructions) per request")
     args = ap.parse_args()
@@ -320,7 +338,7 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lb._on_signal)
     try:
-        r = measure(args.switchyard, args.names, args.warmup, args.seconds, args.work, args.rate, args.locked)
+        r = measure(args.switchyard, args.names, args.warmup, args.seconds, args.work, args.rate, args.locked, args.cache_sim)
     except MeasureError as e:
         print(e, file=sys.stderr)
         return 1
@@ -333,6 +351,9 @@ def main() -> int:
         print(f"atomic read-modify-writes/request={r['locked_per_req']:.1f} (upkeep included); most in:")
         for per, fn in r["locked_by_fn"]:
             print(f"  {per:6.2f} {fn[:120]}")
+    if args.cache_sim:
+        print("data misses/request (D1: first level, DL: a 512 KB last level; r read, w write): "
+              + ", ".join(f"{ev} {v:.1f}" for ev, v in r["misses_per_req"].items()))
     print(f"profile: {r['profile']}/cg.out.* (callgrind_annotate)")
     return 0
 

@@ -131,14 +131,11 @@ impl Forwarder {
         } else {
             headers::no_local_dtab()
         };
-        let identified = self.router.identify_parts(parts, lines.as_ref())?;
-
-        // The cached binding: the name's service policy and header values
-        // come with it.
-        let dst = self.router.destination(&local, &identified.path);
+        // The name and its cached binding (one lookup for a name seen
+        // before): the name's service policy and header values come with it.
+        let (dst, consume_segments) = self.router.destination_of(parts, lines.as_ref(), &local)?;
         let svc = dst.service();
-        // Telemetry keeps the name: handed over, not cloned.
-        noted.service(identified.path);
+        noted.service(dst.path().clone());
 
         // The deadline: the caller's (l5d-ctx-deadline, grpc-timeout on h2)
         // and this service's totalTimeoutMs, the strictest. Past it, the
@@ -179,7 +176,7 @@ impl Forwarder {
         // The request as the upstream sees it; the caller's URI is taken
         // apart rather than copied.
         let original = std::mem::take(&mut parts.uri).into_parts();
-        let pq = match (original.path_and_query, identified.consume_segments) {
+        let pq = match (original.path_and_query, consume_segments) {
             (Some(pq), 0) => pq,
             (None, 0) => PathAndQuery::from_static("/"),
             (pq, n) => {
@@ -244,7 +241,7 @@ impl Forwarder {
                 return Err(ProxyError::Route { error, detail });
             }
         };
-        noted.client(first.target.client().id());
+        noted.client_in(dst.route_slot(), first.target.client().id());
         // The first attempt's client headers go in once, before any copy;
         // an attempt routed elsewhere overwrites them.
         if !lean {

@@ -110,6 +110,16 @@ impl<K: Hash + Eq + Clone, V: Clone> ReadMap<K, V> {
         self.current.load().get(k).cloned()
     }
 
+    /// `f` of the value at `k`, if any, read in place (nothing cloned
+    /// unless `f` clones).
+    pub(crate) fn with<Q, R>(&self, k: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.current.load().get(k).map(f)
+    }
+
     /// Change the map under the writers' lock and publish the result.
     pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Map<K, V>) -> R) -> R {
         // A panic in another writer left the map as it was: go on.

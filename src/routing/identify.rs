@@ -6,12 +6,14 @@
 //! why each one declined.
 
 use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use http::header::{HOST, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Uri, Version};
 
 use super::cache::{BytesKey, ReadMap};
+use super::router::Binding;
 use crate::dtab::{Label, Path};
 use crate::proxy::headers::RequestLines;
 
@@ -348,7 +350,56 @@ struct Remembering {
     header: Option<HeaderName>,
     /// It reads the host (`Host` or `:authority`), decided once.
     host: bool,
-    names: ReadMap<BytesKey, Identified>,
+    names: ReadMap<BytesKey, Remembered>,
+}
+
+/// A remembered name and the binding it had under no local dtab, so that a
+/// request repeating the name finds its destination in the same lookup:
+/// with a thousand names in rotation, hashing the path again and probing
+/// the bindings cache cost about five cache misses a request (callgrind's
+/// cache simulation).
+///
+/// The link is weak: the bindings cache alone decides how long a binding
+/// (and the namer watch it holds) lives. A dead link, or one to a binding
+/// the cache let go, is looked up the long way and linked again.
+pub(crate) struct Remembered {
+    identified: Identified,
+    bound: Mutex<Weak<Binding>>,
+}
+
+impl Remembered {
+    fn new(identified: Identified, bound: Option<&Arc<Binding>>) -> Remembered {
+        Remembered {
+            identified,
+            bound: Mutex::new(bound.map_or_else(Weak::new, Arc::downgrade)),
+        }
+    }
+
+    fn link(&self) -> MutexGuard<'_, Weak<Binding>> {
+        // A panic while linking left a weak pointer, valid or empty: go on.
+        self.bound.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+// Copied when a writer publishes a new map: the link goes along.
+impl Clone for Remembered {
+    fn clone(&self) -> Remembered {
+        Remembered {
+            identified: self.identified.clone(),
+            bound: Mutex::new(self.link().clone()),
+        }
+    }
+}
+
+/// How [`Identifiers::identify_bound`] binds a name it has no live link for.
+pub(crate) type Bind<'a> = &'a mut dyn FnMut(&Path) -> Arc<Binding>;
+
+/// What [`Identifiers::identify_bound`] found.
+pub(crate) enum Named {
+    /// The name, and the binding `bind` gave it or it was linked to.
+    Bound(Arc<Binding>, usize),
+    /// The name alone (no `bind` was given).
+    Only(Identified),
 }
 
 /// Room for a key composed from several parts (`io.l5d.methodAndHost`);
@@ -492,14 +543,47 @@ impl Identifiers {
     /// As [`identify`], from remembered names when the request repeats
     /// what an identifier read before.
     pub(crate) fn identify(&self, req: View<'_>) -> Result<Identified, Unidentified> {
+        Ok(match self.identify_bound(req, None)? {
+            Named::Only(identified) => identified,
+            Named::Bound(b, consume_segments) => Identified {
+                path: b.path().clone(),
+                consume_segments,
+            },
+        })
+    }
+
+    /// As [`Identifiers::identify`], and with `bind` the name's binding
+    /// under no local dtab: the one linked to the remembered name when it
+    /// is still current (no clone of the name, no second lookup), else
+    /// `bind`'s, then linked.
+    pub(crate) fn identify_bound(
+        &self,
+        req: View<'_>,
+        mut bind: Option<Bind<'_>>,
+    ) -> Result<Named, Unidentified> {
         let mut reasons = Vec::new();
         for r in &self.ids {
             let mut buf = None;
             let key = r.key(req, &mut buf);
-            if let Some(k) = key
-                && let Some(hit) = r.names.get(k)
-            {
-                return Ok(hit);
+            if let Some(k) = key {
+                let linked = bind.is_some();
+                let hit = r.names.with(k, |e| {
+                    let consume = e.identified.consume_segments;
+                    match linked.then(|| e.link().upgrade()).flatten() {
+                        Some(b) if b.is_current() => Ok((b, consume)),
+                        _ => Err(e.identified.clone()),
+                    }
+                });
+                match (hit, bind) {
+                    (Some(Ok((b, consume))), _) => return Ok(Named::Bound(b, consume)),
+                    (Some(Err(identified)), Some(bind)) => {
+                        let b = bind(&identified.path);
+                        r.names.with(k, |e| *e.link() = Arc::downgrade(&b));
+                        return Ok(Named::Bound(b, identified.consume_segments));
+                    }
+                    (Some(Err(identified)), None) => return Ok(Named::Only(identified)),
+                    (None, b) => bind = b,
+                }
             }
             match identify_one(&r.id, req) {
                 Ok((suffix, consume_segments)) => {
@@ -507,18 +591,23 @@ impl Identifiers {
                         path: self.prefix.concat(&suffix),
                         consume_segments,
                     };
+                    let bound = bind.map(|bind| bind(&found.path));
                     if let Some(k) = key {
                         let capacity = self.capacity;
+                        let entry = Remembered::new(found.clone(), bound.as_ref());
                         r.names.update(|m| {
                             // Bounded: a caller inventing names starts the
                             // memory over rather than growing it.
                             if m.len() >= capacity {
                                 m.clear();
                             }
-                            m.insert(k.into(), found.clone());
+                            m.insert(k.into(), entry);
                         });
                     }
-                    return Ok(found);
+                    return Ok(match bound {
+                        Some(b) => Named::Bound(b, consume_segments),
+                        None => Named::Only(found),
+                    });
                 }
                 Err(why) => reasons.push((r.id.kind(), why)),
             }

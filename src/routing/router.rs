@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use super::Protocol;
 use super::cache::{Map, ReadMap};
-use super::identify::{Identifiers, View};
+use super::identify::{Identifiers, Named, View};
 use super::{Binder, Identified, RouterParams, Unidentified};
 use super::{BoundClient, EndpointSet};
 use crate::client::{ClientConfig, ClientParams};
@@ -32,6 +32,7 @@ use crate::dtab::{Dtab, NameTree, Path};
 use crate::naming::{Activity, Bound};
 use crate::proxy::headers::RequestLines;
 use crate::service::Service;
+use crate::telemetry::metrics::RouteSlot;
 
 /// A bound tree whose leaves are ready-made clients.
 type ClientTree = Activity<NameTree<Arc<Target>>>;
@@ -105,6 +106,11 @@ impl Destination {
     /// The name's service policy (retries, timeouts, budget).
     pub fn service(&self) -> &Arc<Service> {
         &self.0.service
+    }
+
+    /// Where the route's metric handles are kept for it.
+    pub fn route_slot(&self) -> &RouteSlot {
+        &self.0.metrics
     }
 
     /// `l5d-dst-service`: the logical name.
@@ -287,15 +293,28 @@ struct Inner {
 }
 
 /// A cached binding of (local dtab, name), followed by a task until evicted.
-struct Binding {
-    local: Dtab,
-    path: Path,
+///
+/// Laid out in declaration order (`repr(C)`): what every request reads
+/// comes first, next to the `Arc`'s counts (64 bytes with them), then the
+/// route's metric handles, then what only the admin, errors and requests
+/// with routing headers read. With a thousand names in rotation every line
+/// of a binding a request touches is a cache miss.
+#[repr(C)]
+pub(crate) struct Binding {
+    last_used: AtomicU64,
+    /// Let go by the cache: a remembered link to it is no longer followed.
+    evicted: AtomicBool,
     service: Arc<Service>,
+    path: Path,
+    /// The bound tree as clients, swapped by the task following the binder.
+    current: ArcSwap<ClientTree>,
+    /// The route's metric handles, for the first server and client to use
+    /// the binding: found without a lookup.
+    metrics: RouteSlot,
+    local: Dtab,
     dst_service: Option<HeaderValue>,
     ctx_dtab: Option<HeaderValue>,
     rx: watch::Receiver<Activity<NameTree<Bound>>>,
-    current: Arc<ArcSwap<ClientTree>>,
-    last_used: AtomicU64,
     _stop: oneshot::Sender<()>,
 }
 
@@ -378,47 +397,71 @@ impl Binding {
         clients: Arc<ClientCache>,
         now_ms: u64,
         updates: ::metrics::Counter,
-    ) -> Binding {
+    ) -> Arc<Binding> {
         let mut follow = rx.clone();
         let initial = {
             let snapshot = follow.borrow_and_update().clone();
             clients.resolve(&snapshot)
         };
-        let current = Arc::new(ArcSwap::from_pointee(initial));
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let current = current.clone();
-            rt.spawn(async move {
-                loop {
-                    tokio::select! {
-                        biased;
-                        _ = &mut stop_rx => break,
-                        changed = follow.changed() => {
-                            if changed.is_err() {
-                                break;
+        // The task holds the binding weakly: dropping the binding's last
+        // handle drops `_stop`, which ends the task.
+        Arc::new_cyclic(|me: &std::sync::Weak<Binding>| {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let me = me.clone();
+                rt.spawn(async move {
+                    loop {
+                        tokio::select! {
+                            biased;
+                            _ = &mut stop_rx => break,
+                            changed = follow.changed() => {
+                                if changed.is_err() {
+                                    break;
+                                }
+                                let snapshot = follow.borrow_and_update().clone();
+                                let Some(b) = me.upgrade() else { break };
+                                b.current.store(Arc::new(clients.resolve(&snapshot)));
+                                updates.increment(1);
                             }
-                            let snapshot = follow.borrow_and_update().clone();
-                            current.store(Arc::new(clients.resolve(&snapshot)));
-                            updates.increment(1);
                         }
                     }
-                }
-            });
-        }
-        Binding {
-            dst_service: header_value(&path.to_string()),
-            ctx_dtab: if local.is_empty() {
-                None
-            } else {
-                header_value(&local.to_string())
-            },
-            local,
-            path,
-            service,
-            rx,
-            current,
-            last_used: AtomicU64::new(now_ms),
-            _stop: stop_tx,
+                });
+            }
+            Binding {
+                dst_service: header_value(&path.to_string()),
+                ctx_dtab: if local.is_empty() {
+                    None
+                } else {
+                    header_value(&local.to_string())
+                },
+                local,
+                path,
+                service,
+                rx,
+                current: ArcSwap::from_pointee(initial),
+                last_used: AtomicU64::new(now_ms),
+                evicted: AtomicBool::new(false),
+                metrics: RouteSlot::default(),
+                _stop: stop_tx,
+            }
+        })
+    }
+
+    /// The logical name.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Still the cache's binding for its key.
+    pub(crate) fn is_current(&self) -> bool {
+        !self.evicted.load(Ordering::Relaxed)
+    }
+
+    /// Stamp a use, written only when it changes: workers sharing a hot
+    /// binding do not bounce its cache line on every request.
+    fn used(&self, now: u64) {
+        if self.last_used.load(Ordering::Relaxed) != now {
+            self.last_used.store(now, Ordering::Relaxed);
         }
     }
 }
@@ -499,10 +542,46 @@ impl Router {
             .identify(View::of_parts(parts, lines))
     }
 
+    /// The request's destination under `local`, and the URI path segments
+    /// to strip: identified (a remembered name from memory), then bound (a
+    /// cached binding). With no local dtab, a remembered name brings its
+    /// binding along: one lookup in all.
+    pub fn destination_of(
+        &self,
+        parts: &http::request::Parts,
+        lines: Option<&RequestLines>,
+        local: &Dtab,
+    ) -> Result<(Destination, usize), Unidentified> {
+        let ids = &self.inner.identifiers;
+        let view = View::of_parts(parts, lines);
+        if !local.is_empty() {
+            let identified = ids.identify(view)?;
+            let dst = self.destination(local, &identified.path);
+            return Ok((dst, identified.consume_segments));
+        }
+        let now = self.now_ms();
+        let mut bind = |path: &Path| self.binding(local, path, now);
+        match ids.identify_bound(view, Some(&mut bind))? {
+            Named::Bound(b, consume) => {
+                b.used(now);
+                Ok((Destination(b), consume))
+            }
+            // Not given without `bind`; bound here all the same.
+            Named::Only(identified) => Ok((
+                self.destination(local, &identified.path),
+                identified.consume_segments,
+            )),
+        }
+    }
+
     /// The cached binding of `path` under `local`, made (and followed)
     /// on first use. Never fails: what the name binds to is
     /// [`Router::route_to`]'s business.
     pub fn destination(&self, local: &Dtab, path: &Path) -> Destination {
+        Destination(self.binding(local, path, self.now_ms()))
+    }
+
+    fn binding(&self, local: &Dtab, path: &Path, now: u64) -> Arc<Binding> {
         // The text of an empty dtab is empty: no formatting, no allocation.
         let text = if local.is_empty() {
             None
@@ -510,18 +589,13 @@ impl Router {
             Some(local.to_string())
         };
         let lookup = (text.as_deref().unwrap_or(""), path);
-        let now = self.now_ms();
         if let Some(b) = self.inner.bindings.get(&lookup as &dyn KeyView) {
-            // Written only when it changes: workers sharing a hot binding
-            // do not bounce its cache line on every request.
-            if b.last_used.load(Ordering::Relaxed) != now {
-                b.last_used.store(now, Ordering::Relaxed);
-            }
-            return Destination(b);
+            b.used(now);
+            return b;
         }
         // Ask the binder outside our lock: it may take its own.
         let rx = self.inner.binder.bind(local, path);
-        let fresh = Arc::new(Binding::new(
+        let fresh = Binding::new(
             local.clone(),
             path.clone(),
             self.inner.services.get(path),
@@ -529,7 +603,7 @@ impl Router {
             self.inner.clients.clone(),
             now,
             crate::telemetry::metrics::binding_updates(self.label()),
-        ));
+        );
         let key = BindingKey {
             local: match text {
                 None => NO_LOCAL.clone(),
@@ -537,21 +611,24 @@ impl Router {
             },
             path: path.clone(),
         };
-        let b = self.inner.bindings.update(|map| {
+        self.inner.bindings.update(|map| {
             if let Some(b) = map.get(&key) {
                 return b.clone();
             }
             self.evict(map, now);
             map.insert(key, fresh.clone());
             fresh
-        });
-        Destination(b)
+        })
     }
 
     /// Drop idle bindings, then the least recently used if still full.
     fn evict(&self, map: &mut Map<BindingKey, Arc<Binding>>, now: u64) {
         let ttl = self.inner.params.binding_idle_ttl.as_millis() as u64;
-        map.retain(|_, b| now.saturating_sub(b.last_used.load(Ordering::Relaxed)) <= ttl);
+        map.retain(|_, b| {
+            let keep = now.saturating_sub(b.last_used.load(Ordering::Relaxed)) <= ttl;
+            b.evicted.store(!keep, Ordering::Relaxed);
+            keep
+        });
         let cap = self.inner.params.binding_cache_capacity.max(1);
         while map.len() >= cap {
             let oldest = map
@@ -560,7 +637,9 @@ impl Router {
                 .map(|(k, _)| k.clone());
             match oldest {
                 Some(k) => {
-                    map.remove(&k);
+                    if let Some(b) = map.remove(&k) {
+                        b.evicted.store(true, Ordering::Relaxed);
+                    }
                 }
                 None => break,
             }
@@ -890,6 +969,88 @@ mod tests {
         let path = p("/svc/a");
         let view: &dyn KeyView = &("/x=>/y", &path);
         assert_eq!(state.hash_one(&key), state.hash_one(view));
+    }
+
+    #[tokio::test]
+    async fn a_remembered_name_brings_its_binding_until_the_cache_lets_it_go() {
+        let mut params = RouterParams::new(super::super::Protocol::Http);
+        params.binding_idle_ttl = Duration::from_millis(20);
+        let r = Router::new(params, Arc::new(Static));
+        let request = |host: &str| {
+            http::Request::builder()
+                .uri("/")
+                .header("host", host)
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0
+        };
+        let (a, b) = (request("a"), request("b"));
+        let none = Dtab::empty();
+        let (first, consume) = r.destination_of(&a, None, &none).unwrap();
+        assert_eq!((first.path(), consume), (&p("/svc/a"), 0));
+        // Found again through the name's link: the cache's own binding.
+        let (again, _) = r.destination_of(&a, None, &none).unwrap();
+        assert!(Arc::ptr_eq(&first.0, &again.0));
+        assert!(Arc::ptr_eq(&first.0, &r.destination(&none, &p("/svc/a")).0));
+        // Idle past its time, `a` is let go when `b` is bound, though a
+        // request still holds it (and so the name's link still reaches it).
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        r.destination_of(&b, None, &none).unwrap();
+        assert_eq!(r.inner.bindings.len(), 1);
+        assert!(!first.0.is_current());
+        assert!(Arc::ptr_eq(&again.0, &first.0));
+        let (rebound, _) = r.destination_of(&a, None, &none).unwrap();
+        assert!(
+            !Arc::ptr_eq(&rebound.0, &first.0),
+            "an evicted binding was followed"
+        );
+        assert!(rebound.0.is_current());
+        assert!(Arc::ptr_eq(
+            &rebound.0,
+            &r.destination(&none, &p("/svc/a")).0
+        ));
+        // Linked again: the next request finds that one.
+        let (next, _) = r.destination_of(&a, None, &none).unwrap();
+        assert!(Arc::ptr_eq(&next.0, &rebound.0));
+        // Under a local dtab the name is bound apart, with its own binding.
+        let local: Dtab = "/x=>/y".parse().unwrap();
+        let (other, _) = r.destination_of(&a, None, &local).unwrap();
+        assert!(!Arc::ptr_eq(&other.0, &next.0));
+        assert_eq!(other.local(), &local);
+        // An unidentifiable request is still explained.
+        let no_host = http::Request::builder()
+            .uri("/")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        assert!(r.destination_of(&no_host, None, &none).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_binding_let_go_by_the_cache_frees_its_watch() {
+        // The remembered link is weak: the name's entry keeps no binding
+        // (nor the namer watch in it) alive.
+        let r = Router::new(
+            RouterParams::new(super::super::Protocol::Http),
+            Arc::new(Static),
+        );
+        let req = http::Request::builder()
+            .uri("/")
+            .header("host", "a")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let (dst, _) = r.destination_of(&req, None, &Dtab::empty()).unwrap();
+        let weak = Arc::downgrade(&dst.0);
+        drop(dst);
+        r.inner.bindings.update(|m| m.clear());
+        assert!(
+            weak.upgrade().is_none(),
+            "the identification cache kept the binding"
+        );
     }
 
     #[test]

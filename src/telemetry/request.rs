@@ -30,7 +30,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 
 use super::access_log::{self, AccessLog};
-use super::metrics::{ResponseClass, RouteMetrics, ServerMetrics};
+use super::metrics::{ResponseClass, RouteMetrics, RouteSlot, ServerMetrics};
 use super::recent::{RecentRequest, RecentRequests};
 use super::trace::{self, SpanContext, Tracer};
 use crate::clock::Precise;
@@ -82,6 +82,15 @@ impl Noted<'_> {
         self.route = Some(self.server.route(self.service.as_ref(), Some(client)));
         // Only the access log, recent requests and spans name the client
         // again; the metrics have their handles.
+        if self.names_kept {
+            self.client = Some(client.clone());
+        }
+    }
+
+    /// [`Noted::client`], with the route's handles from `slot` (kept by
+    /// the request's binding) when it holds them.
+    pub fn client_in(&mut self, slot: &RouteSlot, client: &Path) {
+        self.route = Some(self.server.route_in(slot, self.service.as_ref(), client));
         if self.names_kept {
             self.client = Some(client.clone());
         }
