@@ -135,7 +135,7 @@ impl Forwarder {
         // before): the name's service policy and header values come with it.
         let (dst, consume_segments) = self.router.destination_of(parts, lines.as_ref(), &local)?;
         let svc = dst.service();
-        noted.service(dst.path().clone());
+        noted.service(dst.routed());
 
         // The deadline: the caller's (l5d-ctx-deadline, grpc-timeout on h2)
         // and this service's totalTimeoutMs, the strictest. Past it, the
@@ -241,7 +241,7 @@ impl Forwarder {
                 return Err(ProxyError::Route { error, detail });
             }
         };
-        noted.client_in(dst.route_slot(), first.target.client().id());
+        noted.client(first.target.client().id());
         // The first attempt's client headers go in once, before any copy;
         // an attempt routed elsewhere overwrites them.
         if !lean {

@@ -108,9 +108,9 @@ impl Destination {
         &self.0.service
     }
 
-    /// Where the route's metric handles are kept for it.
-    pub fn route_slot(&self) -> &RouteSlot {
-        &self.0.metrics
+    /// The binding as telemetry notes it.
+    pub fn routed(&self) -> Arc<dyn crate::telemetry::Routed> {
+        self.0.clone()
     }
 
     /// `l5d-dst-service`: the logical name.
@@ -463,6 +463,16 @@ impl Binding {
         if self.last_used.load(Ordering::Relaxed) != now {
             self.last_used.store(now, Ordering::Relaxed);
         }
+    }
+}
+
+impl crate::telemetry::Routed for Binding {
+    fn service(&self) -> &Path {
+        &self.path
+    }
+
+    fn route_slot(&self) -> &RouteSlot {
+        &self.metrics
     }
 }
 

@@ -35,7 +35,7 @@ pub mod recent;
 pub mod request;
 pub mod trace;
 
-pub use request::{Follow, Noted, ServerTelemetry};
+pub use request::{Follow, Noted, Routed, ServerTelemetry};
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -47,6 +47,17 @@ pub struct ServerTelemetry {
     access_log: Option<AccessLog>,
 }
 
+/// What a request was routed by, as its telemetry sees it: the logical
+/// name, and where the handles of its route are kept (the routing cache's
+/// binding). Noting the binding itself costs a count on a line the request
+/// just read, where a copy of the name was a count on a line of its own.
+pub trait Routed: Send + Sync {
+    /// The logical name (`/svc/web`).
+    fn service(&self) -> &Path;
+    /// Where the route's handles are kept for the first server and client.
+    fn route_slot(&self) -> &RouteSlot;
+}
+
 /// What the forwarder learned about a request, noted as it learns it and
 /// read by [`ServerTelemetry::finish`].
 ///
@@ -59,7 +70,7 @@ pub struct Noted<'a> {
     server: &'a ServerMetrics,
     /// Unknown names are `None` rather than an empty path: an empty path is
     /// an allocation, and most requests learn both names anyway.
-    service: Option<Path>,
+    service: Option<Arc<dyn Routed>>,
     client: Option<Path>,
     route: Option<Arc<RouteMetrics>>,
     class: Option<ResponseClass>,
@@ -71,26 +82,23 @@ pub struct Noted<'a> {
 }
 
 impl Noted<'_> {
-    /// The logical name the request was identified as (`/svc/web`).
-    pub fn service(&mut self, service: Path) {
-        self.service = Some(service);
+    /// The logical name the request was identified as (`/svc/web`), by
+    /// what routes it.
+    pub fn service(&mut self, routed: Arc<dyn Routed>) {
+        self.service = Some(routed);
     }
 
     /// The bound name the request is sent to; resolves the route's metric
-    /// handles.
+    /// handles (kept by what routed it, found there again).
     pub fn client(&mut self, client: &Path) {
-        self.route = Some(self.server.route(self.service.as_ref(), Some(client)));
+        self.route = Some(match &self.service {
+            Some(r) => self
+                .server
+                .route_in(r.route_slot(), Some(r.service()), client),
+            None => self.server.route(None, Some(client)),
+        });
         // Only the access log, recent requests and spans name the client
         // again; the metrics have their handles.
-        if self.names_kept {
-            self.client = Some(client.clone());
-        }
-    }
-
-    /// [`Noted::client`], with the route's handles from `slot` (kept by
-    /// the request's binding) when it holds them.
-    pub fn client_in(&mut self, slot: &RouteSlot, client: &Path) {
-        self.route = Some(self.server.route_in(slot, self.service.as_ref(), client));
         if self.names_kept {
             self.client = Some(client.clone());
         }
@@ -250,7 +258,7 @@ impl ServerTelemetry {
         let elapsed = s.start.elapsed();
         let status = resp.status().as_u16();
         let Noted {
-            service,
+            service: routed,
             mut client,
             mut route,
             class: noted_class,
@@ -258,15 +266,16 @@ impl ServerTelemetry {
             rerouted,
             ..
         } = noted;
+        let service = routed.as_ref().map(|r| r.service());
         if let Some(c) = rerouted.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            route = Some(self.metrics.route(service.as_ref(), Some(&c)));
+            route = Some(self.metrics.route(service, Some(&c)));
             if names_kept {
                 client = Some(c);
             }
         }
         let route = match route {
             Some(r) => r,
-            None => self.metrics.route(service.as_ref(), client.as_ref()),
+            None => self.metrics.route(service, client.as_ref()),
         };
         let class = noted_class.unwrap_or_else(|| ResponseClass::of_status(status));
         route.count_request();
@@ -300,7 +309,7 @@ impl ServerTelemetry {
                 source: info.peer.to_string(),
                 method: info.method.clone(),
                 uri: info.uri.clone(),
-                service: shown(service.as_ref()),
+                service: shown(service),
                 client: shown(client.as_ref()),
                 status,
                 duration_ms: elapsed.as_secs_f64() * 1000.0,
@@ -311,7 +320,7 @@ impl ServerTelemetry {
             status,
             info,
             started: s.start,
-            span: s.span.map(|sc| (sc, service, client)),
+            span: s.span.map(|sc| (sc, service.cloned(), client)),
             tracer: self.tracer.clone(),
             access_log: self.access_log.clone(),
             router: self.router.clone(),
