@@ -907,20 +907,24 @@ def report(summary: dict, meta: dict, args, rot: dict | None = None) -> str:
         lo = min(rates)
         L.append("Ratios switchyard / peer (below 1.00× is better for switchyard, except throughput):")
         L.append("")
+        # One column of added p50 per rate (one when a single rate was run).
+        p50_rates = sorted({lo, hi})
         L.append(
-            f"| peer | CPU µs/req saturated | CPU µs/req @ {hi:,} | throughput | added p50 @ {lo:,} "
-            f"| added p50 @ {hi:,} | idle RSS | peak RSS | {args.idle_conns:,} conns RSS |"
+            f"| peer | CPU µs/req saturated | CPU µs/req @ {hi:,} | throughput | "
+            + "".join(f"added p50 @ {r:,} | " for r in p50_rates)
+            + f"idle RSS | peak RSS | {args.idle_conns:,} conns RSS |"
         )
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        L.append("|---|" + "---:|" * (6 + len(p50_rates)))
         for n in peers:
             r = summary[n]
             L.append(
                 f"| {n} | {ratio(sw['cpu_sat'], r['cpu_sat'])} "
                 f"| {ratio(sw['rates'][hi]['cpu_us_per_req'], r['rates'][hi]['cpu_us_per_req'])} "
                 f"| {ratio(sw['rps'], r['rps'])} "
-                f"| {ratio(sw['rates'][lo]['added_p50_us'], r['rates'][lo]['added_p50_us'])} "
-                f"| {ratio(sw['rates'][hi]['added_p50_us'], r['rates'][hi]['added_p50_us'])} "
-                f"| {ratio(sw['idle_rss_mb'], r['idle_rss_mb'])} "
+                + "".join(
+                    f"| {ratio(sw['rates'][q]['added_p50_us'], r['rates'][q]['added_p50_us'])} " for q in p50_rates
+                )
+                + f"| {ratio(sw['idle_rss_mb'], r['idle_rss_mb'])} "
                 f"| {ratio(sw['peak_rss_mb'], r['peak_rss_mb'])} "
                 f"| {ratio(sw['conns_rss_mb'], r['conns_rss_mb'])} |"
             )
