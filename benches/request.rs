@@ -256,7 +256,8 @@ fn bench(c: &mut Criterion) {
     // The same over 1,000 names in rotation (the default binding cache
     // holds 1,000), on a router of their own.
     let r = router(([127, 0, 0, 1], 9).into());
-    let names: Vec<http::request::Parts> = (0..1000).map(|i| request(&format!("web-{i}"))).collect();
+    let names: Vec<http::request::Parts> =
+        (0..1000).map(|i| request(&format!("web-{i}"))).collect();
     let mut i = 0;
     let mut next = || {
         i = (i + 1) % names.len();

@@ -404,47 +404,46 @@ impl Binding {
             clients.resolve(&snapshot)
         };
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-        // The task holds the binding weakly: dropping the binding's last
-        // handle drops `_stop`, which ends the task.
-        Arc::new_cyclic(|me: &std::sync::Weak<Binding>| {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                let me = me.clone();
-                rt.spawn(async move {
-                    loop {
-                        tokio::select! {
-                            biased;
-                            _ = &mut stop_rx => break,
-                            changed = follow.changed() => {
-                                if changed.is_err() {
-                                    break;
-                                }
-                                let snapshot = follow.borrow_and_update().clone();
-                                let Some(b) = me.upgrade() else { break };
-                                b.current.store(Arc::new(clients.resolve(&snapshot)));
-                                updates.increment(1);
+        let binding = Arc::new(Binding {
+            dst_service: header_value(&path.to_string()),
+            ctx_dtab: if local.is_empty() {
+                None
+            } else {
+                header_value(&local.to_string())
+            },
+            local,
+            path,
+            service,
+            rx,
+            current: ArcSwap::from_pointee(initial),
+            last_used: AtomicU64::new(now_ms),
+            evicted: AtomicBool::new(false),
+            metrics: RouteSlot::default(),
+            _stop: stop_tx,
+        });
+        // The task holds the binding weakly, made before it starts: dropping
+        // the binding's last handle drops `_stop`, which ends the task.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let me = Arc::downgrade(&binding);
+            rt.spawn(async move {
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = &mut stop_rx => break,
+                        changed = follow.changed() => {
+                            if changed.is_err() {
+                                break;
                             }
+                            let snapshot = follow.borrow_and_update().clone();
+                            let Some(b) = me.upgrade() else { break };
+                            b.current.store(Arc::new(clients.resolve(&snapshot)));
+                            updates.increment(1);
                         }
                     }
-                });
-            }
-            Binding {
-                dst_service: header_value(&path.to_string()),
-                ctx_dtab: if local.is_empty() {
-                    None
-                } else {
-                    header_value(&local.to_string())
-                },
-                local,
-                path,
-                service,
-                rx,
-                current: ArcSwap::from_pointee(initial),
-                last_used: AtomicU64::new(now_ms),
-                evicted: AtomicBool::new(false),
-                metrics: RouteSlot::default(),
-                _stop: stop_tx,
-            }
-        })
+                }
+            });
+        }
+        binding
     }
 
     /// The logical name.
