@@ -335,8 +335,9 @@ fn uri_segments(path: &str) -> impl Iterator<Item = Label> + '_ {
 /// name already seen, so each identifier keeps the names it produced keyed
 /// by the request bytes it read (the `Host` value, the leading path
 /// segments, ...). A request like an earlier one is then named by one
-/// lock-free lookup, without allocating. Failures are not kept: they are
-/// explained afresh each time.
+/// lock-free lookup, without allocating, and with no local dtab bound too
+/// (the name's link to its binding, [`Remembered`]). Failures are not kept:
+/// they are explained afresh each time.
 pub(crate) struct Identifiers {
     prefix: Path,
     capacity: usize,

@@ -13,8 +13,9 @@
 //!
 //! Cost when nothing but metrics is configured: no allocation (the noted
 //! state lives in the request's future, the response body is followed by
-//! the server's own body wrapper), one map lookup under a read lock per
-//! request for the (service, client) handles, and a few atomic adds. Traces,
+//! the server's own body wrapper), the route's handles found where the
+//! request's binding keeps them (else in a per-thread map), and a few
+//! atomic adds on the route's own cache line. Traces,
 //! access log and recent requests add work only when configured, and spans
 //! only when sampled.
 
