@@ -83,9 +83,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="arrivals-") as d:
         work = Path(d)
         try:
-            port = lb.free_port()
-            conf = lb.nginx_conf(work / "backend", port, None)
-            lb.spawn(["nginx", "-c", str(conf), "-p", str(conf.parent)], work / "backend.log")
+            _, port = lb.start_backend(work / "backend", work / "backend.log")
             time.sleep(0.5)
             ts = writes(work, port, args.rate, args.duration)
         finally:

@@ -156,10 +156,8 @@ def measure(
         old.unlink()
     started: list = []
     try:
-        bport = lb.free_port()
-        started.append(lb.spawn(
-            ["nginx", "-c", str(lb.nginx_conf(work / "be", bport, None)), "-p", str(work / "be")],
-            work / "be.log"))
+        be, bport = lb.start_backend(work / "be", work / "be.log")
+        started.append(be)
         port, admin = lb.free_port(), lb.free_port()
         site = work / "sy"
         site.mkdir(exist_ok=True)

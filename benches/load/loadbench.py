@@ -435,6 +435,14 @@ class Target:
     script: list[str] | None = None
 
 
+def start_backend(d: Path, log: Path) -> tuple[subprocess.Popen, int]:
+    """The backend every measurement forwards to: a one-worker nginx
+    answering `200 ok` on a free port of 127.0.0.1, configured in `d`."""
+    port = free_port()
+    conf = nginx_conf(d, port, None)
+    return spawn(["nginx", "-p", str(d), "-c", str(conf)], log), port
+
+
 def nginx_conf(d: Path, port: int, upstream: int | None) -> Path:
     """One worker; either the backend (`return 200 "ok"`) or a keep-alive proxy."""
     d.mkdir(parents=True, exist_ok=True)
@@ -1090,9 +1098,7 @@ def main() -> int:
     load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
     # The backend lives for the whole run; every proxy forwards to it.
-    backend_port = free_port()
-    bconf = nginx_conf(work / "backend", backend_port, None)
-    backend = spawn(["nginx", "-p", str(work / "backend"), "-c", str(bconf)], logs / "backend.log")
+    backend, backend_port = start_backend(work / "backend", logs / "backend.log")
     t0 = time.perf_counter()
     backend_start = wait_first_request(backend, backend_port, t0)
 

@@ -89,9 +89,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="rotation-") as d:
         work = Path(d)
         try:
-            bport = lb.free_port()
-            conf = lb.nginx_conf(work / "backend", bport, None)
-            lb.spawn(["nginx", "-c", str(conf), "-p", str(conf.parent)], work / "backend.log")
+            _, bport = lb.start_backend(work / "backend", work / "backend.log")
             lua = work / "rotation.lua"
             lua.write_text(lb.ROTATION_LUA)
             procs = {}

@@ -136,13 +136,14 @@ def main() -> None:
                     help="size of the nginx backend's answer as read by the proxy")
     ap.add_argument("--no-perf", action="store_true", help="skip the perf tracepoint windows")
     args = ap.parse_args()
+    # The proxies start in their own directories: a relative path would not
+    # be found from there.
+    args.switchyard = str(Path(args.switchyard).resolve())
     signal.signal(signal.SIGTERM, lb._on_signal)
     with tempfile.TemporaryDirectory(prefix="syscalls-") as d:
         work = Path(d)
         try:
-            backend = lb.free_port()
-            conf = lb.nginx_conf(work / "backend", backend, None)
-            lb.spawn(["nginx", "-c", str(conf), "-p", str(conf.parent)], work / "backend.log")
+            _, backend = lb.start_backend(work / "backend", work / "backend.log")
             for kind in args.proxies.split(","):
                 p, port, pid = start(kind, args.switchyard, work, backend)
                 lb.run_oha(port, args.rate, 1, args.connections)  # warm-up
